@@ -1,0 +1,224 @@
+"""Every error copper_async raises, rooted at one class.
+
+Catch :class:`CopperError` to catch everything; catch a subclass to handle one
+failure domain. Errors carry their context as attributes (status, window,
+counts) so callers never parse messages. aiohttp and asyncio errors never leak
+out: the HTTP layer translates them at one boundary with ``raise ... from``.
+
+::
+
+    CopperError
+    ├── InvalidInputError (ValueError)   bad input, raised before any request
+    │   ├── InvalidFilterError             a search filter or its body
+    │   └── InvalidOptionError             a client, engine or CLI option
+    ├── RecordError (ValueError)          a record that does not fit the schema
+    ├── ResponseError                     the API answered something unusable
+    │   └── ResponseFormatError            2xx, but not a JSON array / too large
+    ├── TransportError                    no answer: connection, DNS, timeout
+    │   └── RequestTimeoutError
+    ├── APIError                          the API answered an error status
+    │   ├── AuthenticationError            401, 403
+    │   ├── InvalidRequestError            400, 404, 422 and other 4xx
+    │   ├── RateLimitedError               429, still after every retry
+    │   └── ServerError                    5xx, still after every retry
+    ├── CapExceededError                  records the search cap makes unreachable
+    └── CheckpointError                   a checkpoint that cannot be used
+
+The access token is never part of any message or attribute here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "CapExceededError",
+    "CheckpointError",
+    "CopperError",
+    "InvalidFilterError",
+    "InvalidInputError",
+    "InvalidOptionError",
+    "InvalidRequestError",
+    "RateLimitedError",
+    "RecordError",
+    "RequestTimeoutError",
+    "ResponseError",
+    "ResponseFormatError",
+    "ServerError",
+    "TransportError",
+]
+
+
+class CopperError(Exception):
+    """Root of every error raised by copper_async.
+
+    ``context`` holds where it happened (window, page number, attempts...),
+    for logs and for callers that want to resume.
+    """
+
+    def __init__(self, message: str, *, context: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context: dict[str, Any] = dict(context or {})
+
+    def __str__(self) -> str:
+        if not self.context:
+            return self.message
+        details = ", ".join(f"{key}={value!r}" for key, value in self.context.items())
+        return f"{self.message} ({details})"
+
+
+class InvalidInputError(CopperError, ValueError):
+    """Input that cannot be valid; raised before any request is sent."""
+
+
+class InvalidFilterError(InvalidInputError):
+    """A search filter, or a search body, that Copper would not accept.
+
+    ``field`` names the offending field (e.g. ``"assignee_ids[2]"``).
+    """
+
+    def __init__(
+        self, field: str, reason: str, *, context: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(f"invalid filter field {field!r}: {reason}", context=context)
+        self.field = field
+        self.reason = reason
+
+
+class InvalidOptionError(InvalidInputError):
+    """A client, engine or CLI option out of its allowed range."""
+
+    def __init__(
+        self, option: str, reason: str, *, context: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(f"invalid option {option!r}: {reason}", context=context)
+        self.option = option
+        self.reason = reason
+
+
+class RecordError(CopperError, ValueError):
+    """A record that does not match the opportunity schema.
+
+    ``path`` is the field path inside the record, e.g. ``"custom_fields[3].value"``;
+    ``record_id`` is the record's id when it could be read.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        reason: str,
+        *,
+        record_id: object = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
+        where = f" in record {record_id!r}" if record_id is not None else ""
+        super().__init__(f"malformed record field {path!r}{where}: {reason}", context=context)
+        self.path = path
+        self.reason = reason
+        self.record_id = record_id
+
+
+class ResponseError(CopperError):
+    """The API answered, but not with something usable."""
+
+
+class ResponseFormatError(ResponseError):
+    """A success status whose body is not a JSON array of records.
+
+    ``excerpt`` is the start of what came back, to show what went wrong.
+    """
+
+    def __init__(
+        self, reason: str, *, excerpt: str = "", context: Mapping[str, Any] | None = None
+    ) -> None:
+        message = f"unexpected response body: {reason}"
+        if excerpt:
+            message += f"; body starts {excerpt!r}"
+        super().__init__(message, context=context)
+        self.reason = reason
+        self.excerpt = excerpt
+
+
+class TransportError(CopperError):
+    """No usable answer: connection refused or reset, DNS, TLS, timeouts."""
+
+
+class RequestTimeoutError(TransportError):
+    """A request took longer than its timeout."""
+
+
+class APIError(CopperError):
+    """The API answered with an error status.
+
+    ``status`` is the HTTP status, ``body`` the start of the error body
+    (decoded as text), ``attempts`` how many times the request was sent.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        body: str = "",
+        attempts: int = 1,
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
+        text = f"{message}: HTTP {status}"
+        if body:
+            text += f" {body[:300]!r}"
+        super().__init__(text, context=context)
+        self.status = status
+        self.body = body
+        self.attempts = attempts
+
+
+class AuthenticationError(APIError):
+    """401 or 403: the token, the email or the application header was refused."""
+
+
+class InvalidRequestError(APIError):
+    """400, 404, 422 or another 4xx that retrying cannot fix."""
+
+
+class RateLimitedError(APIError):
+    """429 on every attempt, until the retry budget ran out."""
+
+
+class ServerError(APIError):
+    """5xx on every attempt, until the retry budget ran out."""
+
+
+class CapExceededError(CopperError):
+    """A window that the search cap keeps from being read in full.
+
+    Raised when even a single second of every split field holds more records
+    than the cap. ``window`` describes the bounds, ``count`` how many records
+    it matches, ``cap`` the cap and ``unreachable`` how many cannot be read.
+    """
+
+    def __init__(
+        self,
+        *,
+        window: Mapping[str, Any],
+        count: int,
+        cap: int,
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
+        unreachable = max(count - cap, 0)
+        super().__init__(
+            f"{unreachable} records are unreachable: window {dict(window)!r} matches "
+            f"{count} records and the search cap is {cap}",
+            context=context,
+        )
+        self.window = dict(window)
+        self.count = count
+        self.cap = cap
+        self.unreachable = unreachable
+
+
+class CheckpointError(CopperError):
+    """A checkpoint that is unreadable, or belongs to a different job."""

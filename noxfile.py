@@ -1,0 +1,29 @@
+"""Sessions that CI and developers run: tests, lint, typecheck, bench."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = ["3.11"]
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    session.install(".[test]")
+    session.run("python", "-W", "error", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "copper_async", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "copper_async", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    session.install(".[test]", "mypy")
+    session.run("mypy", "--strict", "copper_async")
