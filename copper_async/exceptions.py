@@ -197,27 +197,34 @@ class CapExceededError(CopperError):
 
     Raised when even a single second of every split field holds more records
     than the cap. ``window`` describes the bounds, ``count`` how many records
-    it matches, ``cap`` the cap and ``unreachable`` how many cannot be read.
+    it matches (``None`` when the API sent no total: then only "at least
+    ``cap``" is known), ``cap`` the cap and ``unreachable`` how many records
+    cannot be read (``None`` when unknown).
     """
 
     def __init__(
         self,
         *,
         window: Mapping[str, Any],
-        count: int,
+        count: int | None,
         cap: int,
         context: Mapping[str, Any] | None = None,
     ) -> None:
-        unreachable = max(count - cap, 0)
-        super().__init__(
-            f"{unreachable} records are unreachable: window {dict(window)!r} matches "
-            f"{count} records and the search cap is {cap}",
-            context=context,
-        )
         self.window = dict(window)
         self.count = count
         self.cap = cap
-        self.unreachable = unreachable
+        self.unreachable: int | None = None if count is None else max(count - cap, 0)
+        if count is None:
+            message = (
+                f"window {self.window!r} matches at least {cap} records (the search cap) "
+                "and the API sent no total, so some records may be unreachable"
+            )
+        else:
+            message = (
+                f"{self.unreachable} records are unreachable: window {self.window!r} "
+                f"matches {count} records and the search cap is {cap}"
+            )
+        super().__init__(message, context=context)
 
 
 class CheckpointError(CopperError):
