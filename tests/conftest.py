@@ -6,8 +6,12 @@ several modules use is here.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # CI machines are small and shared: keep property tests deterministic and
@@ -17,3 +21,21 @@ settings.register_profile(
 )
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+
+@pytest.fixture(autouse=True)
+def _own_loop_for_sync_tests(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Give sync tests a loop that is closed after them.
+
+    looptime's hook calls ``get_event_loop()`` in every test, which in a sync
+    test creates a loop nobody closes; the next async test then trips
+    ``-W error`` on its ResourceWarning.
+    """
+    if inspect.iscoroutinefunction(request.function):
+        yield
+        return
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()

@@ -1,0 +1,320 @@
+"""The HTTP protocol of Copper's search API, sans I/O.
+
+Pure functions only: what a request looks like (URL, headers, body bytes) and
+what a response means (status class, ``X-PW-TOTAL``, ``Retry-After``, the
+records in the body). Nothing here touches a socket or reads a clock, so all
+of it is tested directly and fuzzed; :mod:`copper_async.client` does the I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import math
+import re
+from collections.abc import Iterable, Mapping
+from email.utils import parsedate_to_datetime
+from importlib import metadata
+from typing import Any
+
+import orjson
+import yarl
+
+from copper_async.exceptions import InvalidFilterError, InvalidOptionError, ResponseFormatError
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_USER_AGENT",
+    "MAX_TOTAL",
+    "SEARCH_PATH",
+    "StatusClass",
+    "body_paging",
+    "check_records",
+    "classify_status",
+    "decode_json",
+    "encode_body",
+    "error_text",
+    "excerpt",
+    "header",
+    "is_loopback_host",
+    "parse_http_date",
+    "parse_records",
+    "parse_retry_after",
+    "parse_total",
+    "request_headers",
+    "search_url",
+    "validate_base_url",
+]
+
+DEFAULT_BASE_URL = "https://api.copper.com/developer_api/v1"
+#: Appended to the base URL for the one endpoint this package calls.
+SEARCH_PATH = "opportunities/search"
+#: ``X-PW-TOTAL`` values above this are nonsense (a broken proxy, an overflow): None.
+MAX_TOTAL = 10**12
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("copper-async")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0+unknown"
+
+
+DEFAULT_USER_AGENT = f"copper-async/{_package_version()}"
+
+# Header values go on the wire verbatim: refuse anything that could split a
+# header (CR, LF) or that HTTP does not allow in a field value.
+_HEADER_VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+_MAX_HEADER_VALUE = 4096
+# RFC 9110 delay-seconds is 1*DIGIT; a fraction is tolerated because some
+# proxies send one. Bounded length so a hostile header cannot cost much.
+_DELAY_SECONDS = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,9}))?")
+_TOTAL = re.compile(r"[0-9]{1,13}")
+_EXCERPT_CHARS = 200
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and addresses in 127.0.0.0/8 or ``::1``."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_base_url(base_url: object, *, allow_insecure_http: bool = False) -> str:
+    """The base URL, normalised without a trailing slash, or InvalidOptionError.
+
+    Only ``https`` is accepted, except for a loopback host (tests, local
+    proxies) or when ``allow_insecure_http`` is set: the access token travels
+    in a header, so plain HTTP would expose it. Credentials, a query or a
+    fragment in the URL are refused.
+    """
+    if not isinstance(base_url, str) or not base_url.strip():
+        raise InvalidOptionError("base_url", "must be a non-empty URL string")
+    try:
+        url = yarl.URL(base_url.strip())
+    except (ValueError, TypeError) as err:
+        raise InvalidOptionError("base_url", f"is not a valid URL: {err}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise InvalidOptionError("base_url", "must be an absolute http(s) URL with a host")
+    if url.user is not None or url.password is not None:
+        raise InvalidOptionError("base_url", "must not carry credentials")
+    if url.query_string or url.fragment:
+        raise InvalidOptionError("base_url", "must not have a query or a fragment")
+    if url.scheme == "http" and not allow_insecure_http and not is_loopback_host(url.host):
+        raise InvalidOptionError(
+            "base_url",
+            "must use https (the access token is sent in a header); "
+            "pass allow_insecure_http=True to override",
+        )
+    return str(url).rstrip("/")
+
+
+def search_url(base_url: str) -> str:
+    """The opportunities search endpoint under a validated base URL."""
+    return f"{base_url.rstrip('/')}/{SEARCH_PATH}"
+
+
+def _check_header_value(option: str, value: object, *, secret: bool = False) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidOptionError(option, "must be a non-empty string")
+    if len(value) > _MAX_HEADER_VALUE or not _HEADER_VALUE.fullmatch(value):
+        # Never echo a secret back, not even in an error message.
+        shown = "the value" if secret else repr(value[:80])
+        raise InvalidOptionError(
+            option,
+            f"{shown} must be printable ASCII without line breaks or surrounding spaces",
+        )
+    return value
+
+
+def request_headers(*, access_token: str, user_email: str, user_agent: str) -> dict[str, str]:
+    """The headers every request sends; raises InvalidOptionError naming a bad one."""
+    token = _check_header_value("access_token", access_token, secret=True)
+    email = _check_header_value("user_email", user_email)
+    if "@" not in email:
+        raise InvalidOptionError("user_email", f"{email!r} is not an email address")
+    agent = _check_header_value("user_agent", user_agent)
+    return {
+        "X-PW-AccessToken": token,
+        "X-PW-Application": "developer_api",
+        "X-PW-UserEmail": email,
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "User-Agent": agent,
+    }
+
+
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    """The JSON bytes of a request body; InvalidFilterError if it cannot be encoded."""
+    if not isinstance(body, Mapping):
+        raise InvalidFilterError("body", f"must be a mapping, not {type(body).__name__}")
+    try:
+        return orjson.dumps(dict(body))
+    except TypeError as err:  # orjson.JSONEncodeError is a TypeError
+        raise InvalidFilterError("body", f"cannot be encoded as JSON: {err}") from None
+
+
+def body_paging(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``page_number`` / ``page_size`` of a body, for error context (absent keys skipped)."""
+    return {key: body[key] for key in ("page_number", "page_size") if key in body}
+
+
+class StatusClass(enum.Enum):
+    """What an HTTP status means to the client."""
+
+    OK = "ok"  # 2xx: a page
+    AUTHENTICATION = "authentication"  # 401, 403: the credentials were refused
+    RATE_LIMITED = "rate_limited"  # 429: slow down, then retry
+    SERVER = "server"  # 5xx: retry
+    INVALID = "invalid"  # any other status (4xx, 3xx, 1xx): retrying cannot help
+
+
+def classify_status(status: int) -> StatusClass:
+    """Map an HTTP status to its :class:`StatusClass`."""
+    if 200 <= status < 300:
+        return StatusClass.OK
+    if status in (401, 403):
+        return StatusClass.AUTHENTICATION
+    if status == 429:
+        return StatusClass.RATE_LIMITED
+    if 500 <= status < 600:
+        return StatusClass.SERVER
+    return StatusClass.INVALID
+
+
+def header(headers: Mapping[str, str] | Iterable[tuple[str, str]], name: str) -> str | None:
+    """The first value of header ``name``, matched case-insensitively, or None.
+
+    Accepts a plain dict as well as aiohttp's case-insensitive multidicts.
+    """
+    wanted = name.lower()
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    for key, value in items:
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+def parse_total(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> int | None:
+    """The ``X-PW-TOTAL`` header as an int.
+
+    None when it is absent, not a plain non-negative decimal integer, or above
+    :data:`MAX_TOTAL`: the engine treats the total as a hint, so a value that
+    cannot be trusted is no value.
+    """
+    value = header(headers, "X-PW-TOTAL")
+    if value is None:
+        return None
+    value = value.strip()
+    # A regex rather than int(): int() also takes "+5", "1_000" and non-ASCII digits.
+    if not _TOTAL.fullmatch(value):
+        return None
+    total = int(value)
+    return total if total <= MAX_TOTAL else None
+
+
+def parse_http_date(value: str | None) -> float | None:
+    """An HTTP date (``Date``, ``Retry-After``) as Unix seconds, or None."""
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment.tzinfo is None:  # "-0000": RFC 5322 says UTC, source unknown
+        return None
+    try:
+        return moment.timestamp()
+    except (OverflowError, OSError, ValueError):  # pragma: no cover - platform limits
+        return None
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value, or None if absent or unreadable.
+
+    ``value`` is delay-seconds (``"120"``) or an HTTP date; ``now`` is the
+    current Unix time, best taken from the same response's ``Date`` header so
+    that clock skew between client and server cancels out. A date in the past
+    means 0.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if match := _DELAY_SECONDS.fullmatch(text):
+        whole, fraction = match.groups()
+        return float(f"{whole}.{fraction or '0'}")
+    when = parse_http_date(text)
+    if when is None or not math.isfinite(now):
+        return None
+    return max(when - now, 0.0)
+
+
+def excerpt(body: bytes, *, limit: int = _EXCERPT_CHARS) -> str:
+    """The start of a body as text, for error messages (undecodable bytes replaced)."""
+    text = body[: limit * 4].decode("utf-8", errors="replace")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def error_text(body: bytes, *, limit: int = 2000) -> str:
+    """An error body as bounded text, stripped of surrounding whitespace."""
+    return excerpt(body, limit=limit).strip()
+
+
+def decode_json(body: bytes) -> Any:
+    """Parse a response body as JSON.
+
+    ResponseFormatError when the body is empty, truncated, not UTF-8 or not
+    JSON: the signs of a flaky proxy, which a retry may cure.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        reason = "empty body" if not body.strip() else f"not valid JSON ({err.msg})"
+        raise ResponseFormatError(reason, excerpt=excerpt(body)) from None
+
+
+def check_records(value: Any, body: bytes = b"") -> list[dict[str, Any]]:
+    """``value`` if it is a list of JSON objects, else ResponseFormatError.
+
+    This answer is well-formed JSON of the wrong shape (an error object, a
+    string), which a retry will not change. ``body`` supplies the excerpt.
+    """
+    if value.__class__ is not list:
+        raise ResponseFormatError(
+            f"expected a JSON array of records, got a JSON {_json_kind(value)}",
+            excerpt=excerpt(body),
+        )
+    for index, item in enumerate(value):
+        if item.__class__ is not dict:
+            raise ResponseFormatError(
+                f"expected a JSON object at index {index}, got a JSON {_json_kind(item)}",
+                excerpt=excerpt(body),
+            )
+    return value
+
+
+def parse_records(body: bytes) -> list[dict[str, Any]]:
+    """The records of a search response body: a JSON array of objects.
+
+    Any other body raises ResponseFormatError (and nothing else) with an
+    excerpt of what came back.
+    """
+    return check_records(decode_json(body), body)
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"

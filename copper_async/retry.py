@@ -1,0 +1,172 @@
+"""When to retry a request, and how long to wait first: pure decisions, no I/O.
+
+:class:`RetryPolicy` is configuration plus one function,
+:meth:`RetryPolicy.decide`, which maps a failed attempt (what failed, which
+attempt, how long since the first send, the server's ``Retry-After``) to
+:class:`Retry` (wait this long) or :class:`GiveUp`. The client does the
+waiting on its injected clock; keeping the decision pure lets property tests
+check every schedule without time passing.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+
+import attrs
+
+from copper_async.exceptions import InvalidOptionError
+
+__all__ = ["Decision", "Failure", "GiveUp", "Retry", "RetryPolicy"]
+
+# 2**64 times any sane initial backoff is past every max_backoff; capping the
+# exponent keeps the arithmetic finite for absurd attempt numbers.
+_MAX_EXPONENT = 64
+
+
+class Failure(enum.Enum):
+    """What went wrong with one attempt."""
+
+    RATE_LIMITED = "rate_limited"  # 429
+    SERVER_ERROR = "server_error"  # 5xx
+    TIMEOUT = "timeout"  # no answer in time
+    CONNECTION = "connection"  # refused, reset, DNS, TLS, cut-off body
+    MALFORMED_BODY = "malformed_body"  # 2xx whose body is truncated or not JSON
+    UNEXPECTED_BODY = "unexpected_body"  # 2xx with valid JSON of the wrong shape
+    TOO_LARGE = "too_large"  # 2xx body above max_response_bytes
+    AUTHENTICATION = "authentication"  # 401, 403
+    INVALID_REQUEST = "invalid_request"  # 400, 404, 422, other 4xx
+
+    @property
+    def retryable(self) -> bool:
+        """Whether sending the same request again can succeed."""
+        return self in _RETRYABLE
+
+
+_RETRYABLE = frozenset(
+    {
+        Failure.RATE_LIMITED,
+        Failure.SERVER_ERROR,
+        Failure.TIMEOUT,
+        Failure.CONNECTION,
+        Failure.MALFORMED_BODY,
+    }
+)
+
+
+@attrs.frozen
+class Retry:
+    """Send again after ``delay`` seconds."""
+
+    delay: float
+
+
+@attrs.frozen
+class GiveUp:
+    """Stop; ``reason`` says why (for logs and error context)."""
+
+    reason: str
+
+
+Decision = Retry | GiveUp
+
+
+def _check_seconds(name: str, value: object, *, low: float, high: float, open_low: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidOptionError(name, f"must be a number of seconds, not {value!r}")
+    if not math.isfinite(value):
+        raise InvalidOptionError(name, f"must be finite, not {value!r}")
+    if (value <= low if open_low else value < low) or value > high:
+        bound = "above" if open_low else "at least"
+        raise InvalidOptionError(name, f"must be {bound} {low} and at most {high}, not {value}")
+
+
+def _check_attempts(_instance: object, _attribute: object, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidOptionError("attempts", f"must be an integer, not {value!r}")
+    if not 1 <= value <= 100:
+        raise InvalidOptionError("attempts", f"must be between 1 and 100, not {value}")
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How often and how patiently a request is retried.
+
+    - ``attempts``: sends in all, the first included (1 = never retry).
+    - ``initial_backoff`` / ``max_backoff``: retry *n* (1-based) waits
+      ``uniform(0, min(max_backoff, initial_backoff * 2**(n-1)))`` seconds,
+      "full jitter", so that clients that failed together do not come back
+      together.
+    - ``deadline``: seconds from the first send after which no retry starts;
+      a wait that would end past it is not taken, the request gives up.
+    - ``max_retry_after``: the longest ``Retry-After`` honoured; a server's
+      ``Retry-After`` replaces the backoff, capped at this.
+    - ``rng``: the random source of the jitter (inject a seeded one in tests).
+
+    Retried: 429, 5xx, timeouts, connection errors and a 2xx whose body is
+    truncated or not JSON. Never retried: 401/403, other 4xx, a body of the
+    wrong shape or too large.
+    """
+
+    attempts: int = attrs.field(default=6, validator=_check_attempts)
+    initial_backoff: float = 0.5
+    max_backoff: float = 30.0
+    deadline: float = 180.0
+    max_retry_after: float = 120.0
+    rng: random.Random | None = attrs.field(default=None, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        _check_seconds("initial_backoff", self.initial_backoff, low=0, high=3600, open_low=False)
+        _check_seconds("max_backoff", self.max_backoff, low=0, high=3600, open_low=False)
+        if self.max_backoff < self.initial_backoff:
+            raise InvalidOptionError("max_backoff", "must be at least initial_backoff")
+        _check_seconds("deadline", self.deadline, low=0, high=86_400, open_low=True)
+        _check_seconds("max_retry_after", self.max_retry_after, low=0, high=86_400, open_low=False)
+        if self.rng is not None and not isinstance(self.rng, random.Random):
+            raise InvalidOptionError("rng", "must be a random.Random or None")
+
+    @classmethod
+    def never(cls) -> RetryPolicy:
+        """A policy that sends each request once."""
+        return cls(attempts=1)
+
+    def backoff_ceiling(self, retry_number: int) -> float:
+        """The upper bound of the jittered wait before retry ``retry_number`` (1-based)."""
+        exponent = min(max(retry_number - 1, 0), _MAX_EXPONENT)
+        return min(self.max_backoff, self.initial_backoff * 2.0**exponent)
+
+    def backoff(self, retry_number: int) -> float:
+        """A full-jitter wait before retry ``retry_number``."""
+        ceiling = self.backoff_ceiling(retry_number)
+        uniform = self.rng.uniform if self.rng is not None else random.uniform
+        # uniform() may round to just past its upper bound; clamp to keep the promise.
+        return min(max(uniform(0.0, ceiling), 0.0), ceiling)
+
+    def decide(
+        self,
+        failure: Failure,
+        *,
+        attempt: int,
+        elapsed: float,
+        retry_after: float | None = None,
+    ) -> Decision:
+        """Retry after a failed ``attempt`` (1-based), or give up.
+
+        ``elapsed`` is the time since the first send; ``retry_after`` the
+        server's ``Retry-After`` in seconds, if it sent one.
+        """
+        if not failure.retryable:
+            return GiveUp(f"{failure.value} is not retryable")
+        if attempt >= self.attempts:
+            return GiveUp(f"no attempts left after {attempt}")
+        if retry_after is not None and math.isfinite(retry_after):
+            delay = min(max(retry_after, 0.0), self.max_retry_after)
+        else:
+            delay = self.backoff(attempt)
+        if elapsed + delay > self.deadline:
+            return GiveUp(
+                f"waiting {delay:.3f}s would pass the {self.deadline:g}s deadline "
+                f"({elapsed:.3f}s elapsed)"
+            )
+        return Retry(delay)
