@@ -650,9 +650,26 @@ class WindowPlanner:
 
     # -- checkpoints ------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
+    def _remember(self, records: Iterable[Mapping[str, Any]]) -> None:
+        reading = [
+            self._states[key] for key in self._order if self._states[key].phase is _Phase.READ
+        ]
+        if not reading:
+            return
+        for record in records:
+            for state in reading:
+                if _inside(record, state.window, self.split_fields):
+                    state.seen.add(record[self.id_field])
+                    break
+
+    def snapshot(self, *, include_seen: bool = True) -> dict[str, Any]:
         """The planner's state as JSON data (requests in flight are not in it:
-        after :meth:`restore` they are asked for again)."""
+        after :meth:`restore` they are asked for again).
+
+        ``include_seen=False`` leaves out the ids delivered from windows still
+        being read (up to a cap's worth each): a caller that kept the records
+        themselves (an export file) hands them back to :meth:`restore`.
+        """
         windows = []
         for key in self._order:
             state = self._states[key]
@@ -681,7 +698,7 @@ class WindowPlanner:
                 # Nothing of a NEW or CUT window was delivered: look at it afresh.
                 entry["phase"] = "new"
                 entry["look_at_cut_page"] = state.look_at_cut_page
-            entry["seen"] = sorted(state.seen)
+            entry["seen"] = sorted(state.seen) if include_seen else None
             entry["unique"] = state.unique
             windows.append(entry)
         return {
@@ -706,8 +723,14 @@ class WindowPlanner:
         lookahead: int = 2,
         max_passes: int = 3,
         id_field: str = "id",
+        delivered: Iterable[Mapping[str, Any]] = (),
     ) -> WindowPlanner:
-        """Rebuild a planner from :meth:`snapshot` data."""
+        """Rebuild a planner from :meth:`snapshot` data.
+
+        ``delivered`` are records delivered before the snapshot, when it was
+        taken without ``include_seen``: each one's id is remembered by the
+        window whose bounds hold it, so it is not delivered again.
+        """
         try:
             if snapshot["version"] != _SNAPSHOT_VERSION:
                 raise CheckpointError(f"unknown planner snapshot version {snapshot['version']!r}")
@@ -735,7 +758,7 @@ class WindowPlanner:
                     depth=int(entry["depth"]),
                 )
                 state = _WindowState(window, pass_number=int(entry["pass"]))
-                state.seen = {int(i) for i in entry["seen"]}
+                state.seen = {int(i) for i in entry["seen"] or ()}
                 state.unique = int(entry["unique"])
                 state.look_at_cut_page = bool(entry.get("look_at_cut_page", False))
                 if entry["phase"] == "read":
@@ -752,6 +775,7 @@ class WindowPlanner:
                     state.cap_limited = bool(entry["cap_limited"])
                 planner._states[window.key] = state
                 planner._order.append(window.key)
+            planner._remember(delivered)
             # Pages that were in flight may have been all a window still waited for.
             for key in list(planner._order):
                 state = planner._states[key]
@@ -762,6 +786,14 @@ class WindowPlanner:
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"planner snapshot is damaged: {error!r}") from error
         return planner
+
+
+def _inside(record: Mapping[str, Any], window: Window, fields: Sequence[str]) -> bool:
+    for field, (lo, hi) in zip(fields, window.bounds, strict=True):
+        value = _split_value(record, field)
+        if value is None or (lo is not None and value < lo) or (hi is not None and value > hi):
+            return False
+    return True
 
 
 def _bound(value: Any) -> Bound:
