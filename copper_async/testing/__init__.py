@@ -1,0 +1,27 @@
+"""An embedded Copper-compatible search server, for tests, demos and benchmarks.
+
+``Dataset`` holds the records (generated, loaded from JSON lines, or given),
+``FakeCopperServer`` serves them on loopback like Copper's
+``/opportunities/search``, with its cap, its total header and, on request,
+rate limits, faults, latency and drift.
+"""
+
+from copper_async.testing.dataset import Dataset, HotSpot
+from copper_async.testing.faults import FAULT_KINDS, DriftPlan, FaultPlan
+from copper_async.testing.query import Paging, Query, QueryError, parse_search_body
+from copper_async.testing.server import SEARCH_ROUTE, FakeCopperServer, FakeServerOptions
+
+__all__ = [
+    "FAULT_KINDS",
+    "SEARCH_ROUTE",
+    "Dataset",
+    "DriftPlan",
+    "FakeCopperServer",
+    "FakeServerOptions",
+    "FaultPlan",
+    "HotSpot",
+    "Paging",
+    "Query",
+    "QueryError",
+    "parse_search_body",
+]
