@@ -36,6 +36,7 @@ from copper_async.exceptions import (
     TransportError,
 )
 from copper_async.filters import DEFAULT_PAGE_SIZE, OpportunityFilter
+from copper_async.opportunities import OpportunitiesAPI
 from copper_async.protocol import StatusClass
 from copper_async.ratelimit import RateLimit, RequestLimiter
 from copper_async.records import Opportunity, structure_page
@@ -263,6 +264,11 @@ class CopperClient:
     def session(self) -> aiohttp.ClientSession | None:
         """The aiohttp session in use; None before first use and after :meth:`aclose`."""
         return self._session
+
+    @property
+    def opportunities(self) -> OpportunitiesAPI:
+        """Searches over every opportunity: ``client.opportunities.search(...)``."""
+        return OpportunitiesAPI(self, clock=self._clock)
 
     @property
     def limiter(self) -> RequestLimiter:

@@ -24,6 +24,8 @@ out: the HTTP layer translates them at one boundary with ``raise ... from``.
     ├── CapExceededError                  records the search cap makes unreachable
     └── CheckpointError                   a checkpoint that cannot be used
 
+    SearchCapWarning (UserWarning)        on_cap="warn": records left unread
+
 The access token is never part of any message or attribute here.
 """
 
@@ -47,6 +49,7 @@ __all__ = [
     "RequestTimeoutError",
     "ResponseError",
     "ResponseFormatError",
+    "SearchCapWarning",
     "ServerError",
     "TransportError",
 ]
@@ -229,3 +232,7 @@ class CapExceededError(CopperError):
 
 class CheckpointError(CopperError):
     """A checkpoint that is unreadable, or belongs to a different job."""
+
+
+class SearchCapWarning(UserWarning):
+    """``on_cap="warn"``: a window was read only up to the search cap."""
