@@ -25,9 +25,12 @@ from copper_async.testing.query import PRIORITY_IDS, STATUS_IDS, CustomFieldQuer
 __all__ = ["Dataset", "HotSpot"]
 
 _UTC = dt.UTC
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _DEFAULT_START = int(dt.datetime(2015, 1, 1, tzinfo=_UTC).timestamp())
 _DEFAULT_END = int(dt.datetime(2026, 1, 1, tzinfo=_UTC).timestamp())
 _CACHE_SIZE = 8
+# Generation passes the close date's timestamp along, to spare parsing it back.
+_CLOSE_TS = "\x00close_ts"
 _INDEXED = ("date_created", "date_modified")
 
 
@@ -73,7 +76,9 @@ class _Row:
         "tags",
     )
 
-    def __init__(self, record: Mapping[str, Any], followed: bool) -> None:
+    def __init__(
+        self, record: Mapping[str, Any], followed: bool, close_date: int | None = None
+    ) -> None:
         get = record.get
         self.id: int = record["id"]
         self.name = get("name")
@@ -92,7 +97,9 @@ class _Row:
         self.monetary_value = get("monetary_value")
         self.monetary_unit = get("monetary_unit")
         self.interaction_count = get("interaction_count")
-        self.close_date = _close_timestamp(get("close_date"))
+        self.close_date = (
+            close_date if close_date is not None else _close_timestamp(get("close_date"))
+        )
         self.date_last_contacted = get("date_last_contacted")
         self.date_stage_changed = get("date_stage_changed")
         self.date_created: Any = get("date_created")
@@ -100,10 +107,11 @@ class _Row:
         self.custom = {
             f["custom_field_definition_id"]: f.get("value")
             for f in get("custom_fields") or ()
-            if isinstance(f, Mapping)
+            if type(f) is dict
         }
         self.followed = followed
-        self.encoded = orjson.dumps(record)
+        # A copy: orjson's result keeps its whole working buffer (about 16 KiB).
+        self.encoded = memoryview(orjson.dumps(record)).tobytes()
 
 
 def _close_timestamp(value: Any) -> int | None:
@@ -250,23 +258,26 @@ class Dataset:
             raise ValueError("count must be >= 0 and start before end")
         dataset = cls(start=start, end=end)
         rng = random.Random(seed)
-        records = [_generate(rng, 1 + i, start, end) for i in range(count)]
-        next_id = count + 1
-        for spot in hot_spots:
-            for offset in range(spot.count):
-                created = spot.created
-                modified = created + (offset % (spot.modified_spread + 1))
-                record = _generate(rng, next_id, start, end, created=created, modified=modified)
-                records.append(record)
-                next_id += 1
-        dataset._load(records)
+
+        def records() -> Iterable[dict[str, Any]]:
+            for i in range(count):
+                yield _generate(rng, 1 + i, start, end)
+            next_id = count + 1
+            for spot in hot_spots:
+                for offset in range(spot.count):
+                    created = spot.created
+                    modified = created + (offset % (spot.modified_spread + 1))
+                    yield _generate(rng, next_id, start, end, created=created, modified=modified)
+                    next_id += 1
+
+        dataset._load(records())
         return dataset
 
     def _load(self, records: Iterable[Mapping[str, Any]]) -> None:
         for record in records:
             data = dict(record)
             followed = bool(data.pop("followed", False))
-            row = _Row(data, followed)
+            row = _Row(data, followed, data.pop(_CLOSE_TS, None))
             if row.id in self._rows:
                 raise ValueError(f"duplicate record id {row.id}")
             self._rows[row.id] = row
@@ -347,7 +358,8 @@ class Dataset:
     def insert_generated(self, rng: random.Random, *, created: int | None = None) -> int:
         """Add one generated record; returns its id."""
         record = _generate(rng, self._next_id, self.start, self.end, created=created)
-        row = _Row(record, followed=bool(record.pop("followed", False)))
+        followed = bool(record.pop("followed", False))
+        row = _Row(record, followed, record.pop(_CLOSE_TS, None))
         self._rows[row.id] = row
         self._next_id += 1
         for field in _INDEXED:
@@ -424,17 +436,23 @@ _PRIORITIES = ("None", "None", "Low", "Medium", "High")
 _DETAILS = "Opportunities are created for People and Companies that are interested in buying."
 
 
-def _created_second(rng: random.Random, start: int, end: int) -> int:
+def _created_second(random_: Callable[[], float], start: int, end: int) -> int:
     """Growth over the years (density rises linearly), weekday office hours mostly."""
     days = max((end - start) // 86_400, 1)
-    day = min(int(days * rng.random() ** 0.5), days - 1)
-    weekday = (dt.date(1970, 1, 1) + dt.timedelta(days=(start // 86_400) + day)).weekday()
-    if weekday >= 5 and rng.random() < 0.7:
+    day = min(int(days * random_() ** 0.5), days - 1)
+    weekday = (start // 86_400 + day + 3) % 7  # 1970-01-01 was a Thursday
+    if weekday >= 5 and random_() < 0.7:
         day = max(day - (weekday - 4), 0)
     # Mostly 9:00-18:00 US Eastern (in UTC), sometimes any hour.
-    office = rng.random() < 0.85
-    second = rng.randrange(14 * 3600, 23 * 3600) if office else rng.randrange(86_400)
+    if random_() < 0.85:
+        second = 14 * 3600 + int(random_() * 9 * 3600)
+    else:
+        second = int(random_() * 86_400)
     return min(start + day * 86_400 + second, end - 1)
+
+
+_MULTI_SELECT = ((), (8,), (9,), (8, 10), (11,), (9, 11), (8, 9, 10))
+_TAG_SETS = ((), (), ("tag1",), ("q4",), ("inbound", "tag1"), ("partner",), ("renewal", "tag2"))
 
 
 def _generate(
@@ -446,64 +464,65 @@ def _generate(
     created: int | None = None,
     modified: int | None = None,
 ) -> dict[str, Any]:
-    random_ = rng.random
+    r = rng.random
     if created is None:
-        created = _created_second(rng, start, end)
+        created = _created_second(r, start, end)
     if modified is None:
         modified = min(created + int(rng.expovariate(1 / (20 * 86_400))), end + 365 * 86_400)
-    status = _STATUSES[rng.randrange(len(_STATUSES))]
-    close = dt.datetime.fromtimestamp(created + rng.randrange(7, 180) * 86_400, _UTC)
-    company = rng.randrange(len(_COMPANIES))
-    value: int | float = rng.randrange(1, 500) * 250
-    if random_() < 0.3:
+    status = _STATUSES[int(r() * len(_STATUSES))]
+    close_ts = (created // 86_400 + 7 + int(r() * 173)) * 86_400
+    close = _EPOCH + dt.timedelta(seconds=close_ts)
+    company = int(r() * len(_COMPANIES))
+    value: int | float = (1 + int(r() * 499)) * 250
+    if r() < 0.3:
         value = float(value)
-    contacted = created + rng.randrange(0, 90 * 86_400) if random_() < 0.6 else None
-    stage_changed = created + rng.randrange(0, 30 * 86_400) if random_() < 0.8 else None
+    contacted = created + int(r() * 90 * 86_400) if r() < 0.6 else None
+    stage_changed = created + int(r() * 30 * 86_400) if r() < 0.8 else None
     record: dict[str, Any] = {
         "id": record_id,
-        "name": f"{rng.randrange(1, 500)} {_ADJECTIVES[rng.randrange(8)]} "
-        f"{_PRODUCTS[rng.randrange(6)]}",
-        "assignee_id": rng.randrange(1, 40) if random_() < 0.8 else None,
+        "name": f"{1 + int(r() * 499)} {_ADJECTIVES[int(r() * 8)]} {_PRODUCTS[int(r() * 6)]}",
+        "assignee_id": 1 + int(r() * 39) if r() < 0.8 else None,
         "close_date": f"{close.month}/{close.day}/{close.year}",
         "company_id": 100 + company,
         "company_name": _COMPANIES[company],
-        "customer_source_id": rng.randrange(1, 8) if random_() < 0.6 else None,
+        "customer_source_id": 1 + int(r() * 7) if r() < 0.6 else None,
         "details": _DETAILS,
-        "loss_reason_id": rng.randrange(1, 6) if status == "Lost" else None,
-        "pipeline_id": rng.randrange(1, 4),
-        "pipeline_is_revenue": random_() < 0.2,
-        "pipeline_stage_id": rng.randrange(10, 20),
+        "loss_reason_id": 1 + int(r() * 5) if status == "Lost" else None,
+        "pipeline_id": 1 + int(r() * 3),
+        "pipeline_is_revenue": r() < 0.2,
+        "pipeline_stage_id": 10 + int(r() * 10),
         "pipeline_type": "opportunity",
-        "primary_contact_id": rng.randrange(1, 5000) if random_() < 0.7 else None,
-        "priority": _PRIORITIES[rng.randrange(5)],
+        "primary_contact_id": 1 + int(r() * 4999) if r() < 0.7 else None,
+        "priority": _PRIORITIES[int(r() * 5)],
         "status": status,
-        "tags": sorted(set(rng.sample(_TAGS, rng.randrange(0, 3)))),
-        "interaction_count": rng.randrange(0, 40),
-        "monetary_unit": "USD" if random_() < 0.9 else "EUR",
+        "tags": list(_TAG_SETS[int(r() * len(_TAG_SETS))]),
+        "interaction_count": int(r() * 40),
+        "monetary_unit": "USD" if r() < 0.9 else "EUR",
         "monetary_value": value,
-        "win_probability": rng.randrange(0, 101, 5),
+        "win_probability": 5 * int(r() * 21),
         "date_stage_changed": stage_changed,
         "date_last_contacted": contacted,
         "leads_converted_from": (
-            [{"lead_id": record_id * 7, "converted_timestamp": created}] if random_() < 0.1 else []
+            [{"lead_id": record_id * 7, "converted_timestamp": created}] if r() < 0.1 else []
         ),
-        "date_lead_created": created - 86_400 if random_() < 0.1 else None,
+        "date_lead_created": created - 86_400 if r() < 0.1 else None,
         "date_created": created,
         "date_modified": max(modified, created),
         "custom_fields": [
-            {"custom_field_definition_id": 5, "value": rng.randrange(1, 9)},
+            {"custom_field_definition_id": 5, "value": 1 + int(r() * 8)},
             {
                 "custom_field_definition_id": 6,
-                "value": created + 86_400 * rng.randrange(0, 60) if random_() < 0.5 else None,
+                "value": created + 86_400 * int(r() * 60) if r() < 0.5 else None,
             },
             {
                 "custom_field_definition_id": 12,
-                "value": sorted(set(rng.sample((8, 9, 10, 11), rng.randrange(0, 3)))),
+                "value": list(_MULTI_SELECT[int(r() * len(_MULTI_SELECT))]),
             },
-            {"custom_field_definition_id": 7, "value": random_() < 0.5},
-            {"custom_field_definition_id": 3, "value": "note" if random_() < 0.3 else None},
+            {"custom_field_definition_id": 7, "value": r() < 0.5},
+            {"custom_field_definition_id": 3, "value": "note" if r() < 0.3 else None},
         ],
+        _CLOSE_TS: close_ts,
     }
-    if random_() < 0.05:
+    if r() < 0.05:
         record["followed"] = True
     return record
