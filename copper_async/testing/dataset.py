@@ -444,10 +444,8 @@ def _created_second(random_: Callable[[], float], start: int, end: int) -> int:
     if weekday >= 5 and random_() < 0.7:
         day = max(day - (weekday - 4), 0)
     # Mostly 9:00-18:00 US Eastern (in UTC), sometimes any hour.
-    if random_() < 0.85:
-        second = 14 * 3600 + int(random_() * 9 * 3600)
-    else:
-        second = int(random_() * 86_400)
+    office = random_() < 0.85
+    second = 14 * 3600 + int(random_() * 9 * 3600) if office else int(random_() * 86_400)
     return min(start + day * 86_400 + second, end - 1)
 
 
