@@ -1,15 +1,456 @@
-"""The ``copper-async`` command line."""
+"""The ``copper-async`` command line: ``export``, ``demo`` and ``fake-server``."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, NoReturn, TextIO, TypeVar
+
 import click
+import orjson
 
 from copper_async import __version__
+from copper_async.client import CopperClient
+from copper_async.exceptions import (
+    AuthenticationError,
+    CapExceededError,
+    CheckpointError,
+    CopperError,
+    InvalidInputError,
+    RateLimitedError,
+    ResponseError,
+    ServerError,
+    TransportError,
+)
+from copper_async.export import ExportResult, run_export
+from copper_async.filters import OpportunityFilter
+from copper_async.protocol import DEFAULT_BASE_URL
+from copper_async.ratelimit import RateLimit
+from copper_async.search import SEARCH_CAP, SearchOptions, SearchStats
 
-__all__ = ["main"]
+__all__ = ["ExitCode", "main"]
+
+logger = logging.getLogger("copper_async.cli")
+T = TypeVar("T")
+
+
+class ExitCode:
+    """Process exit codes, documented in ``copper-async export --help``."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    AUTHENTICATION = 3
+    CAP_EXCEEDED = 4
+    GAVE_UP = 5
+    CHECKPOINT = 6
+    INTERRUPTED = 130
+
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    every record exported
+  1    unexpected failure
+  2    usage: bad option, filter, output path or missing credentials
+  3    authentication refused (401/403)
+  4    search cap exceeded: records unreachable (see --on-cap)
+  5    gave up after retries (rate limit, server errors, network)
+  6    checkpoint missing, damaged or of another export
+  130  interrupted (resume with --resume)
+"""
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    click.echo(f"copper-async: {message}", err=True)
+    sys.exit(code)
+
+
+def _exit_code(error: BaseException) -> int:
+    if isinstance(error, AuthenticationError):
+        return ExitCode.AUTHENTICATION
+    if isinstance(error, CapExceededError):
+        return ExitCode.CAP_EXCEEDED
+    if isinstance(error, CheckpointError):
+        return ExitCode.CHECKPOINT
+    if isinstance(error, InvalidInputError):
+        return ExitCode.USAGE
+    if isinstance(error, RateLimitedError | ServerError | TransportError | ResponseError):
+        return ExitCode.GAVE_UP
+    return ExitCode.FAILED
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine``; map errors and Ctrl-C to one line and an exit code."""
+    try:
+        return asyncio.run(coroutine)
+    except KeyboardInterrupt:
+        _fail(ExitCode.INTERRUPTED, "interrupted; the output is consistent up to the last page")
+    except CopperError as error:
+        _fail(_exit_code(error), str(error))
+
+
+def _configure_logging(*, quiet: bool, verbose: bool) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("copper_async")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+class Progress:
+    """A tqdm bar on a terminal; plain periodic log lines otherwise."""
+
+    def __init__(self, *, stream: TextIO, enabled: bool, interval: float = 5.0) -> None:
+        self._bar: Any = None
+        self._enabled = enabled
+        self._interactive = enabled and stream.isatty()
+        self._stream = stream
+        self._interval = interval
+        self._last = time.monotonic()
+        if self._interactive:
+            from tqdm import tqdm  # type: ignore[import-untyped]
+
+            self._bar = tqdm(total=None, unit="rec", unit_scale=True, file=stream, leave=True)
+
+    def __call__(self, stats: SearchStats, written: int) -> None:
+        if not self._enabled:
+            return
+        postfix = (
+            f"windows {stats.windows_done}/{stats.windows_done + _open_windows(stats)} "
+            f"requests {stats.requests} retries {stats.retries}"
+        )
+        if self._bar is not None:
+            if stats.total_hint is not None and self._bar.total is None:
+                self._bar.total = max(stats.total_hint, written)
+            self._bar.n = written
+            self._bar.set_postfix_str(postfix, refresh=False)
+            self._bar.refresh()
+            return
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            self._last = now
+            rate = written / stats.elapsed if stats.elapsed else 0.0
+            logger.info("%d records written (%.0f/s), %s", written, rate, postfix)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _open_windows(stats: SearchStats) -> int:
+    return max(stats.windows_planned - stats.windows_split - stats.windows_done, 0)
+
+
+def _read_filter(source: str | None) -> OpportunityFilter:
+    if source is None:
+        return OpportunityFilter()
+    try:
+        text = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as error:
+        _fail(ExitCode.USAGE, f"cannot read filter file {source!r}: {error.strerror}")
+    try:
+        body = orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        _fail(ExitCode.USAGE, f"filter {source!r} is not valid JSON: {error}")
+    if not isinstance(body, dict):
+        _fail(ExitCode.USAGE, f"filter {source!r} must be a JSON object (a search body)")
+    try:
+        return OpportunityFilter.from_body(body)
+    except InvalidInputError as error:
+        _fail(ExitCode.USAGE, f"filter {source!r}: {error}")
+
+
+def _rate_limit(value: str) -> RateLimit | None:
+    if value.lower() in ("none", "off", "0"):
+        return None
+    try:
+        return RateLimit.parse(value)
+    except InvalidInputError as error:
+        _fail(ExitCode.USAGE, str(error))
+
+
+def _summary(result: ExportResult, *, ideal: int | None = None) -> list[str]:
+    stats = result.stats
+    return [
+        f"records written   {result.records}",
+        f"bytes             {result.bytes}",
+        f"windows           {stats.get('windows_done', 0)} "
+        f"(split {stats.get('windows_split', 0)}, hot spots {stats.get('hot_spots', 0)})",
+        f"requests          {stats.get('requests', 0)}"
+        + (f" (ideal ceil(N/page_size) = {ideal})" if ideal is not None else ""),
+        f"retries           {stats.get('retries', 0)} (429s {stats.get('rate_limited', 0)})",
+        f"duplicates drop.  {stats.get('duplicates_dropped', 0)}",
+        f"count mismatches  {stats.get('count_mismatches', 0)}",
+        f"unreachable       {stats.get('unreachable_records', 0)}",
+        f"elapsed           {stats.get('elapsed', 0.0):.1f} s",
+    ]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="copper-async")
 def main() -> None:
     """Stream Copper CRM opportunities out of the search API, exactly once."""
+
+
+def _common_export_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--format", "format_", type=click.Choice(["jsonl", "csv"]), default="jsonl"),
+        click.option("--page-size", type=click.IntRange(1, 200), default=200, show_default=True),
+        click.option(
+            "--split-field",
+            type=click.Choice(["date_created", "date_modified"]),
+            default="date_created",
+            show_default=True,
+            help="Date field the search is split on past the cap.",
+        ),
+        click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True),
+        click.option(
+            "--on-cap",
+            type=click.Choice(["error", "warn"]),
+            default="error",
+            show_default=True,
+            help="When records share one second past the cap: stop, or export what is "
+            "reachable and warn.",
+        ),
+        click.option("--quiet", "-q", is_flag=True, help="Only errors on stderr."),
+        click.option("--verbose", "-v", is_flag=True, help="Debug logging (never credentials)."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Output file.",
+)
+@click.option(
+    "--filter",
+    "filter_source",
+    metavar="FILE|-",
+    help="A JSON search body (as in Copper's docs); - reads stdin.",
+)
+@_common_export_options
+@click.option(
+    "--rate-limit",
+    default="180/60",
+    show_default=True,
+    help="Requests/seconds, e.g. 180/60, or 'none'.",
+)
+@click.option("--base-url", default=None, help="API root (default: Copper's).")
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Checkpoint file, written after each committed page.",
+)
+@click.option("--resume", is_flag=True, help="Continue the export recorded in --checkpoint.")
+@click.option(
+    "--cap",
+    type=click.IntRange(1),
+    default=SEARCH_CAP,
+    show_default=True,
+    help="The API's search cap (for test servers).",
+)
+@click.option("--token", envvar="COPPER_ACCESS_TOKEN", help="Or COPPER_ACCESS_TOKEN.")
+@click.option("--email", envvar="COPPER_USER_EMAIL", help="Or COPPER_USER_EMAIL.")
+@click.option("--allow-insecure-http", is_flag=True, help="Allow http:// to a non-local host.")
+def export(
+    out: Path,
+    filter_source: str | None,
+    format_: str,
+    page_size: int,
+    split_field: str,
+    concurrency: int,
+    on_cap: str,
+    quiet: bool,
+    verbose: bool,
+    rate_limit: str,
+    base_url: str | None,
+    checkpoint: Path | None,
+    resume: bool,
+    cap: int,
+    token: str | None,
+    email: str | None,
+    allow_insecure_http: bool,
+) -> None:
+    """Export every opportunity a filter matches to a JSON-lines or CSV file."""
+    _configure_logging(quiet=quiet, verbose=verbose)
+    if not token:
+        _fail(ExitCode.USAGE, "no access token: set COPPER_ACCESS_TOKEN or pass --token")
+    if not email:
+        _fail(ExitCode.USAGE, "no user email: set COPPER_USER_EMAIL or pass --email")
+    if resume and checkpoint is None:
+        _fail(ExitCode.USAGE, "--resume needs --checkpoint")
+    query = _read_filter(filter_source)
+    limit = _rate_limit(rate_limit)
+    try:
+        options = SearchOptions(
+            page_size=page_size,
+            cap=cap,
+            split_field=split_field,
+            on_cap=on_cap,  # type: ignore[arg-type]
+            concurrency=concurrency,
+        )
+        client = CopperClient(
+            access_token=token,
+            user_email=email,
+            rate_limit=limit,
+            allow_insecure_http=allow_insecure_http,
+            base_url=base_url or DEFAULT_BASE_URL,
+        )
+    except InvalidInputError as error:
+        _fail(ExitCode.USAGE, str(error))
+    progress = Progress(stream=sys.stderr, enabled=not quiet)
+
+    async def job() -> ExportResult:
+        async with client:
+            return await run_export(
+                client,
+                query,
+                out=out,
+                format=format_,  # type: ignore[arg-type]
+                options=options,
+                checkpoint=checkpoint,
+                resume=resume,
+                progress=progress,
+            )
+
+    try:
+        result = _run(job())
+    finally:
+        progress.close()
+    if not quiet:
+        for line in _summary(result):
+            click.echo(line, err=True)
+
+
+@main.command()
+@click.option("--records", "count", type=click.IntRange(1), default=250_000, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Output file (default: a temporary file, removed after the check).",
+)
+@_common_export_options
+@click.option(
+    "--cap",
+    type=click.IntRange(1),
+    default=SEARCH_CAP,
+    show_default=True,
+    help="The fake server's search cap.",
+)
+def demo(
+    count: int,
+    seed: int,
+    out: Path | None,
+    format_: str,
+    page_size: int,
+    split_field: str,
+    concurrency: int,
+    on_cap: str,
+    quiet: bool,
+    verbose: bool,
+    cap: int,
+) -> None:
+    """Export N generated records from the embedded fake server and check the file.
+
+    The fake server runs on loopback with the real 100,000-record search cap,
+    so the default 250,000 records need the window splitting to come out
+    whole. The file is then checked against the server's own truth.
+    """
+    from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
+
+    _configure_logging(quiet=quiet, verbose=verbose)
+    keep = out is not None
+    if out is None:
+        handle, name = tempfile.mkstemp(prefix="copper-demo-", suffix=f".{format_}")
+        os.close(handle)
+        out = Path(name)
+    try:
+        search_options = SearchOptions(
+            page_size=page_size,
+            cap=cap,
+            split_field=split_field,
+            on_cap=on_cap,  # type: ignore[arg-type]
+            concurrency=concurrency,
+        )
+    except InvalidInputError as error:
+        _fail(ExitCode.USAGE, str(error))
+    progress = Progress(stream=sys.stderr, enabled=not quiet)
+
+    async def job() -> tuple[ExportResult, set[int], float]:
+        started = time.monotonic()
+        dataset = Dataset.generate(count, seed=seed)
+        if not quiet:
+            click.echo(
+                f"generated {len(dataset)} records in {time.monotonic() - started:.1f} s",
+                err=True,
+            )
+        server_options = FakeServerOptions(cap=cap)
+        async with FakeCopperServer(dataset, options=server_options) as server:
+            async with CopperClient(
+                access_token=server_options.access_token,
+                user_email=server_options.user_email,
+                base_url=server.url,
+                rate_limit=None,
+            ) as client:
+                result = await run_export(
+                    client,
+                    out=out,
+                    format=format_,  # type: ignore[arg-type]
+                    options=search_options,
+                    progress=progress,
+                )
+            truth = set(dataset.ids())
+        return result, truth, time.monotonic() - started
+
+    try:
+        result, truth, elapsed = _run(job())
+    finally:
+        progress.close()
+    try:
+        written = _ids_in(out, format_)
+    finally:
+        if not keep:
+            out.unlink(missing_ok=True)
+    unique = set(written)
+    ideal = math.ceil(len(truth) / page_size)
+    click.echo(f"output            {out if keep else '(temporary, removed)'}")
+    for line in _summary(result, ideal=ideal):
+        click.echo(line)
+    click.echo(f"unique ids        {len(unique)} of {len(truth)} on the server")
+    click.echo(f"requests / ideal  {result.stats.get('requests', 0) / max(ideal, 1):.4f}")
+    click.echo(f"total time        {elapsed:.1f} s (generation included)")
+    missing, extra, repeated = len(truth - unique), len(unique - truth), len(written) - len(unique)
+    if missing or extra or repeated:
+        _fail(
+            ExitCode.FAILED,
+            f"check FAILED: {missing} missing, {extra} unexpected, {repeated} repeated",
+        )
+    click.echo("check             every record exactly once")
+
+
+def _ids_in(path: Path, format_: str) -> list[int]:
+    if format_ == "jsonl":
+        with open(path, "rb") as file:
+            return [orjson.loads(line)["id"] for line in file if line.strip()]
+    import csv
+
+    with open(path, newline="") as file:
+        return [int(row["id"]) for row in csv.DictReader(file)]

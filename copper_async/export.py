@@ -1,0 +1,215 @@
+"""Bulk export: a search written to a file, checkpointed, resumable.
+
+:func:`run_export` streams one search into a JSON-lines or CSV file. With a
+checkpoint path it records, after each committed page, the planner's state
+and the committed length of the file (atomically). Resuming after any stop,
+SIGKILL included, first cuts the file back to that length, then tells the
+planner which records the file already holds, so the finished file has every
+record exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from copper_async.checkpoint import Checkpoint, job_fingerprint, load_checkpoint, save_checkpoint
+from copper_async.clock import Clock
+from copper_async.exceptions import CheckpointError, InvalidOptionError
+from copper_async.filters import OpportunityFilter
+from copper_async.planner import WindowPlanner
+from copper_async.search import PageFetcher, Search, SearchOptions, SearchStats
+from copper_async.writers import ExportFormat, RecordWriter, open_writer, read_committed
+
+__all__ = ["ExportResult", "job_description", "run_export"]
+
+logger = logging.getLogger("copper_async.export")
+
+ProgressCallback = Callable[[SearchStats, int], None]
+
+
+@attrs.frozen
+class ExportResult:
+    """What an export wrote, and the search's stats (over every resumed run)."""
+
+    path: Path
+    records: int
+    bytes: int
+    stats: dict[str, Any]
+    resumed: bool
+
+
+def job_description(
+    filter: OpportunityFilter, options: SearchOptions, out: Path, format: ExportFormat
+) -> dict[str, Any]:
+    """What defines an export job; its fingerprint guards resumes."""
+    body = filter.to_body()
+    body.pop("page_number", None)
+    body.pop("page_size", None)
+    return {
+        "filter": body,
+        "page_size": options.page_size,
+        "cap": options.cap,
+        "split_fields": [field.record_key for field in options.split_fields],
+        "on_cap": options.on_cap,
+        "end_at": options.end_at,
+        "output": str(out.resolve()),
+        "format": format,
+    }
+
+
+def _check_output(out: Path) -> None:
+    if out.is_dir():
+        raise InvalidOptionError("out", f"{str(out)!r} is a directory")
+    if not out.parent.is_dir():
+        raise InvalidOptionError("out", f"folder {str(out.parent)!r} does not exist")
+
+
+def _open_job(
+    job: dict[str, Any],
+    fingerprint: str,
+    options: SearchOptions,
+    out: Path,
+    format: ExportFormat,
+    checkpoint: Path | None,
+    *,
+    resume: bool,
+) -> tuple[RecordWriter, WindowPlanner | None, Checkpoint | None] | ExportResult:
+    """Open the output (cut back to its committed length on resume)."""
+    if not resume:
+        if checkpoint is not None and checkpoint.exists():
+            raise CheckpointError(
+                f"checkpoint {str(checkpoint)!r} exists: resume it, or delete it to start over"
+            )
+        return open_writer(out, format), None, None
+    assert checkpoint is not None
+    state = load_checkpoint(checkpoint)
+    if state.fingerprint != fingerprint:
+        differs = sorted(k for k in job if state.job.get(k) != job[k])
+        raise CheckpointError(
+            "refusing to resume: the checkpoint belongs to a different export "
+            f"(differs in: {', '.join(differs) or 'fingerprint'})"
+        )
+    if state.complete:
+        logger.info("export already complete: %d records", state.records)
+        return ExportResult(out, state.records, state.committed_bytes, dict(state.stats), True)
+    if not out.exists():
+        raise CheckpointError(f"the output {str(out)!r} of the checkpointed export is missing")
+    writer = open_writer(out, format, committed=state.committed_bytes, columns=state.csv_columns)
+    fields = [field.record_key for field in options.split_fields]
+    try:
+        planner = WindowPlanner.restore(
+            state.planner,
+            delivered=read_committed(out, format, state.committed_bytes, fields),
+        )
+    except BaseException:
+        writer.close()
+        raise
+    return writer, planner, state
+
+
+async def run_export(
+    fetcher: PageFetcher,
+    filter: OpportunityFilter | None = None,
+    *,
+    out: Path,
+    format: ExportFormat = "jsonl",
+    options: SearchOptions | None = None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    progress: ProgressCallback | None = None,
+    clock: Clock | None = None,
+) -> ExportResult:
+    """Export every record ``filter`` matches to ``out``, exactly once.
+
+    Every check (output writable, checkpoint usable and of this same job)
+    happens before the first request. ``progress`` is called after each
+    written page with the live stats and the records written so far.
+    """
+    filter = filter if filter is not None else OpportunityFilter()
+    options = options if options is not None else SearchOptions()
+    if format not in ("jsonl", "csv"):
+        raise InvalidOptionError("format", f"must be 'jsonl' or 'csv', not {format!r}")
+    if resume and checkpoint is None:
+        raise InvalidOptionError("resume", "needs a checkpoint file to resume from")
+    _check_output(out)
+    job = job_description(filter, options, out, format)
+    fingerprint = job_fingerprint(job)
+
+    opened = _open_job(job, fingerprint, options, out, format, checkpoint, resume=resume)
+    if isinstance(opened, ExportResult):
+        return opened
+    writer, planner, state = opened
+    committed = state.committed_bytes if state else 0
+    records = state.records if state else 0
+    previous_stats: dict[str, Any] = dict(state.stats) if state else {}
+
+    search: Search[dict[str, Any]] = Search(
+        fetcher, filter, options=options, clock=clock, planner=planner
+    )
+
+    def snapshot(*, complete: bool) -> Checkpoint:
+        return Checkpoint(
+            fingerprint=fingerprint,
+            job=job,
+            committed_bytes=committed,
+            records=records,
+            planner=search.planner.snapshot(include_seen=False),
+            stats=_merge(previous_stats, search.stats.as_dict()),
+            csv_columns=getattr(writer, "columns", None),
+            complete=complete,
+        )
+
+    def commit(state: Checkpoint) -> int:
+        length = writer.commit()
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, attrs.evolve(state, committed_bytes=length))
+        return length
+
+    pages = search.pages()
+    try:
+        async for page in pages:
+            writer.write_page(page.records)
+            records += len(page.records)
+            if checkpoint is not None and search.at_commit_point:
+                # The disk work runs in a thread while the next pages arrive.
+                state = snapshot(complete=False)
+                committed = await _in_thread(commit, state)
+            if progress is not None:
+                progress(search.stats, records)
+        committed = await _in_thread(commit, snapshot(complete=True))
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        # Stopped between pages: keep what is whole; a resume continues from it.
+        logger.warning("export interrupted after %d records; resume to continue", records)
+        raise
+    finally:
+        await pages.aclose()
+        writer.close()
+    return ExportResult(
+        out, records, committed, _merge(previous_stats, search.stats.as_dict()), resume
+    )
+
+
+async def _in_thread(commit: Callable[[Checkpoint], int], state: Checkpoint) -> int:
+    """Run a commit in a thread; a cancellation waits for it, so that the file
+    and the checkpoint are never left half-written."""
+    task = asyncio.ensure_future(asyncio.to_thread(commit, state))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
+def _merge(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """Counters add up over resumed runs; the rest is the latest."""
+    merged = dict(current)
+    for key, value in previous.items():
+        if key in ("requests", "pages", "records", "bytes", "retries", "rate_limited", "elapsed"):
+            merged[key] = (value or 0) + (current.get(key) or 0)
+    return merged
