@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from copper_async.client import ClientStats, CopperClient, RawPage, SearchPage
 from copper_async.exceptions import (
     APIError,
     AuthenticationError,
@@ -17,28 +18,64 @@ from copper_async.exceptions import (
     RequestTimeoutError,
     ResponseError,
     ResponseFormatError,
+    SearchCapWarning,
     ServerError,
     TransportError,
 )
+from copper_async.filters import (
+    FOLLOWED,
+    NONE_SET,
+    NOT_FOLLOWED,
+    CustomFieldFilter,
+    DateField,
+    OpportunityFilter,
+    TagFilter,
+)
+from copper_async.ratelimit import RateLimit
+from copper_async.records import ABSENT, CustomFieldValue, LeadConversion, Opportunity
+from copper_async.retry import RetryPolicy
+from copper_async.search import MultiSearch, Search, SearchOptions, SearchStats
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "ABSENT",
+    "FOLLOWED",
+    "NONE_SET",
+    "NOT_FOLLOWED",
     "APIError",
     "AuthenticationError",
     "CapExceededError",
     "CheckpointError",
+    "ClientStats",
+    "CopperClient",
     "CopperError",
+    "CustomFieldFilter",
+    "CustomFieldValue",
+    "DateField",
     "InvalidFilterError",
     "InvalidInputError",
     "InvalidOptionError",
     "InvalidRequestError",
+    "LeadConversion",
+    "MultiSearch",
+    "Opportunity",
+    "OpportunityFilter",
+    "RateLimit",
     "RateLimitedError",
+    "RawPage",
     "RecordError",
     "RequestTimeoutError",
     "ResponseError",
     "ResponseFormatError",
+    "RetryPolicy",
+    "Search",
+    "SearchCapWarning",
+    "SearchOptions",
+    "SearchPage",
+    "SearchStats",
     "ServerError",
+    "TagFilter",
     "TransportError",
     "__version__",
 ]

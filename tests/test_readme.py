@@ -1,0 +1,32 @@
+"""The README's promises that code can check: its commands and its imports."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def code_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README.read_text(), re.S)
+
+
+def test_the_readme_starts_with_the_two_setup_commands() -> None:
+    first, second = code_blocks("bash")[:2]
+    assert first.strip() == "pip install . && copper-async demo"
+    assert second.strip() == "pip install '.[test]' && python -W error -m pytest"
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert second.strip() in ci
+
+
+def test_every_import_in_the_readme_works() -> None:
+    imports = [
+        line.strip()
+        for block in code_blocks("python")
+        for line in block.splitlines()
+        if line.strip().startswith(("from copper_async", "import copper_async"))
+    ]
+    assert imports
+    for line in imports:
+        exec(line, {})
