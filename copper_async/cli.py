@@ -178,6 +178,21 @@ def _rate_limit(value: str) -> RateLimit | None:
         _fail(ExitCode.USAGE, str(error))
 
 
+def _search_options(
+    page_size: int, cap: int, split_field: str, on_cap: str, concurrency: int
+) -> SearchOptions:
+    try:
+        return SearchOptions(
+            page_size=page_size,
+            cap=cap,
+            split_field=split_field,
+            on_cap=on_cap,  # type: ignore[arg-type]
+            concurrency=concurrency,
+        )
+    except InvalidInputError as error:
+        _fail(ExitCode.USAGE, str(error))
+
+
 def _summary(result: ExportResult, *, ideal: int | None = None) -> list[str]:
     stats = result.stats
     return [
@@ -296,14 +311,8 @@ def export(
         _fail(ExitCode.USAGE, "--resume needs --checkpoint")
     query = _read_filter(filter_source)
     limit = _rate_limit(rate_limit)
+    options = _search_options(page_size, cap, split_field, on_cap, concurrency)
     try:
-        options = SearchOptions(
-            page_size=page_size,
-            cap=cap,
-            split_field=split_field,
-            on_cap=on_cap,  # type: ignore[arg-type]
-            concurrency=concurrency,
-        )
         client = CopperClient(
             access_token=token,
             user_email=email,
@@ -382,16 +391,7 @@ def demo(
         handle, name = tempfile.mkstemp(prefix="copper-demo-", suffix=f".{format_}")
         os.close(handle)
         out = Path(name)
-    try:
-        search_options = SearchOptions(
-            page_size=page_size,
-            cap=cap,
-            split_field=split_field,
-            on_cap=on_cap,  # type: ignore[arg-type]
-            concurrency=concurrency,
-        )
-    except InvalidInputError as error:
-        _fail(ExitCode.USAGE, str(error))
+    search_options = _search_options(page_size, cap, split_field, on_cap, concurrency)
     progress = Progress(stream=sys.stderr, enabled=not quiet)
 
     async def job() -> tuple[ExportResult, set[int], float]:

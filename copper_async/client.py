@@ -15,13 +15,14 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import aiohttp
 import attrs
 
 from copper_async import protocol
 from copper_async.clock import Clock, LoopClock
+from copper_async.closing import AsyncClosing
 from copper_async.exceptions import (
     APIError,
     AuthenticationError,
@@ -41,9 +42,6 @@ from copper_async.protocol import StatusClass
 from copper_async.ratelimit import RateLimit, RequestLimiter
 from copper_async.records import Opportunity, structure_page
 from copper_async.retry import Failure, GiveUp, RetryPolicy
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -157,7 +155,7 @@ def _check_max_bytes(value: object) -> int:
     return value
 
 
-class CopperClient:
+class CopperClient(AsyncClosing):
     """An asyncio client of Copper's opportunity search.
 
     Use ``async with CopperClient(access_token=..., user_email=...) as
@@ -239,14 +237,6 @@ class CopperClient:
         self._ensure_session()
         self.limiter  # noqa: B018 - built here, inside the loop it will run in
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the session if this client created it; idempotent."""

@@ -22,11 +22,12 @@ import time
 import warnings
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import attrs
 
 from copper_async.clock import Clock, LoopClock
+from copper_async.closing import AsyncClosing
 from copper_async.exceptions import CopperError, InvalidOptionError, SearchCapWarning
 from copper_async.filters import MAX_PAGE_SIZE, DateField, OpportunityFilter
 from copper_async.planner import (
@@ -42,9 +43,6 @@ from copper_async.planner import (
     WindowSplit,
 )
 from copper_async.records import Opportunity, structure_page
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 __all__ = [
     "SEARCH_CAP",
@@ -213,7 +211,7 @@ class ResultPage(Generic[T]):
     records: list[T]
 
 
-class Search(Generic[T]):
+class Search(AsyncClosing, Generic[T]):
     """An async iterator over every record one filter matches, each once.
 
     Use it as ``async for record in search`` (or ``search.pages()`` for whole
@@ -293,21 +291,6 @@ class Search(Generic[T]):
         """True when every page the planner delivered has been handed out,
         so :meth:`checkpoint` describes exactly what the caller has."""
         return not self._ready and not self._records
-
-    def checkpoint(self) -> dict[str, Any]:
-        """The planner's state and the stats, as JSON data."""
-        return {"planner": self.planner.snapshot(), "stats": self.stats.as_dict()}
-
-    async def __aenter__(self) -> Search[T]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Cancel requests in flight and stop; records not yet yielded are dropped."""
@@ -448,7 +431,7 @@ class Search(Generic[T]):
             setattr(stats, name, getattr(planner_stats, name))
 
 
-class MultiSearch(Generic[T]):
+class MultiSearch(AsyncClosing, Generic[T]):
     """Several searches at once, yielding from all as records arrive.
 
     Every search shares the client's rate limiter. With ``union=True`` a
@@ -539,17 +522,6 @@ class MultiSearch(Generic[T]):
     def __del__(self) -> None:
         for task in getattr(self, "_tasks", ()):
             task.cancel()
-
-    async def __aenter__(self) -> MultiSearch[T]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Cancel every search still running."""

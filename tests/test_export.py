@@ -208,6 +208,21 @@ def export_args(server: FakeCopperServer, out: Path, *extra: str) -> list[str]:
 CREDENTIALS = {"COPPER_ACCESS_TOKEN": TOKEN, "COPPER_USER_EMAIL": EMAIL}
 
 
+async def start_export(
+    server: FakeCopperServer, out: Path, *extra: str
+) -> asyncio.subprocess.Process:
+    """The export command running in the background, to be stopped by the test."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "copper_async",
+        *export_args(server, out, *extra),
+        env={**os.environ, **CREDENTIALS},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 async def test_the_command_exports_csv_with_a_filter_from_stdin(
     server: FakeCopperServer, records: list[dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -339,15 +354,7 @@ async def test_sigkill_at_several_moments_then_resume_gives_every_record_once(
         kills = 0
         for target in (300, 900, 1_700):
             extra = [*args_base, *(["--resume"] if checkpoint.exists() else [])]
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "copper_async",
-                *export_args(server, out, *extra),
-                env={**os.environ, **CREDENTIALS},
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-            )
+            process = await start_export(server, out, *extra)
             # Kill it once the file has grown past the target, mid-page if it may.
             for _ in range(2_000):
                 if process.returncode is not None:
@@ -377,15 +384,7 @@ async def test_ctrl_c_stops_cleanly_with_exit_130_and_resumes(
     out, checkpoint = tmp_path / "stopped.jsonl", tmp_path / "stopped.ckpt"
     extra = ("--checkpoint", str(checkpoint), "--quiet")
     async with FakeCopperServer(Dataset.from_records(records), options=options) as server:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "copper_async",
-            *export_args(server, out, *extra),
-            env={**os.environ, **CREDENTIALS},
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        process = await start_export(server, out, *extra)
         for _ in range(2_000):
             if out.exists() and out.stat().st_size > 500_000:
                 break
