@@ -34,6 +34,7 @@ from copper_async.filters import OpportunityFilter
 from copper_async.protocol import DEFAULT_BASE_URL
 from copper_async.ratelimit import RateLimit
 from copper_async.search import SEARCH_CAP, SearchOptions, SearchStats
+from copper_async.testing.cli import fake_server
 
 __all__ = ["ExitCode", "main"]
 
@@ -454,3 +455,6 @@ def _ids_in(path: Path, format_: str) -> list[int]:
 
     with open(path, newline="") as file:
         return [int(row["id"]) for row in csv.DictReader(file)]
+
+
+main.add_command(fake_server, name="fake-server")

@@ -7,17 +7,26 @@ rate limits, faults, latency and drift.
 """
 
 from copper_async.testing.dataset import Dataset, HotSpot
-from copper_async.testing.faults import FAULT_KINDS, DriftPlan, FaultPlan
+from copper_async.testing.faults import FAULT_KINDS, DriftPlan, Fault, FaultPlan
 from copper_async.testing.query import Paging, Query, QueryError, parse_search_body
-from copper_async.testing.server import SEARCH_ROUTE, FakeCopperServer, FakeServerOptions
+from copper_async.testing.server import (
+    SEARCH_ROUTE,
+    STATS_ROUTE,
+    TRUTH_ROUTE,
+    FakeCopperServer,
+    FakeServerOptions,
+)
 
 __all__ = [
     "FAULT_KINDS",
     "SEARCH_ROUTE",
+    "STATS_ROUTE",
+    "TRUTH_ROUTE",
     "Dataset",
     "DriftPlan",
     "FakeCopperServer",
     "FakeServerOptions",
+    "Fault",
     "FaultPlan",
     "HotSpot",
     "Paging",
