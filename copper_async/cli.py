@@ -35,7 +35,7 @@ from copper_async.filters import OpportunityFilter
 from copper_async.protocol import DEFAULT_BASE_URL
 from copper_async.ratelimit import RateLimit
 from copper_async.search import SEARCH_CAP, SearchOptions, SearchStats
-from copper_async.testing.cli import fake_server
+from copper_async.testing.command import fake_server
 
 __all__ = ["ExitCode", "main"]
 

@@ -7,10 +7,11 @@ on looptime's virtual loop clock, so none of them really waits.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import io
 import itertools
+import json
 import math
-import os
 import signal
 import socket
 import sys
@@ -38,12 +39,13 @@ from copper_async.testing import (
     HotSpot,
     parse_search_body,
 )
-from copper_async.testing.cli import (
+from copper_async.testing.command import (
     build_options,
     fake_server,
     load_dataset,
+    parse_fault,
     parse_hot_spot,
-    parse_rate_limit,
+    serve_until_stopped,
 )
 from copper_async.testing.server import total_header
 from tests.reference import reference_examples
@@ -929,36 +931,41 @@ def test_there_are_22_reference_examples() -> None:
     assert len(reference_examples()) == 22
 
 
-# -- the command line --------------------------------------------------------------------
+# -- the command line (copper_async.testing.command) -------------------------------------
 
 
-def test_flags_become_options() -> None:
-    options = build_options(
-        {
-            "token": "t",
-            "email": "e@example.com",
-            "cap": 500,
-            "past_cap": "error",
-            "total_mode": "overcount",
-            "rate_limit": "180/60",
-            "retry_after": True,
-            "fault_500": 0.1,
-            "fault_reset": 0.05,
-            "fault_non_json": 0.01,
-            "fault_stall": None,
-            "stall_seconds": 2.0,
-            "burst_429_rate": 0.02,
-            "burst_429_length": 4,
-            "latency": 0.15,
-            "latency_jitter": 0.05,
-            "drift_insert": 0.1,
-            "drift_delete": 0.2,
-            "drift_modify": 0.3,
-            "drift_per": "second",
-            "seed": 9,
-        }
+def test_faults_and_hot_spots_parse() -> None:
+    assert parse_fault("503=0.02") == ("503", 0.02)
+    assert parse_fault("non_json=1") == ("non_json", 1.0)
+    assert parse_hot_spot("1600000000:25") == HotSpot(created=1_600_000_000, count=25)
+    assert parse_hot_spot("1600000000:25:0") == HotSpot(1_600_000_000, 25, 0)
+    for bad in ("503", "404=0.1", "503=x", "503=1.5", "503=-0.1", "=0.1"):
+        with pytest.raises(InvalidOptionError):
+            parse_fault(bad)
+    for bad in ("1600000000", "x:5", "1600000000:0", "-1:5", "1:2:3:4", "1:2:-1"):
+        with pytest.raises(InvalidOptionError):
+            parse_hot_spot(bad)
+
+
+def parse_flags(args: list[str]) -> dict[str, Any]:
+    """The command's parameters for these flags, parsed by click without serving."""
+    return dict(fake_server.make_context("fake-server", args).params)
+
+
+def test_every_flag_becomes_its_option() -> None:
+    params = parse_flags(
+        [
+            *("--token", "t", "--email", "e@example.com", "--cap", "500"),
+            *("--past-cap", "error", "--total-mode", "overcount", "--rate-limit", "180/60"),
+            *("--retry-after", "--fault", "500=0.1", "--fault", "reset=0.05"),
+            *("--fault", "non_json=0.01", "--stall-seconds", "2", "--burst-429-rate", "0.02"),
+            *("--burst-429-length", "4", "--latency", "0.15", "--latency-jitter", "0.05"),
+            *("--drift-insert-rate", "0.1", "--drift-delete-rate", "0.2"),
+            *("--drift-modify-rate", "0.3", "--drift-per", "second", "--seed", "9"),
+            *("--generate", "10", "--hot-spot", "1600000000:3", "--port", "0"),
+        ]
     )
-    assert options == FakeServerOptions(
+    assert build_options(params) == FakeServerOptions(
         access_token="t",
         user_email="e@example.com",
         cap=500,
@@ -978,19 +985,11 @@ def test_flags_become_options() -> None:
         drift_per="second",
         seed=9,
     )
-    assert build_options({}) == FakeServerOptions()
-
-
-def test_rate_limits_and_hot_spots_parse() -> None:
-    assert parse_rate_limit("180/60") == (180, 60.0)
-    assert parse_rate_limit("5/0.5") == (5, 0.5)
-    assert parse_hot_spot("1600000000:25") == HotSpot(created=1_600_000_000, count=25)
-    for bad in ("180", "a/60", "180/b", ""):
-        with pytest.raises(InvalidOptionError):
-            parse_rate_limit(bad)
-    for bad in ("1600000000", "x:5", "1600000000:0", "-1:5"):
-        with pytest.raises(InvalidOptionError):
-            parse_hot_spot(bad)
+    assert (params["host"], params["port"], params["generate"]) == ("127.0.0.1", 0, 10)
+    assert params["hot_spots"] == [HotSpot(1_600_000_000, 3)]
+    assert build_options(parse_flags(["--generate", "1"])) == FakeServerOptions()
+    # The rate limit is read as the client's --rate-limit is.
+    assert build_options(parse_flags(["--rate-limit", "5/1m"])).rate_limit == (5, 60.0)
 
 
 def test_the_dataset_comes_from_a_file_or_generation(
@@ -998,97 +997,197 @@ def test_the_dataset_comes_from_a_file_or_generation(
 ) -> None:
     path = tmp_path / "records.jsonl"
     path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records[:7]))
-    assert load_dataset(generate=None, records=path).ids() == [r["id"] for r in records[:7]]
-    generated = load_dataset(generate=30, records=None, seed=2, hot_spots=["1600000000:12"])
+    loaded = load_dataset(generate=None, records=path, seed=0)
+    assert loaded.ids() == [r["id"] for r in records[:7]]
+    spot = HotSpot(1_600_000_000, 12)
+    generated = load_dataset(generate=30, records=None, seed=2, hot_spots=[spot])
     assert len(generated) == 42
-    assert (
-        len(
-            generated.search(
-                parse_search_body(
-                    {"minimum_created_date": 1600000000, "maximum_created_date": 1600000000}
-                )[0]
-            )
-        )
-        >= 12
-    )
-    with pytest.raises(InvalidOptionError):
-        load_dataset(generate=5, records=path)
-    (tmp_path / "bad.jsonl").write_text("{not json\n")
-    with pytest.raises(InvalidOptionError):
-        load_dataset(generate=None, records=tmp_path / "bad.jsonl")
+    window = {"minimum_created_date": 1600000000, "maximum_created_date": 1600000000}
+    assert len(truth_of(generated, window)) >= 12
+    again = load_dataset(generate=30, records=None, seed=2, hot_spots=[spot])
+    assert [again.record(i) for i in again.ids()] == [generated.record(i) for i in again.ids()]
+
+
+def truth_of(dataset: Dataset, body: dict[str, Any]) -> list[int]:
+    return list(dataset.search(parse_search_body(body)[0]))
 
 
 @pytest.mark.parametrize(
     ("args", "complaint"),
     [
-        (["--fault-500", "2"], "--fault-500"),
-        (["--rate-limit", "fast"], "rate_limit"),
-        (["--fault-500", "0.7", "--fault-503", "0.7"], "fault_rates"),
-        (["--hot-spot", "soon"], "hot_spot"),
-        (["--token", ""], "access_token"),
+        (["--generate", "3", "--fault", "500=2"], "--fault"),
+        (["--generate", "3", "--fault", "404=0.1"], "--fault"),
+        (["--generate", "3", "--fault", "500"], "KIND=RATE"),
+        (["--generate", "3", "--fault", "500=0.1", "--fault", "500=0.2"], "twice"),
+        (["--generate", "3", "--fault", "500=0.7", "--fault", "503=0.7"], "fault_rates"),
+        (["--generate", "3", "--rate-limit", "fast"], "--rate-limit"),
+        (["--generate", "3", "--hot-spot", "soon"], "--hot-spot"),
+        (["--generate", "3", "--token", ""], "access_token"),
+        (["--generate", "3", "--cap", "0"], "--cap"),
+        (["--generate", "3", "--total-mode", "guess"], "--total-mode"),
+        (["--generate", "3", "--latency", "-1"], "--latency"),
+        (["--generate", "3", "--port", "70000"], "--port"),
+        (["--generate", "3", "--colour", "red"], "--colour"),
+        ([], "--generate"),
+        (["--generate", "3", "--records", "{good}"], "not both"),
+        (["--records", "{good}", "--hot-spot", "1:2"], "--hot-spot"),
+        (["--records", "{bad}"], "cannot load"),
+        (["--records", "{missing}"], "--records"),
     ],
 )
-def test_bad_flags_are_usage_errors(args: list[str], complaint: str) -> None:
-    result = CliRunner().invoke(fake_server, ["--generate", "3", *args])
+def test_bad_flags_are_one_line_usage_errors(
+    tmp_path: Path, records: list[dict[str, Any]], args: list[str], complaint: str
+) -> None:
+    (tmp_path / "good.jsonl").write_bytes(orjson.dumps(records[0]) + b"\n")
+    (tmp_path / "bad.jsonl").write_text('{"id": 1}\n{not json\n')
+    paths = {name: str(tmp_path / f"{name}.jsonl") for name in ("good", "bad", "missing")}
+    result = CliRunner().invoke(fake_server, [arg.format(**paths) for arg in args])
     assert result.exit_code == 2
-    assert complaint in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("Error: ")
+    assert complaint in lines[0]
+
+
+def test_the_command_is_registered_on_the_main_cli() -> None:
+    from copper_async.cli import main
+
+    assert main.commands["fake-server"] is fake_server
 
 
 @pytest.mark.asyncio
-async def test_the_command_serves_until_interrupted(
-    tmp_path: Path, records: list[dict[str, Any]], session: aiohttp.ClientSession
+async def test_serve_until_stopped_prints_then_serves_until_told(
+    records: list[dict[str, Any]], session: aiohttp.ClientSession
 ) -> None:
-    path = tmp_path / "records.jsonl"
-    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records[:5]))
-    port = free_port()
+    out, stop = io.StringIO(), asyncio.Event()
+    serving = asyncio.ensure_future(
+        serve_until_stopped(
+            Dataset.from_records(records), FakeServerOptions(cap=7), out=out, stop=stop
+        )
+    )
+    for _ in range(2000):
+        if "serving until" in out.getvalue():
+            break
+        await asyncio.sleep(0.001)
+    url, token, email, _ = out.getvalue().splitlines()
+    assert (token, email) == (f"X-PW-AccessToken: {TOKEN}", f"X-PW-UserEmail: {EMAIL}")
+    async with session.post(url.split()[-1] + "/opportunities/search", json={}, headers=AUTH) as r:
+        assert r.status == 200
+        assert len(orjson.loads(await r.read())) == 7
+    stop.set()
+    stats = await serving
+    assert stats["requests"] == 1
+    assert out.getvalue().endswith("stopped after 1 requests\n")
+
+
+async def start_command(*args: str) -> tuple[asyncio.subprocess.Process, list[str]]:
+    """Run ``python -m copper_async fake-server ARGS``; return it and what it printed
+    before serving."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "copper_async",
         "fake-server",
-        "--port",
-        str(port),
-        "--records",
-        str(path),
-        "--cap",
-        "3",
-        "--total-mode",
-        "capped",
-        "--rate-limit",
-        "100/60",
-        "--token",
-        "cli-token",
-        "--email",
-        "cli@example.com",
+        *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert process.stdout is not None
+    lines: list[str] = []
     try:
-        lines = []
-        while not lines or "Ctrl-C" not in lines[-1]:
+        while not lines or "serving until" not in lines[-1]:
             line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
             assert line, "the command exited before serving"
             lines.append(line.decode())
-        printed = "".join(lines)
-        url = next(word for word in printed.split() if word.startswith("http://"))
-        assert url == f"http://127.0.0.1:{port}/developer_api/v1"
-        assert "cli-token" in printed
-        assert "cli@example.com" in printed
-        headers = {**AUTH, "X-PW-AccessToken": "cli-token", "X-PW-UserEmail": "cli@example.com"}
-        async with session.post(
-            url + "/opportunities/search", json={"page_size": 2}, headers=headers
-        ) as response:
-            assert response.status == 200
-            assert response.headers["X-PW-TOTAL"] == "3"
-            assert len(orjson.loads(await response.read())) == 2
-        process.send_signal(signal.SIGINT)
+    except BaseException:
+        process.kill()
+        await process.communicate()
+        raise
+    return process, lines
+
+
+async def stop_command(process: asyncio.subprocess.Process, signum: int) -> tuple[str, str]:
+    try:
+        process.send_signal(signum)
         out, err = await asyncio.wait_for(process.communicate(), timeout=30)
     finally:
         if process.returncode is None:
             process.kill()
-            await process.wait()
-    assert process.returncode == 0, err.decode()
-    assert "stopped after 1 requests" in out.decode()
-    assert b"Traceback" not in err
+            await process.communicate()
+    return out.decode(), err.decode()
+
+
+@pytest.mark.asyncio
+async def test_the_command_serves_generated_records_until_sigint(
+    session: aiohttp.ClientSession,
+) -> None:
+    process, lines = await start_command(
+        *("--port", "0", "--generate", "40", "--seed", "3", "--hot-spot", "1600000000:5"),
+        *("--cap", "10", "--total-mode", "capped", "--rate-limit", "100/60"),
+        *("--token", "cli-token", "--email", "cli@example.com"),
+    )
+    printed = "".join(lines)
+    url = lines[0].split()[-1]
+    # --port 0: a free port was picked, and the URL shows the real one.
+    assert url.startswith("http://127.0.0.1:")
+    assert url.endswith("/developer_api/v1")
+    assert int(url.split(":")[2].split("/")[0]) > 0
+    assert "cli-token" in printed
+    assert "cli@example.com" in printed
+    headers = {**AUTH, "X-PW-AccessToken": "cli-token", "X-PW-UserEmail": "cli@example.com"}
+    body = {"page_size": 4, "sort_by": "date_created"}
+    async with session.post(url + "/opportunities/search", json=body, headers=headers) as r:
+        assert r.status == 200
+        assert r.headers["X-PW-TOTAL"] == "10"
+        served = orjson.loads(await r.read())
+    expected = Dataset.generate(40, seed=3, hot_spots=[HotSpot(1_600_000_000, 5)])
+    assert served == [expected.record(i) for i in truth_of(expected, body)[:4]]
+    out, err = await stop_command(process, signal.SIGINT)
+    assert process.returncode == 0, err
+    assert "stopped after 1 requests" in out
+    assert "Traceback" not in err
+
+
+@pytest.mark.asyncio
+async def test_the_command_serves_a_records_file_until_sigterm(
+    tmp_path: Path, records: list[dict[str, Any]], session: aiohttp.ClientSession
+) -> None:
+    path = tmp_path / "records.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records[:5]))
+    process, lines = await start_command(
+        "--port", "0", "--records", str(path), "--fault", "503=1.0"
+    )
+    url = lines[0].split()[-1]
+    async with session.post(url + "/opportunities/search", json={}, headers=AUTH) as r:
+        assert r.status == 503  # --fault 503=1.0: every request
+    base = url.removesuffix("/developer_api/v1")
+    async with session.post(
+        base + "/_fake/truth", json={"sort_by": "date_created"}, headers=AUTH
+    ) as r:
+        ids = orjson.loads(await r.read())
+    assert sorted(ids) == sorted(r["id"] for r in records[:5])
+    _out, err = await stop_command(process, signal.SIGTERM)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+
+
+# -- the benchmark script ----------------------------------------------------------------
+
+
+def test_the_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
+    path = Path(__file__).parent.parent / "benchmarks" / "bench_fake_server.py"
+    spec = importlib.util.spec_from_file_location("bench_fake_server", path)
+    assert spec is not None
+    assert spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    assert bench.main(["--records", "600", "--pages", "20", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["records"] == 600
+    assert results["pages"] == 20
+    for key in bench.TARGETS:
+        assert results[key] > 0
+        assert results["met"][key] == (results[key] < results["targets"][key])
+    assert 0 < results["window_matches"] <= 300
+    assert 0 < results["filter_matches"] < 600

@@ -139,6 +139,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float)
+
+
 def _ids(key: str, value: Any) -> frozenset[int]:
     if not isinstance(value, list):
         raise QueryError(422, f"{key} must be an array of ids")
@@ -153,7 +157,8 @@ def _names(key: str, value: Any, known: Mapping[str, int]) -> frozenset[str]:
     if not isinstance(value, list):
         raise QueryError(422, f"{key} must be an array")
     for index, item in enumerate(value):
-        if item not in known:
+        # A str check first: a list or object here is unhashable, not merely unknown.
+        if not isinstance(item, str) or item not in known:
             raise QueryError(422, f"{key}[{index}]: unknown value {item!r}")
     return frozenset(value)
 
@@ -202,6 +207,9 @@ def _custom_field(index: int, entry: Any) -> CustomFieldQuery:
         raise QueryError(422, f"{where}.allow_empty must be true or false")
     if values is not None and not isinstance(values, list):
         values = [values]
+    # Values must be hashable scalars: the query is a cache key and matching uses sets.
+    if values is not None and not all(_is_scalar(item) for item in values):
+        raise QueryError(422, f"{where}.value must be scalars or an array of them")
     if values is None and minimum is None and maximum is None and not allow_empty:
         raise QueryError(422, f"{where} needs a value, bounds or allow_empty")
     return CustomFieldQuery(
@@ -249,7 +257,7 @@ def parse_search_body(body: object) -> tuple[Query, Paging]:
         by_id = _id_names("priority_ids", body["priority_ids"], PRIORITY_IDS)
         priorities = by_id if priorities is None else priorities & by_id
     followed = body.get("followed")
-    if followed is not None and followed not in (1, 2):
+    if followed is not None and (not _is_int(followed) or followed not in (1, 2)):
         raise QueryError(422, "followed must be 1 (followed) or 2 (not followed)")
     bounds = []
     for name_, field in (*DATE_FILTERS.items(), *_NUMBER_FILTERS.items()):
@@ -263,7 +271,7 @@ def parse_search_body(body: object) -> tuple[Query, Paging]:
     if custom is not None and not isinstance(custom, list):
         raise QueryError(422, "custom_fields must be an array")
     sort_by = body.get("sort_by", "name")
-    if sort_by not in SORT_FIELDS:
+    if not isinstance(sort_by, str) or sort_by not in SORT_FIELDS:
         raise QueryError(422, f"sort_by: unknown field {sort_by!r}")
     direction = body.get("sort_direction", "asc")
     if direction not in ("asc", "desc"):
