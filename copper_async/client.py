@@ -326,6 +326,9 @@ class CopperClient(AsyncClosing):
         rate_limited = 0
         while True:
             await limiter.acquire()
+            # Checked with no await before the send: aiohttp raises RuntimeError on a
+            # closed session, and a closed client must not keep retrying.
+            self._check_open(session, where)
             now = self._clock.monotonic()
             if started is None:
                 started = now
@@ -333,6 +336,7 @@ class CopperClient(AsyncClosing):
             result = await self._send(session, data)
             if result.page is not None:
                 return attrs.evolve(result.page, attempts=attempt, rate_limited=rate_limited)
+            self._check_open(session, where)
             failure = result.failure
             assert failure is not None
             if failure is Failure.RATE_LIMITED:
@@ -364,6 +368,10 @@ class CopperClient(AsyncClosing):
             if self._on_retry is not None:
                 self._on_retry(RetryEvent(failure, attempt, delay, result.status, where))
             await self._clock.sleep(delay)
+
+    def _check_open(self, session: aiohttp.ClientSession, where: Mapping[str, Any]) -> None:
+        if self._closed or session.closed:
+            raise CopperError("the client was closed while a request was pending", context=where)
 
     async def _send(self, session: aiohttp.ClientSession, data: bytes) -> _Attempt:
         """One attempt. The only place aiohttp and asyncio errors are caught."""

@@ -454,6 +454,14 @@ class WindowPlanner:
             record_id = record.get(id_field)
             if record_id is None:
                 raise RecordError(id_field, "missing", context={"page_number": page})
+            # A non-int id would be dropped as a "duplicate" of an equal one (True == 1,
+            # 1.0 == 1) or crash the set (a list): refuse it, as the typed schema does.
+            if record_id.__class__ is not int or record_id <= 0:
+                raise RecordError(
+                    id_field,
+                    f"expected a positive integer id, got {record_id!r:.80}",
+                    context={"page_number": page},
+                )
             if record_id not in seen:
                 seen.add(record_id)
                 fresh.append(record)

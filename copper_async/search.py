@@ -28,7 +28,12 @@ import attrs
 
 from copper_async.clock import Clock, LoopClock
 from copper_async.closing import AsyncClosing
-from copper_async.exceptions import CopperError, InvalidOptionError, SearchCapWarning
+from copper_async.exceptions import (
+    CopperError,
+    InvalidOptionError,
+    RecordError,
+    SearchCapWarning,
+)
 from copper_async.filters import MAX_PAGE_SIZE, DateField, OpportunityFilter
 from copper_async.planner import (
     CapLimited,
@@ -344,13 +349,17 @@ class Search(AsyncClosing, Generic[T]):
             if request is None:
                 return
             body = self._body(request)
-            context = {
-                "window": request.window.describe([f.record_key for f in self._fields]),
-                "page_number": request.page_number,
-            }
+            context = self._where(request.window, request.page_number)
             task = asyncio.ensure_future(self._fetcher.fetch_page(body, context=context))
             self._tasks[task] = request
             self.stats.requests += 1
+
+    def _where(self, window: Window, page_number: int) -> dict[str, Any]:
+        """Error context: which window and page."""
+        return {
+            "window": window.describe([f.record_key for f in self._fields]),
+            "page_number": page_number,
+        }
 
     def _body(self, request: PageRequest) -> dict[str, Any]:
         query = self.filter
@@ -368,7 +377,13 @@ class Search(AsyncClosing, Generic[T]):
         request = self._tasks.pop(task)
         page = task.result()
         self._account(page)
-        self._handle(self.planner.feed(request, PageResult(page.records, page.total)))
+        try:
+            self._handle(self.planner.feed(request, PageResult(page.records, page.total)))
+        except RecordError as error:
+            # A malformed record names its window and page, like a failed request.
+            for key, value in self._where(request.window, request.page_number).items():
+                error.context.setdefault(key, value)
+            raise
 
     def _account(self, page: _RawPage) -> None:
         stats = self.stats
@@ -387,7 +402,11 @@ class Search(AsyncClosing, Generic[T]):
             if isinstance(event, Deliver):
                 records: list[Any] = event.records
                 if self._structure is not None and records:
-                    records = self._structure(records)
+                    try:
+                        records = self._structure(records)
+                    except RecordError as error:
+                        error.context.update(self._where(event.window, event.page_number))
+                        raise
                 stats.records += len(records)
                 self._ready.append(ResultPage(event.window, event.page_number, records))
             elif isinstance(event, WindowSplit):
@@ -471,22 +490,25 @@ class MultiSearch(AsyncClosing, Generic[T]):
         return self
 
     async def __anext__(self) -> T:
-        while not self._records:
-            if self._closed:
-                raise StopAsyncIteration
-            if not self._tasks:
-                self._start()
-            if self._running == 0 and self._queue.empty():
-                await self.aclose()
-                raise StopAsyncIteration
-            _, item = await self._queue.get()
-            if item is None:
-                self._running -= 1
-                continue
-            if isinstance(item, BaseException):
-                await self.aclose()
-                raise item
-            self._records.extend(self._fresh(item))
+        try:
+            while not self._records:
+                if self._closed:
+                    raise StopAsyncIteration
+                if not self._tasks:
+                    self._start()
+                if self._running == 0 and self._queue.empty():
+                    raise StopAsyncIteration
+                _, item = await self._queue.get()
+                if item is None:
+                    self._running -= 1
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                self._records.extend(self._fresh(item))
+        except BaseException:
+            # The end, an error, or the consumer cancelled (a timeout): stop every search.
+            await self.aclose()
+            raise
         return self._records.popleft()
 
     def _fresh(self, records: list[T]) -> Iterable[T]:
@@ -504,20 +526,7 @@ class MultiSearch(AsyncClosing, Generic[T]):
     def _start(self) -> None:
         self._running = len(self.searches)
         for index, search in enumerate(self.searches):
-            self._tasks.append(asyncio.ensure_future(self._pump(index, search)))
-
-    async def _pump(self, index: int, search: Search[T]) -> None:
-        try:
-            async for page in search.pages():
-                await self._queue.put((index, page.records))
-        except asyncio.CancelledError:
-            await search.aclose()
-            raise
-        except BaseException as error:
-            await search.aclose()
-            await self._queue.put((index, error))
-            return
-        await self._queue.put((index, None))
+            self._tasks.append(asyncio.ensure_future(_pump(self._queue, index, search)))
 
     def __del__(self) -> None:
         for task in getattr(self, "_tasks", ()):
@@ -533,6 +542,30 @@ class MultiSearch(AsyncClosing, Generic[T]):
             await asyncio.gather(*tasks, return_exceptions=True)
         for search in self.searches:
             await search.aclose()
+
+
+async def _pump(
+    queue: asyncio.Queue[tuple[int, list[T] | BaseException | None]],
+    index: int,
+    search: Search[T],
+) -> None:
+    """Feed one search's pages into the shared queue.
+
+    A function, not a method: a pump must not keep its MultiSearch alive, so
+    that dropping the MultiSearch (a ``break``) runs its ``__del__``, which
+    cancels the pumps.
+    """
+    try:
+        async for page in search.pages():
+            await queue.put((index, page.records))
+    except asyncio.CancelledError:
+        await search.aclose()
+        raise
+    except BaseException as error:
+        await search.aclose()
+        await queue.put((index, error))
+        return
+    await queue.put((index, None))
 
 
 def typed_structure(records: list[dict[str, Any]]) -> list[Opportunity]:
