@@ -27,3 +27,22 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install(".[test]", "mypy")
     session.run("mypy", "--strict", "copper_async")
+
+
+@nox.session(python=PYTHON)
+def stress(session: nox.Session) -> None:
+    """The full-size fault run: 250,000 records through every fault, exactly once."""
+    session.install(".")
+    session.run("python", "benchmarks/stress.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """The benchmark suite against the alternatives: writes benchmarks/results/.
+
+    The peers (tap-copper, requests) and the plotting tools go into this
+    session's own environment, never into the project's dependencies.
+    Pass ``-- --quick`` for a small smoke run.
+    """
+    session.install(".[test]", "requests", "tap-copper", "matplotlib", "psutil")
+    session.run("python", "benchmarks/run_all.py", *session.posargs)
