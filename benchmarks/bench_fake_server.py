@@ -10,6 +10,10 @@ Measured, with the targets beside them:
   ``date_created`` (what the streaming client asks), and a generic filter
   (statuses + a custom field) sorted by name, the slowest path, and the same
   filter inside the window (what the client sends for a filtered export);
+  and the shapes that sort (nearly) every record on a column with no index:
+  a date range covering every record sorted by name (the range is the
+  smallest candidate set, but not in the sort's order), and a full sort by
+  ``company_name`` and by ``monetary_value`` (descending);
 - each further page of the same query: the server's own work, timed
   directly, as the handler does it: ``dataset.search(query)`` (cached) +
   the slice + ``encode_page`` of 200 records; mean and p99 over
@@ -55,6 +59,9 @@ TARGETS: dict[str, tuple[float, str]] = {
     "first_page_window_seconds": (1.0, "s"),
     "first_page_filter_seconds": (1.0, "s"),
     "first_page_filtered_window_seconds": (1.0, "s"),
+    "first_page_wide_range_seconds": (1.0, "s"),
+    "first_page_company_sort_seconds": (1.0, "s"),
+    "first_page_value_sort_seconds": (1.0, "s"),
     "further_window_mean_seconds": (0.005, "s"),
     "further_window_p99_seconds": (0.005, "s"),
     "further_filter_mean_seconds": (0.005, "s"),
@@ -87,6 +94,15 @@ def _bodies(dataset: Dataset) -> tuple[dict[str, Any], dict[str, Any]]:
         "custom_fields": [{"custom_field_definition_id": 12, "value": [8], "option": "ANY"}],
     }
     return window, generic
+
+
+#: Name -> a body whose first page sorts (nearly) every record on a column with no
+#: index. Each sorts a different column, so none finds another's kept order.
+SORT_BODIES: dict[str, dict[str, Any]] = {
+    "wide_range": {"minimum_modified_date": 0, "sort_by": "name"},
+    "company_sort": {"sort_by": "company_name"},
+    "value_sort": {"sort_by": "monetary_value", "sort_direction": "desc"},
+}
 
 
 async def _first_page(
@@ -176,6 +192,9 @@ async def measure(records: int, *, seed: int = 1, pages: int = 500) -> dict[str,
                 results[f"round_trip_{name}_mean_seconds"] = await _round_trips(
                     session, server, body, min(pages, 200)
                 )
+            for name, body in SORT_BODIES.items():
+                results[f"first_page_{name}_seconds"] = await _first_page(session, server, body)
+                results[f"{name}_matches"] = len(dataset.search(parse_search_body(body)[0]))
         results["rss_peak_bytes"] = max(results["rss_bytes"], process.memory_info().rss)
         results["pages"] = pages
         return results
@@ -201,6 +220,15 @@ def _table(results: dict[str, Any]) -> list[str]:
         ),
         "first_page_filtered_window_seconds": (
             f"first page, the same in the window ({results['filtered_window_matches']:,})"
+        ),
+        "first_page_wide_range_seconds": (
+            f"first page, modified >= 0 by name ({results['wide_range_matches']:,})"
+        ),
+        "first_page_company_sort_seconds": (
+            f"first page, every record by company ({results['company_sort_matches']:,})"
+        ),
+        "first_page_value_sort_seconds": (
+            f"first page, every record by value desc ({results['value_sort_matches']:,})"
         ),
         "further_window_mean_seconds": f"further pages, window (n={results['pages']}), mean",
         "further_window_p99_seconds": "further pages, window, p99",

@@ -1191,3 +1191,6 @@ def test_the_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
         assert results["met"][key] == (results[key] < results["targets"][key])
     assert 0 < results["window_matches"] <= 300
     assert 0 < results["filter_matches"] < 600
+    # The shapes that sort every record on a column without an index.
+    for name in ("wide_range", "company_sort", "value_sort"):
+        assert results[f"{name}_matches"] == 600
