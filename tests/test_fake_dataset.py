@@ -12,8 +12,9 @@ import datetime as dt
 import importlib.util
 import json
 import random
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -381,6 +382,22 @@ def test_bounds_include_both_ends(records: list[dict[str, Any]], field: str) -> 
     assert held[high] not in search(Dataset.from_records(records), above)
 
 
+@pytest.fixture
+def new_york(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time 5 hours behind UTC in January, so reading a date at local
+    midnight would miss by 18,000 s (this machine's own zone may well be UTC).
+    A POSIX rule (New York's), so no time zone database is needed."""
+    monkeypatch.setenv("TZ", "EST5EDT,M3.2.0,M11.1.0")
+    time.tzset()
+    try:
+        assert time.localtime(1516060800).tm_gmtoff == -5 * 3600
+        yield
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.usefixtures("new_york")
 def test_close_date_compares_at_midnight_utc() -> None:
     record = {"id": 1, "name": "x", "close_date": "1/16/2018", "date_created": 5}
     dataset = Dataset.from_records([record])
@@ -946,6 +963,7 @@ def test_values_of_the_wrong_type_are_served_as_loaded_and_count_as_null() -> No
     assert search(dataset, {"custom_fields": [entry]}) == [6, 5]  # by name, null last
 
 
+@pytest.mark.usefixtures("new_york")
 def test_a_custom_date_held_as_text_compares_at_midnight_utc() -> None:
     day = 1515715200  # 2018-01-12T00:00:00Z
     dataset = Dataset.from_records(
