@@ -857,6 +857,106 @@ def test_every_reference_example_is_answered_as_documented(example: ReferenceExa
     assert orjson.loads(page) == example.records
 
 
+#: The first example's records belong to another account (ids in the millions,
+#: other companies): no other example's filter ran over them, nor its over theirs.
+_OTHER_ACCOUNT = 0
+#: Record 32 was created in October 2024, six years after every other record of its
+#: account: the 2018 examples were captured before it existed (the complete listing,
+#: "List Opportunities in Groups of 200", holds only 3, 4, 5 and 6).
+_CREATED_LATER = 32
+#: (example, record, date_modified) captures that example cannot have seen: record
+#: 5's multi-select (field 12) was empty until 1516736568 and [8] since, and "Set to
+#: Empty" was captured after that (its own record 4 was modified at 1516820005).
+_SUPERSEDED = {("Search by Multi-Select Dropdown Set to Empty", 5, 1516673290)}
+
+
+def same_account(example: ReferenceExample) -> list[ReferenceExample]:
+    examples = reference_examples()
+    alone = examples.index(example) == _OTHER_ACCOUNT
+    return [e for i, e in enumerate(examples) if (i == _OTHER_ACCOUNT) == alone]
+
+
+def decoy_sets(example: ReferenceExample) -> list[list[dict[str, Any]]]:
+    """Records the answer must leave out: every capture, on other examples' pages, of
+    the same account's records that are not in this answer. A record captured
+    several times (the examples were captured at different times) has one capture
+    in each set, so every capture is a decoy in at least one set."""
+    own = {record["id"] for record in example.records}
+    captures: dict[int, list[dict[str, Any]]] = {}
+    for other in same_account(example):
+        for record in other.records:
+            key = (example.title, record["id"], record["date_modified"])
+            if record["id"] in own or record["id"] == _CREATED_LATER or key in _SUPERSEDED:
+                continue
+            seen = captures.setdefault(record["id"], [])
+            if record not in seen:
+                seen.append(record)
+    rounds = max(map(len, captures.values()), default=0)
+    return [[held[k % len(held)] for held in captures.values()] for k in range(rounds)]
+
+
+#: Followed is server-side state the page shows only through the "followed" example.
+_FOLLOWED = {
+    record["id"]
+    for example in reference_examples()
+    if example.body.get("followed") == 1
+    for record in example.records
+}
+
+
+@pytest.mark.parametrize("example", reference_examples(), ids=lambda e: e.title)
+def test_every_reference_example_leaves_out_the_other_examples_records(
+    example: ReferenceExample,
+) -> None:
+    """The replay above loads only the answer's records, so a filter matching too
+    much would pass it; here the account's other records are loaded too."""
+    query, paging = parse_search_body(example.body)
+    start = (paging.page_number - 1) * paging.page_size
+    sets = decoy_sets(example)
+    if not sets:  # only when the answer holds every record its account had then
+        account = {r["id"] for e in same_account(example) for r in e.records}
+        assert account - {_CREATED_LATER} == {r["id"] for r in example.records}
+    for decoys in sets:
+        loaded = [*example.records, *decoys]
+        dataset = Dataset.from_records(dict(r, followed=r["id"] in _FOLLOWED) for r in loaded)
+        ids = dataset.search(query)
+        assert len(ids) == len(example.records), [d["id"] for d in decoys]
+        page = dataset.encode_page(ids[start : start + paging.page_size])
+        assert orjson.loads(page) == example.records
+
+
+def test_the_decoys_excluded_are_the_ones_explained() -> None:
+    """Each exclusion above is needed: with it, the example's answer would change."""
+    examples = {example.title: example for example in reference_examples()}
+    late = next(r for e in examples.values() for r in e.records if r["id"] == _CREATED_LATER)
+    assert late["date_created"] > max(
+        r["date_modified"] for e in examples.values() for r in e.records if r is not late
+    )
+    listing = examples["List Opportunities in Groups of 200"]
+    assert sorted(r["id"] for r in listing.records) == [3, 4, 5, 6]
+    ((title, record_id, modified),) = _SUPERSEDED
+    example = examples[title]
+    stale = next(
+        r
+        for e in examples.values()
+        for r in e.records
+        if (r["id"], r["date_modified"]) == (record_id, modified)
+    )
+    newer = [
+        r
+        for e in examples.values()
+        for r in e.records
+        if r["id"] == record_id and r["date_modified"] > modified
+    ]
+    assert max(r["date_modified"] for r in example.records) >= min(
+        r["date_modified"] for r in newer
+    )
+    # Loaded anyway, the stale capture matches the filter; its later state does not.
+    for decoy, matched in ((stale, True), (newer[0], False)):
+        dataset = Dataset.from_records([*example.records, decoy])
+        assert (record_id in dataset.search(parse_search_body(example.body)[0])) is matched
+
+
 # -- columns, orders and results -----------------------------------------------------------
 
 
