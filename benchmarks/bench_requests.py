@@ -8,11 +8,14 @@ cap with no rate limit and no latency, once for each ``X-PW-TOTAL`` mode
 page, or a 422). A raw-mode search reads everything; each id is counted in a
 set as it comes.
 
-Reported per mode: requests made / ``ceil(N / page_size)`` (the fewest any
-client could make; target <= 1.01 when the total header is present), the leaf
-windows read, and whether every id came exactly once (against
-``dataset.ids()``). The server runs in this process: only counts are
-measured here, not speed.
+Reported per mode: the requests made against the issue's bound, ``1.01 x
+ceil(N / page_size) + 3 per leaf window`` (``ceil(N / page_size)`` is the
+fewest any client could make; the target when the total header is present),
+the plain ratio requests / ``ceil(N / page_size)`` (information; a stricter
+``<= 1.01`` is shown as a secondary line, not a target), the leaf windows
+read, and whether every id came exactly once (against ``dataset.ids()``).
+Without the total header (absent) the figures are reported with no target.
+The server runs in this process: only counts are measured here, not speed.
 
 Run ``python benchmarks/bench_requests.py --help``.
 """
@@ -36,13 +39,21 @@ import _common
 from copper_async import CopperClient
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions, HotSpot
 
-__all__ = ["PAST_CAP_MODES", "TOTAL_MODES", "hot_spots", "main", "run_mode"]
+__all__ = ["PAST_CAP_MODES", "TOTAL_MODES", "hot_spots", "main", "request_bound", "run_mode"]
 
 TOTAL_MODES = ("exact", "overcount", "capped", "absent")
 PAST_CAP_MODES = ("empty", "error")
+#: The issue's target: requests <= TARGET_RATIO x ideal + PER_LEAF_WINDOW x leaf windows.
 TARGET_RATIO = 1.01
+PER_LEAF_WINDOW = 3
+TARGET = f"requests <= {TARGET_RATIO} x ideal + {PER_LEAF_WINDOW} x leaf windows"
 # Bulk imports land on these seconds (2017, 2020, 2023), inside the generated range.
 _HOT_SECONDS = (1_500_000_000, 1_600_000_000, 1_700_000_000, 1_650_000_000, 1_550_000_000)
+
+
+def request_bound(ideal: int, leaf_windows: int) -> float:
+    """The most requests the target allows: 1.01 x ideal + 3 per leaf window."""
+    return TARGET_RATIO * ideal + PER_LEAF_WINDOW * leaf_windows
 
 
 def hot_spots(count: int, size: int, spread: int) -> list[HotSpot]:
@@ -91,6 +102,7 @@ async def run_mode(
         "server_requests": server.stats["requests"],
         "ideal": ideal,
         "ratio": stats.requests / ideal,
+        "bound": request_bound(ideal, stats.windows_done),
         "leaf_windows": stats.windows_done,
         "windows_split": stats.windows_split,
         "hot_spots": stats.hot_spots,
@@ -133,8 +145,9 @@ async def _run(args: argparse.Namespace, spots: list[HotSpot]) -> tuple[int, lis
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Requests / ceil(N / page_size) for a full search past the cap, per "
-        "X-PW-TOTAL mode and past-cap answer, with hot spots."
+        description="Requests of a full search past the cap against 1.01 x ceil(N / "
+        "page_size) + 3 per leaf window, per X-PW-TOTAL mode and past-cap answer, with hot "
+        "spots."
     )
     parser.add_argument("--records", type=_common.positive_int, default=1_000_000)
     parser.add_argument("--hot-spots", type=int, default=3, help="bulk imports (3)")
@@ -175,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         package_logger.setLevel(level)
         gc.unfreeze()  # _run() froze the records; let a caller's process collect them
-    columns = ["X-PW-TOTAL", "past cap", "requests", "ideal", "requests/ideal"]
-    columns += ["leaf windows", "split", "mismatches", "delivered", "unique", "exactly once"]
+    columns = ["X-PW-TOTAL", "past cap", "requests", "ideal", "leaf windows"]
+    columns += ["bound (1.01 x ideal + 3 x leaf)", "requests/ideal", "split", "mismatches"]
+    columns += ["delivered", "unique", "exactly once"]
     columns += ["seconds"]
     rows = [
         [
@@ -184,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
             r["past_cap"],
             r["requests"],
             r["ideal"],
-            r["ratio"],
             r["leaf_windows"],
+            r["bound"] if r["total_mode"] != "absent" else None,
+            r["ratio"],
             r["windows_split"],
             r["count_mismatches"],
             r["delivered"],
@@ -204,23 +219,36 @@ def main(argv: list[str] | None = None) -> int:
         if r["total_mode"] != "absent":
             checks.append(
                 _common.check(
-                    f"{label} requests/ideal",
-                    r["ratio"],
-                    f"<= {TARGET_RATIO}",
-                    r["ratio"] <= TARGET_RATIO,
+                    f"{label} {TARGET}",
+                    r["requests"],
+                    f"<= {r['bound']:,.1f} ({TARGET_RATIO} x {r['ideal']:,} + "
+                    f"{PER_LEAF_WINDOW} x {r['leaf_windows']:,})",
+                    r["requests"] <= r["bound"],
                 )
             )
+    # The plain ratio, against a stricter reading than the issue's (no per-window allowance).
+    secondary = ", ".join(
+        f"{r['total_mode']}/{r['past_cap']} {r['ratio']:.4f} "
+        f"({'within' if r['ratio'] <= TARGET_RATIO else 'over'})"
+        for r in results
+        if r["total_mode"] != "absent"
+    )
     notes = [
         f"N = {count:,} records ({args.hot_spots} hot spots of {args.hot_spot_size:,} records "
         f"in one created second, modified over {args.hot_spot_spread:,} s), cap "
         f"{args.cap:,}, page size {args.page_size}, no rate limit; ideal = ceil(N / page size).",
+        f"Target (with X-PW-TOTAL): requests <= {TARGET_RATIO} x ideal + {PER_LEAF_WINDOW} per "
+        "leaf window; requests/ideal is shown for information.",
+        f"Secondary, not a target: requests/ideal <= {TARGET_RATIO} with no per-window "
+        f"allowance: {secondary or 'no mode with a total'}.",
         "Without X-PW-TOTAL (absent) a window's size is only known by reading to its end or "
-        "probing the cap's last page: its ratio is reported, with no target.",
+        "probing the cap's last page: its figures are reported, with no target.",
     ]
     notes += [f"{r['total_mode']}/{r['past_cap']}: {r['error']}" for r in results if r["error"]]
     print(notes[0])
     _common.print_table(columns, rows)
     _common.print_checks(checks)
+    print(notes[2])
     config = {
         "records": count,
         "hot_spots": args.hot_spots,
