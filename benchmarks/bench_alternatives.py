@@ -18,7 +18,8 @@ RSS come from ``os.wait4``, its request count from the server's counters:
 Reported per client: records delivered out of N (what the cap costs it),
 unique records, requests, records per second (delivered over wall time),
 CPU seconds, peak RSS. A peer that is not installed in ``--peer-python``'s
-environment, or that fails, gets a row saying so, with no figures.
+environment, or that fails, gets a row saying so, with no figures. The
+peers' versions are read from that interpreter, into the JSON result.
 
 Run ``python benchmarks/bench_alternatives.py --help``.
 """
@@ -39,7 +40,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
 
-__all__ = ["REQUESTS_LOOP", "TAP_WRAPPER", "main", "read_ids", "run_client"]
+__all__ = [
+    "PEER_PACKAGES",
+    "REQUESTS_LOOP",
+    "TAP_WRAPPER",
+    "main",
+    "peer_versions",
+    "read_ids",
+    "run_client",
+]
 
 #: Runs tap-copper's opportunities stream against URL; Singer messages on stdout.
 TAP_WRAPPER = """\
@@ -91,6 +100,17 @@ with requests.Session() as session, open(out, "w") as file:
 """
 
 CLIENTS = ("tap-copper", "requests loop", "copper-async")
+#: The peers' distributions, whose versions the report gives.
+PEER_PACKAGES = ("requests", "tap-copper", "singer-python")
+_VERSIONS = """\
+import importlib.metadata, json, sys
+def version(name):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+print(json.dumps({name: version(name) for name in sys.argv[1:]}))
+"""
 _MODULES = {"tap-copper": "tap_copper", "requests loop": "requests", "copper-async": None}
 
 
@@ -110,6 +130,20 @@ def read_ids(path: Path, *, singer: bool) -> list[int]:
             else:
                 ids.append(int(message["id"]))
     return ids
+
+
+def peer_versions(python: str) -> dict[str, str | None]:
+    """The peers' installed versions in ``python``'s environment (None: not installed)."""
+    probe = subprocess.run(
+        [python, "-c", _VERSIONS, *PEER_PACKAGES],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    if probe.returncode != 0:
+        return dict.fromkeys(PEER_PACKAGES)
+    versions: dict[str, str | None] = json.loads(probe.stdout)
+    return versions
 
 
 def _installed(python: str, module: str) -> bool:
@@ -310,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         checks=checks,
         notes=notes,
         results=results,
+        peer_versions=peer_versions(args.peer_python),
     )
     _common.write_json(args.json, payload)
     return 0 if all(c.passed for c in checks) else 1
