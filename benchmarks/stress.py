@@ -76,13 +76,29 @@ class _Count(logging.Handler):
 
 
 async def run(arguments: argparse.Namespace, out: Path) -> dict[str, Any]:
-    """Generate, serve, export and check; the figures as a dict."""
+    """Generate, serve, export and check; the figures as a dict.
+
+    The logging and collector settings it changes are put back afterwards, so
+    a caller's process (a test) keeps its own.
+    """
     warnings_logged = _Count()
     package = logging.getLogger("copper_async")
+    server_log = logging.getLogger("aiohttp.server")
+    propagate, server_level = package.propagate, server_log.level
     package.addHandler(warnings_logged)
     package.propagate = False
     # The fake server's side of an injected reset is logged by aiohttp: noise here.
-    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
+    server_log.setLevel(logging.CRITICAL)
+    try:
+        return await _run(arguments, out, warnings_logged)
+    finally:
+        package.removeHandler(warnings_logged)
+        package.propagate = propagate
+        server_log.setLevel(server_level)
+        gc.unfreeze()
+
+
+async def _run(arguments: argparse.Namespace, out: Path, warnings_logged: _Count) -> dict[str, Any]:
     started = time.perf_counter()
     dataset = Dataset.generate(arguments.records, seed=arguments.seed)
     gc.freeze()  # the records live to the end: keep the collector off them
