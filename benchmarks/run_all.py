@@ -8,13 +8,18 @@ Runs, each as its own process (``--quick`` for small sizes):
 4. ``bench_memory.py``: peak RSS of an export by N,
 5. ``bench_alternatives.py``: tap-copper and a requests loop against this library,
 
-then writes, into ``--results`` (``benchmarks/results/`` by default),
-``RESULTS.md`` (machine, versions, date, one table per benchmark with its
-targets marked PASS or MISS; regenerated on every run, never edited by hand),
-``results.json`` (every script's results) and, when matplotlib is
-importable, ``rate_limit.png`` (requests over time against the limit) and
-``memory.png`` (peak RSS by N). ``--no-run`` only renders the report from the
-JSON files already in the results folder. ``nox -s bench`` runs this.
+then writes, into ``--results`` (``benchmarks/results/`` by default; a new
+temporary folder with ``--quick``, so a smoke run never replaces the
+committed figures), ``RESULTS.md`` (machine, versions, date, one table per
+benchmark with its targets marked PASS or MISS; regenerated on every run,
+never edited by hand), ``results.json`` (every script's results) and, when
+matplotlib is importable, ``rate_limit.png`` (requests over time against the
+limit) and ``memory.png`` (peak RSS by N).
+
+The machine, date and package versions in the report are those each script
+recorded in its JSON when it ran, never the renderer's: ``--no-run`` only
+renders the report again from the JSON files already in the results folder
+(and the run log kept in its ``results.json``). ``nox -s bench`` runs this.
 
 Run ``python benchmarks/run_all.py --help``.
 """
@@ -23,10 +28,12 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import datetime as dt
 import importlib
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,10 +41,22 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
+import bench_memory
 
-__all__ = ["BENCHMARKS", "QUICK", "main", "plot_memory", "plot_rate_limit", "render_markdown"]
+__all__ = [
+    "BENCHMARKS",
+    "DEFAULT_RESULTS",
+    "QUICK",
+    "main",
+    "memory_target",
+    "plot_memory",
+    "plot_rate_limit",
+    "render_markdown",
+]
 
 HERE = Path(__file__).resolve().parent
+#: Where a full run writes (the committed figures).
+DEFAULT_RESULTS = HERE / "results"
 #: Name -> script, in the order they run and are reported.
 BENCHMARKS = {
     "rate_limit": "bench_rate_limit.py",
@@ -80,8 +99,8 @@ QUICK: dict[str, list[str]] = {
 }
 
 
-def _run(name: str, extra: list[str], results: Path) -> dict[str, Any]:
-    """Run one script; its exit code and seconds (its output goes to ours)."""
+def _run(name: str, extra: list[str], results: Path, *, quick: bool) -> dict[str, Any]:
+    """Run one script; its exit code, seconds and sizes (its output goes to ours)."""
     command = [
         sys.executable,
         str(HERE / BENCHMARKS[name]),
@@ -93,7 +112,7 @@ def _run(name: str, extra: list[str], results: Path) -> dict[str, Any]:
     completed = subprocess.run([*command, *extra], check=False)
     seconds = time.perf_counter() - started
     print(f"== {name}: exit {completed.returncode} after {seconds:.0f} s", flush=True)
-    return {"returncode": completed.returncode, "seconds": round(seconds, 1)}
+    return {"returncode": completed.returncode, "seconds": round(seconds, 1), "quick": quick}
 
 
 def _md_cell(value: Any) -> str:
@@ -106,15 +125,51 @@ def _md_table(columns: list[str], rows: list[list[Any]]) -> list[str]:
     return lines
 
 
-def render_markdown(
-    payloads: dict[str, dict[str, Any]], runs: dict[str, dict[str, Any]], *, quick: bool
-) -> str:
-    """RESULTS.md from each script's JSON result (and how its run went)."""
-    machine = _common.machine_info()
+def _distinct(values: list[Any]) -> str:
+    """The values, each once, in order, joined by " / "."""
+    return " / ".join(str(value) for value in dict.fromkeys(values))
+
+
+def _machine_lines(payloads: dict[str, dict[str, Any]]) -> list[str]:
+    """Where and when the figures were measured, from what each script recorded."""
+    machines = [payloads[name]["machine"] for name in BENCHMARKS if name in payloads]
+    if not machines:
+        return ["- Date: no benchmark result in this folder"]
+    dates = sorted(machine["date"] for machine in machines)
+    when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+    versions: dict[str, list[str | None]] = {}
+    for machine in machines:
+        for package, version in machine["packages"].items():
+            versions.setdefault(package, []).append(version)
     packages = ", ".join(
-        f"{name} {version}" for name, version in machine["packages"].items() if version
+        f"{package} {_distinct([v for v in found if v])}"
+        for package, found in versions.items()
+        if any(found)
     )
-    missing = [name for name, version in machine["packages"].items() if not version]
+    missing = [package for package, found in versions.items() if not any(found)]
+    lines = [
+        f"- Date: {when} (when the benchmarks ran)",
+        f"- Machine: {_distinct([m['cores'] for m in machines])} cores, "
+        f"{_distinct([m['platform'] for m in machines])}",
+        "- Python: " + _distinct([f"{m['implementation']} {m['python']}" for m in machines]),
+        f"- Packages: {packages}" + (f" (not installed: {', '.join(missing)})" if missing else ""),
+    ]
+    peers = payloads.get("alternatives", {}).get("peer_versions")
+    if peers:
+        shown = ", ".join(
+            f"{package} {version or 'not installed'}" for package, version in peers.items()
+        )
+        lines.append(f"- Peers (in the interpreter that ran them): {shown}")
+    return lines
+
+
+def render_markdown(payloads: dict[str, dict[str, Any]], runs: dict[str, dict[str, Any]]) -> str:
+    """RESULTS.md from each script's JSON result (and how its run went).
+
+    Everything about where and when comes from the payloads, recorded as each
+    script ran: rendering again later changes nothing.
+    """
+    quick = [name for name, run in runs.items() if run.get("quick") and name in payloads]
     lines = [
         "# Benchmark results",
         "",
@@ -124,12 +179,11 @@ def render_markdown(
         "**Generated by `benchmarks/run_all.py` on every run; do not edit by hand.** "
         "Regenerate with `nox -s bench` (or `python benchmarks/run_all.py`).",
         "",
-        f"- Date: {machine['date']}"
-        + (" (**--quick**: small sizes, a smoke run)" if quick else ""),
-        f"- Machine: {machine['cores']} cores, {machine['platform']}, "
-        f"load average at the end {machine['load_average_1m']}",
-        f"- Python: {machine['implementation']} {machine['python']}",
-        f"- Packages: {packages}" + (f" (not installed: {', '.join(missing)})" if missing else ""),
+        *_machine_lines(payloads),
+    ]
+    if quick:
+        lines.append(f"- **--quick** (small sizes, a smoke run): {', '.join(quick)}")
+    lines += [
         "",
         "## Targets",
         "",
@@ -152,11 +206,17 @@ def render_markdown(
         run = runs.get(name, {})
         lines += ["", f"## {payload['title'] if payload else name} (`{script}`)", ""]
         if run:
-            lines.append(f"Exit {run['returncode']} after {run['seconds']} s.")
+            sizes = " (--quick sizes)" if run.get("quick") else ""
+            lines.append(f"Exit {run['returncode']} after {run['seconds']} s{sizes}.")
             lines.append("")
         if payload is None:
             lines.append("No result: the script did not write its JSON (see its output).")
             continue
+        machine = payload["machine"]
+        lines += [
+            f"Ran {machine['date']}, load average at the end {machine['load_average_1m']}.",
+            "",
+        ]
         config = ", ".join(f"{key}={value}" for key, value in payload["config"].items())
         lines += [f"Configuration: {config}.", ""]
         lines += _md_table(payload["columns"], payload["rows"])
@@ -214,6 +274,13 @@ def plot_rate_limit(payload: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def memory_target(payload: dict[str, Any]) -> tuple[float, str]:
+    """The memory target in MiB (the plot's unit) and its legend label."""
+    # Results written before the target was recorded used the same one.
+    target = payload.get("target_bytes", bench_memory.TARGET_BYTES)
+    return target / 2**20, f"target: {target / 10**6:g} MB = {target / 2**20:.1f} MiB"
+
+
 def plot_memory(payload: dict[str, Any], path: Path) -> bool:
     """Peak RSS of the export by N; False when matplotlib is missing."""
     plt = _pyplot()
@@ -224,7 +291,8 @@ def plot_memory(payload: dict[str, Any], path: Path) -> bool:
     peaks = [r["peak_rss"] / 2**20 for r in results]
     figure, axes = plt.subplots(figsize=(7, 4.5))
     axes.plot(sizes, peaks, "o-", label="copper-async export, peak RSS")
-    axes.axhline(100, color="red", linestyle="--", label="target: 100 MB")
+    target, label = memory_target(payload)
+    axes.axhline(target, color="red", linestyle="--", label=label)
     axes.axhline(
         payload["import_floor_bytes"] / 2**20,
         color="gray",
@@ -247,9 +315,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Run every benchmark and write RESULTS.md, results.json and plots."
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     parser.add_argument(
-        "--results", type=Path, default=HERE / "results", help="output folder (benchmarks/results)"
+        "--quick",
+        action="store_true",
+        help="small sizes (a smoke run), into a new temporary folder unless --results is given",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="output folder (default: benchmarks/results; with --quick, a temporary folder)",
     )
     parser.add_argument(
         "--only", action="append", choices=list(BENCHMARKS), help="repeatable (default: all)"
@@ -264,20 +338,43 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _results_folder(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
+    if args.results is not None:
+        return Path(args.results)
+    if args.quick:
+        if args.no_run:
+            parser.error("--no-run --quick renders nothing new: give the --results to render")
+        # Smoke figures must never replace the committed ones.
+        return Path(tempfile.mkdtemp(prefix="copper-bench-quick-"))
+    return DEFAULT_RESULTS
+
+
+def _previous_runs(path: Path) -> dict[str, dict[str, Any]]:
+    """The run log of the last report in the folder (kept by --no-run and --only)."""
+    try:
+        runs: dict[str, dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))["runs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the suite, write the report; 0 when every script exited 0 (targets are reported)."""
-    args = _parser().parse_args(argv)
-    results: Path = args.results
+    parser = _parser()
+    args = parser.parse_args(argv)
+    results = _results_folder(parser, args)
     results.mkdir(parents=True, exist_ok=True)
     names = args.only or list(BENCHMARKS)
-    runs: dict[str, dict[str, Any]] = {}
+    runs = _previous_runs(results / "results.json")
+    ran: list[str] = []
     if not args.no_run:
         for name in names:
             (results / f"{name}.json").unlink(missing_ok=True)
             extra = list(QUICK[name]) if args.quick else []
             if name == "alternatives" and args.peer_python:
                 extra += ["--peer-python", args.peer_python]
-            runs[name] = _run(name, extra, results)
+            runs[name] = _run(name, extra, results, quick=args.quick)
+            ran.append(name)
     payloads: dict[str, dict[str, Any]] = {}
     for name in BENCHMARKS:
         path = results / f"{name}.json"
@@ -289,18 +386,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "memory" in payloads:
         payloads["memory"]["plotted"] = plot_memory(payloads["memory"], results / "memory.png")
-    markdown = render_markdown(payloads, runs, quick=args.quick)
+    runs = {name: run for name, run in runs.items() if name in BENCHMARKS}
+    markdown = render_markdown(payloads, runs)
     (results / "RESULTS.md").write_text(markdown, encoding="utf-8")
     combined = {
         "generated_by": "benchmarks/run_all.py",
-        "quick": args.quick,
-        "machine": _common.machine_info(),
+        "rendered_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "quick": any(run.get("quick") for name, run in runs.items() if name in payloads),
         "runs": runs,
         "benchmarks": payloads,
     }
     _common.write_json(results / "results.json", combined)
     print(f"wrote {results / 'RESULTS.md'} and {results / 'results.json'}")
-    failed = [name for name, run in runs.items() if run["returncode"] != 0]
+    failed = [name for name in ran if runs[name]["returncode"] != 0]
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
