@@ -1104,11 +1104,23 @@ def test_records_must_be_objects_with_integer_ids() -> None:
         Dataset.from_records([[1, 2]])  # type: ignore[list-item]
 
 
-def test_hot_spots_refuse_negative_sizes() -> None:
-    with pytest.raises(InvalidOptionError, match="count"):
-        HotSpot(created=1, count=-1)
-    with pytest.raises(InvalidOptionError, match="modified_spread"):
-        HotSpot(created=1, count=1, modified_spread=-1)
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"count": -1}, "count"),
+        ({"modified_spread": -1}, "modified_spread"),
+        ({"created": -1}, "created"),
+        ({"created": True}, "created"),
+        ({"count": True}, "count"),
+        ({"modified_spread": False}, "modified_spread"),
+        ({"count": 2.0}, "count"),
+        ({"created": "1600000000"}, "created"),
+    ],
+)
+def test_hot_spots_refuse_negative_or_non_integers(fields: dict[str, Any], named: str) -> None:
+    with pytest.raises(InvalidOptionError, match=f"'{named}'"):
+        HotSpot(**{"created": 1, "count": 1, **fields})
+    assert HotSpot(created=0, count=0, modified_spread=0).count == 0
 
 
 def test_unknown_ids_are_key_errors() -> None:

@@ -116,6 +116,12 @@ _SORT_COLUMNS: Final[Mapping[str, str]] = {
 _EMPTY: frozenset[str] = frozenset()
 
 
+def _whole(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """An int >= 0 (not a bool, which is an int to Python but not to a user)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidOptionError(attribute.name, f"must be an integer >= 0, not {value!r}")
+
+
 @attrs.frozen
 class HotSpot:
     """``count`` generated records sharing the ``date_created`` second ``created``,
@@ -123,15 +129,9 @@ class HotSpot:
     ``modified_spread`` seconds after it (all distinct when ``count`` is at most
     ``modified_spread + 1``; 0 puts them all in the created second too)."""
 
-    created: int = attrs.field(validator=attrs.validators.instance_of(int))
-    count: int = attrs.field(validator=attrs.validators.instance_of(int))
-    modified_spread: int = attrs.field(default=_DAY, validator=attrs.validators.instance_of(int))
-
-    def __attrs_post_init__(self) -> None:
-        if self.count < 0:
-            raise InvalidOptionError("count", f"must be >= 0, not {self.count}")
-        if self.modified_spread < 0:
-            raise InvalidOptionError("modified_spread", f"must be >= 0, not {self.modified_spread}")
+    created: int = attrs.field(validator=_whole)
+    count: int = attrs.field(validator=_whole)
+    modified_spread: int = attrs.field(default=_DAY, validator=_whole)
 
 
 class _Ids(Sequence[int]):
