@@ -1,4 +1,4 @@
-"""Load the 21 example requests and answers from Copper's reference page.
+"""Load the 22 example requests and answers from Copper's reference page.
 
 The page (``tests/data/copper_opportunities_search_reference.txt``) is Copper's
 own documentation of ``POST /opportunities/search``: each example is a curl

@@ -320,8 +320,12 @@ async def test_the_configured_credentials_are_the_ones_accepted(
 @pytest.mark.parametrize(
     ("data", "status", "named"),
     [
-        (b"{not json", 400, "JSON"),
-        (b"", 400, "JSON"),
+        (b"{not json", 400, "not valid JSON"),
+        (b"", 400, "not valid JSON"),
+        (b'{"name": NaN}', 400, "not valid JSON"),  # Python's extension, not JSON
+        (b'{"name": "\xff"}', 400, "not valid JSON"),  # not UTF-8
+        # Valid JSON that orjson cannot represent: beyond a double.
+        (b'{"minimum_monetary_value": 1e400}', 400, "valid JSON, but not JSON this server"),
         (b"[1, 2]", 400, "object"),
         (b'{"page_size": 500}', 422, "page_size"),
         (b'{"page_number": 0}', 422, "page_number"),
@@ -338,6 +342,35 @@ async def test_refused_bodies_are_json_errors_naming_the_problem(
     assert len(server.dataset) == COUNT
     assert server.stats["drift"]["inserted"] == 0
     assert server.stats["requests_by_status"] == {status: 1}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("method", "path", "status", "allow"),
+    [
+        ("GET", SEARCH_ROUTE, 405, "POST"),
+        ("PUT", SEARCH_ROUTE, 405, "POST"),
+        ("GET", "/_fake/truth", 405, "POST"),
+        ("POST", "/_fake/stats", 405, "GET,HEAD"),
+        ("POST", "/developer_api/v1/people/search", 404, None),
+        ("GET", "/", 404, None),
+    ],
+)
+async def test_unknown_routes_and_methods_are_json_errors(
+    serve: Serve,
+    session: aiohttp.ClientSession,
+    method: str,
+    path: str,
+    status: int,
+    allow: str | None,
+) -> None:
+    server = await serve()
+    base = server.url.removesuffix("/developer_api/v1")
+    async with session.request(method, base + path, headers=AUTH) as response:
+        answer = Answer(response.status, dict(response.headers), await response.read())
+    assert path in error_of(answer, status)
+    assert answer.headers.get("Allow") == allow
+    assert server.stats["requests"] == 0
 
 
 @pytest.mark.asyncio
@@ -904,7 +937,13 @@ async def test_the_truth_endpoint_ignores_pages_and_the_cap(
         assert answer.status == 200
         assert answer.json() == truth(server, body)
         assert len(answer.json()) > 10
+    # Paging fields are ignored whatever they hold, even values a search refuses.
+    for paging in ({"page_size": 500}, {"page_number": 0, "page_size": "all"}):
+        answer = await ask(orjson.dumps({**OPEN, **paging}))
+        assert answer.status == 200
+        assert answer.json() == truth(server, OPEN)
     error_of(await ask(b"{"), 400)
+    assert "valid JSON, but" in error_of(await ask(b'{"minimum_created_date": -1e999}'), 400)
     assert "sort_by" in error_of(await ask(b'{"sort_by": 1}'), 422)
     error_of(await ask(b"{}", headers={}), 401)
     assert server.stats["requests"] == 0
@@ -945,6 +984,14 @@ def test_faults_and_hot_spots_parse() -> None:
     for bad in ("1600000000", "x:5", "1600000000:0", "-1:5", "1:2:3:4", "1:2:-1"):
         with pytest.raises(InvalidOptionError):
             parse_hot_spot(bad)
+
+
+def test_the_help_shows_every_part_of_a_hot_spot() -> None:
+    result = CliRunner().invoke(fake_server, ["--help"], terminal_width=200)
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "--hot-spot SECOND:COUNT[:SPREAD]" in text
+    assert "modified over SPREAD seconds" in text
 
 
 def parse_flags(args: list[str]) -> dict[str, Any]:

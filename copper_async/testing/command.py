@@ -1,7 +1,7 @@
 """``copper-async fake-server``: the embedded fake Copper search server from a shell.
 
 It serves generated records (``--generate N --seed S``, with
-``--hot-spot SECOND:COUNT`` bulk imports) or a JSON lines file
+``--hot-spot SECOND:COUNT[:SPREAD]`` bulk imports) or a JSON lines file
 (``--records FILE``), with a flag for every
 :class:`~copper_async.testing.server.FakeServerOptions` field; prints the
 base URL and the credentials it accepts; serves until SIGINT or SIGTERM and
@@ -225,9 +225,12 @@ _SECONDS = click.FloatRange(0)
     "--hot-spot",
     "hot_spots",
     multiple=True,
-    metavar="SECOND:COUNT",
+    metavar="SECOND:COUNT[:SPREAD]",
     callback=_hot_spots,
-    help="Also generate COUNT records created in that Unix second (repeatable).",
+    help=(
+        "Also generate COUNT records created in that Unix second, modified over SPREAD "
+        "seconds after it (default 86400; repeatable)."
+    ),
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of records and play.")
 @click.option("--cap", type=click.IntRange(1, 2**31), default=100_000, show_default=True)

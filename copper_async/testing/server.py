@@ -12,24 +12,28 @@ Every error answer is a JSON object, the shape Copper's own errors take::
     {"success": false, "status": 422, "message": "page_size must be ..."}
 
 401: missing or wrong ``X-PW-AccessToken`` / ``X-PW-UserEmail`` /
-``X-PW-Application: developer_api``; 400: a body that is not JSON or not an
-object; 413: a body over 1 MiB; 422: a bad field, or (``past_cap="error"``)
-a page that starts past the cap; 429: over the rate limit or in a burst
-(``Retry-After`` when ``retry_after`` is on); 500/502/503: injected faults.
+``X-PW-Application: developer_api``; 400: a body that is not JSON, is JSON
+this server cannot represent (a number beyond a double, like ``1e400``) or
+is not an object; 404: an unknown path; 405: a known path with the wrong
+method (``Allow`` names the right one); 413: a body over 1 MiB; 422: a bad
+field, or (``past_cap="error"``) a page that starts past the cap; 429: over
+the rate limit or in a burst (``Retry-After`` when ``retry_after`` is on);
+500/502/503: injected faults.
 
 Admin endpoints, behind the same auth headers and outside every fault and
 limit: ``GET /_fake/stats`` (the counters of :attr:`FakeCopperServer.stats`)
-and ``POST /_fake/truth`` (a search body: every matching id in sort order,
-ignoring the page and the cap).
+and ``POST /_fake/truth`` (a search body: every matching id in sort order;
+``page_number`` and ``page_size`` are ignored, as is the cap).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Final, Literal
 
@@ -59,6 +63,7 @@ STATS_ROUTE: Final = "/_fake/stats"
 TRUTH_ROUTE: Final = "/_fake/truth"
 APPLICATION: Final = "developer_api"
 MAX_BODY: Final = 1024**2
+_PAGING_FIELDS: Final = frozenset({"page_number", "page_size"})
 
 PastCap = Literal["empty", "error"]
 TotalMode = Literal["exact", "overcount", "capped", "absent"]
@@ -223,6 +228,48 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
     return web.Response(status=status, body=body, content_type=_JSON, headers=headers)
 
 
+@web.middleware
+async def _json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp's own refusals (no such route, wrong method) in Copper's error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as refusal:
+        if refusal.status < 400:
+            raise
+        allow = refusal.headers.get("Allow")
+        if refusal.status == 405 and allow is not None:
+            message = f"{request.method} is not allowed on {request.path}; use {allow}"
+        elif refusal.status == 404:
+            message = f"no such endpoint: {request.path}"
+        else:
+            message = refusal.reason
+        return _error(refusal.status, message, {"Allow": allow} if allow is not None else None)
+
+
+def _parse_json(raw: bytes) -> Any:
+    """The body's JSON, or a 400 :class:`QueryError` that says what is wrong with it."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        where = f"{error.msg} at byte {error.pos}"
+        try:
+            # orjson refuses some valid JSON (1e400: beyond a double); ask the standard
+            # parser, which keeps such numbers (as inf), whether it is valid at all.
+            json.loads(raw.decode(), parse_constant=_not_json)
+        except (ValueError, RecursionError):
+            raise QueryError(400, f"the body is not valid JSON: {where}") from None
+        raise QueryError(
+            400, f"the body is valid JSON, but not JSON this server can represent: {where}"
+        ) from None
+
+
+def _not_json(name: str) -> Any:
+    """The standard parser's NaN and Infinity extensions are not JSON."""
+    raise ValueError(name)
+
+
 def total_header(matches: int, options: FakeServerOptions) -> str | None:
     """The ``X-PW-TOTAL`` value for ``matches`` records under ``options.total_mode``."""
     mode = options.total_mode
@@ -343,7 +390,7 @@ class FakeCopperServer:
         """Bind and serve; ``url`` and ``port`` are set once this returns."""
         if self._runner is not None:
             return
-        app = web.Application(client_max_size=MAX_BODY)
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors])
         app.router.add_post(SEARCH_ROUTE, self._search)
         app.router.add_get(STATS_ROUTE, self._admin_stats)
         app.router.add_post(TRUTH_ROUTE, self._admin_truth)
@@ -495,12 +542,7 @@ class FakeCopperServer:
             self._sent(413)
             return _error(413, f"the body is larger than {MAX_BODY} bytes")
         try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            self._sent(400)
-            return _error(400, "the body is not valid JSON")
-        try:
-            query, paging = parse_search_body(body)
+            query, paging = parse_search_body(_parse_json(raw))
         except QueryError as error:
             self._sent(error.status)
             return _error(error.status, error.message)
@@ -594,12 +636,13 @@ class FakeCopperServer:
         if not self._authorised(request):
             return _error(401, "missing or invalid auth headers")
         try:
-            body = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
-            return _error(400, "the body is not valid JSON")
+            raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"the body is larger than {MAX_BODY} bytes")
         try:
+            body = _parse_json(raw)
+            if isinstance(body, Mapping):  # the truth is every match: no page to check
+                body = {k: v for k, v in body.items() if k not in _PAGING_FIELDS}
             query, _paging = parse_search_body(body)
         except QueryError as error:
             return _error(error.status, error.message)
