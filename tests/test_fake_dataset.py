@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import copper_async.testing.dataset as dataset_module
 from copper_async.exceptions import InvalidOptionError, RecordError
 from copper_async.records import Opportunity
-from copper_async.testing import Dataset, HotSpot, parse_search_body
+from copper_async.testing import Dataset, HotSpot, QueryError, parse_search_body
 from tests.reference import ReferenceExample, reference_examples, reference_records
 
 _BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_fake_dataset.py"
@@ -405,6 +405,17 @@ def test_close_date_compares_at_midnight_utc() -> None:
     assert search(dataset, {"minimum_close_date": day, "maximum_close_date": day}) == [1]
     assert search(dataset, {"minimum_close_date": day + 1}) == []
     assert search(dataset, {"maximum_close_date": day - 1}) == []
+
+
+def test_empty_filters_are_read_literally(dataset: Dataset) -> None:
+    """The assumption testing/query.py documents: no empty-value syntax but allow_empty."""
+    every = dataset.ids()
+    assert search(dataset, {"tags": []}) == []
+    assert search(dataset, {"tags": {"option": "ANY", "value": []}}) == []
+    assert sorted(search(dataset, {"tags": {"option": "ALL", "value": []}})) == every
+    assert search(dataset, {"company_ids": []}) == []
+    with pytest.raises(QueryError, match="company_ids"):
+        parse_search_body({"company_ids": [-2]})
 
 
 def test_name_is_exact_not_case_folded(records: list[dict[str, Any]], dataset: Dataset) -> None:

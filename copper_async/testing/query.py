@@ -5,6 +5,18 @@ filter and the sort, usable as a cache key) and its :class:`Paging`. Bodies
 Copper would refuse raise :class:`QueryError` with the status to answer: 400
 when the body is not a JSON object, 422 when a field is wrong. Unknown
 top-level keys are ignored, as Copper ignores them.
+
+Empty values are an assumption. Copper's reference says company_ids, tags
+and custom dropdown and multi-select fields "can be filtered by an empty
+value", but shows the body only for custom fields (``"allow_empty": true``);
+the page it points to for the others is not part of it, and it documents -2
+("none set") only for assignee_ids, customer_source_ids and loss_reason_ids.
+So this server reads those filters literally and invents no empty-value
+syntax: ``company_ids: [-2]`` is a 422 (not an id), an empty id list or
+``tags: []`` matches no record (ANY of nothing), ``{"option": "ALL", "value":
+[]}`` every record (ALL of nothing), and only custom fields take
+``allow_empty``. :class:`copper_async.OpportunityFilter` refuses empty lists
+and -2 where it is not documented, so the client never sends these shapes.
 """
 
 from __future__ import annotations
