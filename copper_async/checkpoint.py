@@ -2,14 +2,17 @@
 
 A checkpoint holds the planner's state, how many bytes and records of the
 output are committed, and a fingerprint of the job (filter, options, output
-path and format) so that a resume of a different job is refused. It never
-holds credentials: the client is not part of it.
+path and format, API root and account) so that a resume of a different job is
+refused. It never holds credentials, nor the user email in clear (only its
+SHA-256).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,9 +23,18 @@ import orjson
 
 from copper_async.exceptions import CheckpointError
 
-__all__ = ["Checkpoint", "job_fingerprint", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "Checkpoint",
+    "job_fingerprint",
+    "load_checkpoint",
+    "remove_stale_temp_files",
+    "save_checkpoint",
+]
+
+logger = logging.getLogger("copper_async.checkpoint")
 
 _VERSION = 1
+_TEMP_SUFFIX = ".tmp"
 
 
 @attrs.frozen(kw_only=True)
@@ -50,6 +62,35 @@ def job_fingerprint(job: Mapping[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(job, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_stale_temp_files(path: Path) -> list[Path]:
+    """Delete the temp files a save of ``path`` left behind when killed mid-write.
+
+    Only names :func:`save_checkpoint` makes for this very checkpoint match:
+    the random part of a temp name never holds a dot, so ``.job.<random>.tmp``
+    is never mistaken for a temp file of ``job.ckpt`` beside it.
+    """
+    pattern = re.compile(re.escape(_temp_prefix(path)) + r"[^.]+" + re.escape(_TEMP_SUFFIX))
+    removed = []
+    try:
+        candidates = list(path.parent.iterdir())
+    except OSError:
+        return []
+    for candidate in candidates:
+        if pattern.fullmatch(candidate.name) and candidate.is_file():
+            try:
+                candidate.unlink()
+            except OSError as error:
+                logger.warning("cannot remove stale checkpoint temp file %s: %s", candidate, error)
+                continue
+            logger.info("removed stale checkpoint temp file %s", candidate)
+            removed.append(candidate)
+    return removed
+
+
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     """Write ``checkpoint`` so that ``path`` always holds a whole one.
 
@@ -59,7 +100,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     folder = path.parent
     data = checkpoint.to_json()
     try:
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        handle, temp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=_TEMP_SUFFIX, dir=folder)
         try:
             with os.fdopen(handle, "wb") as file:
                 file.write(data)

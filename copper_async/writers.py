@@ -2,9 +2,11 @@
 
 A writer appends whole pages and, on :meth:`commit`, makes them durable and
 returns the committed length; an interrupted export is cut back to that
-length on resume, so a file never holds half a record. Both formats can be
-read back (:func:`read_committed`) to tell a resumed search which records it
-already has.
+length on resume, so a file never holds half a record. A new file is only
+opened (and an old one truncated) when the first page is written, so an
+export that fails before it leaves an existing file as it was. Both formats
+can be read back (:func:`read_committed`, streaming, never past the committed
+length) to tell a resumed search which records it already has.
 """
 
 from __future__ import annotations
@@ -12,13 +14,17 @@ from __future__ import annotations
 import csv
 import io
 import os
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 
 import orjson
 
-from copper_async.exceptions import CheckpointError, InvalidOptionError
+from copper_async.exceptions import CheckpointError, CopperError, InvalidOptionError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 __all__ = [
     "CSV_BASE_COLUMNS",
@@ -28,6 +34,7 @@ __all__ = [
     "RecordWriter",
     "open_writer",
     "read_committed",
+    "read_list_cell",
 ]
 
 ExportFormat = Literal["jsonl", "csv"]
@@ -86,38 +93,72 @@ class RecordWriter(Protocol):
 class _FileWriter:
     def __init__(self, path: Path, committed: int) -> None:
         self.path = path
-        try:
-            self._file: BinaryIO = open(path, "r+b" if committed else "wb")  # noqa: SIM115
-        except OSError as error:
-            raise InvalidOptionError(
-                "out", f"cannot write {str(path)!r}: {error.strerror}"
-            ) from error
+        self._file: BinaryIO | None = None
+        self._length = committed
+        self._broken = False
+        # A pipe or a device (/dev/null) cannot be fsynced, and needs not be.
+        self._regular = True
         if committed:
-            size = self._file.seek(0, os.SEEK_END)
+            # A resume: the committed part is checked now, before any request.
+            file = self._open("r+b")
+            size = file.seek(0, os.SEEK_END)
             if size < committed:
-                self._file.close()
+                self.close()
                 raise CheckpointError(
                     f"{str(path)!r} holds {size} bytes but the checkpoint committed {committed}: "
                     "the output was changed since"
                 )
             # Whatever was written after the last commit is dropped.
-            self._file.truncate(committed)
-            self._file.seek(committed)
-        self._length = committed
+            file.truncate(committed)
+            file.seek(committed)
+
+    def _open(self, mode: Literal["r+b", "wb"]) -> BinaryIO:
+        try:
+            file = open(self.path, mode)  # noqa: SIM115
+        except OSError as error:
+            raise InvalidOptionError(
+                "out", f"cannot write {str(self.path)!r}: {error.strerror}"
+            ) from error
+        self._file = file
+        self._regular = stat.S_ISREG(os.fstat(file.fileno()).st_mode)
+        return file
+
+    def _ensure_open(self) -> BinaryIO:
+        # Truncating an old file waits for the first page: a failure before it keeps the file.
+        return self._file if self._file is not None else self._open("wb")
+
+    def _cannot_write(self, error: OSError) -> CopperError:
+        self._broken = True
+        return CopperError(f"cannot write {str(self.path)!r}: {error.strerror or error}")
 
     def _append(self, data: bytes) -> None:
-        self._file.write(data)
+        file = self._ensure_open()
+        try:
+            file.write(data)
+        except OSError as error:
+            raise self._cannot_write(error) from error
         self._length += len(data)
 
     def commit(self) -> int:
         """Flush and fsync what was written; return the committed length."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        file = self._ensure_open()
+        try:
+            file.flush()
+            if self._regular:
+                os.fsync(file.fileno())
+        except OSError as error:
+            raise self._cannot_write(error) from error
         return self._length
 
     def close(self) -> None:
-        if not self._file.closed:
+        if self._file is None or self._file.closed:
+            return
+        try:
             self._file.close()
+        except OSError as error:
+            # After a failed write, closing fails the same way: the first error is the one.
+            if not self._broken:
+                raise self._cannot_write(error) from error
 
 
 class JsonlWriter(_FileWriter):
@@ -133,27 +174,53 @@ def _is_scalar(value: Any) -> bool:
     return isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
+def _list_cell(items: list[Any]) -> str:
+    if (
+        items
+        and all(isinstance(item, str) and item and _LIST_SEPARATOR not in item for item in items)
+        and not items[0].startswith("[")
+    ):
+        return _LIST_SEPARATOR.join(items)
+    return orjson.dumps(items).decode()
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
-        if all(
-            isinstance(item, str | int | float) and not isinstance(item, bool) for item in value
-        ):
-            return _LIST_SEPARATOR.join(str(item) for item in value)
-        return orjson.dumps(value).decode()
+        return _list_cell(value)
     if isinstance(value, dict):
         return orjson.dumps(value).decode()
     return str(value)
 
 
+def read_list_cell(cell: str) -> list[Any] | None:
+    """The list a CSV list cell holds (the inverse of the writer's rule).
+
+    An empty cell is null, a cell starting with ``[`` is JSON, and anything
+    else is strings joined with ``;``.
+    """
+    if cell == "":
+        return None
+    if cell.startswith("["):
+        value = orjson.loads(cell)
+        if not isinstance(value, list):
+            raise ValueError(f"not a JSON array: {cell!r}")
+        return value
+    return cell.split(_LIST_SEPARATOR)
+
+
 class CsvWriter(_FileWriter):
     """Flattened rows with stable columns.
 
-    Lists of scalars (tags, multi-select values) are joined with ``;``,
-    ``leads_converted_from`` is JSON, and each custom field gets a column
+    A list cell (tags, multi-select values) is its items joined with ``;``
+    when every item is a non-empty string without ``;`` and the first does
+    not start with ``[`` (``vip;new``); any other list is JSON (``[]``,
+    ``[8,9]``, ``["x","y;z"]``), and null is an empty cell, so
+    :func:`read_list_cell` gets every list back exactly. Objects
+    (``leads_converted_from``) are JSON, and each custom field gets a column
     ``custom_field_<definition id>``. The custom columns are fixed by the
     first page (a resumed export reuses them); fields first seen later, and
     keys this version does not know, go to JSON columns at the end.
@@ -225,21 +292,56 @@ def open_writer(
     raise InvalidOptionError("format", f"must be 'jsonl' or 'csv', not {format!r}")
 
 
+class _Bounded(io.RawIOBase):
+    """A raw reader that stops at ``limit`` bytes: nothing past it is read."""
+
+    def __init__(self, raw: io.RawIOBase, limit: int) -> None:
+        super().__init__()
+        self._raw = raw
+        self._left = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        if self._left <= 0:
+            return 0
+        with memoryview(buffer) as view:
+            count = self._raw.readinto(view[: self._left]) or 0
+        self._left -= count
+        return count
+
+
+_READ_BUFFER = 64 * 1024
+
+
 def read_committed(
     path: Path, format: ExportFormat, committed: int, fields: Sequence[str]
 ) -> Iterator[dict[str, Any]]:
-    """The id and ``fields`` of each record in the first ``committed`` bytes."""
-    with open(path, "rb") as file:
-        data = file.read(committed)
-    if format == "jsonl":
-        for line in data.splitlines():
-            if line:
-                record = orjson.loads(line)
-                yield {key: record.get(key) for key in ("id", *fields)}
-        return
-    reader = csv.DictReader(io.StringIO(data.decode()))
-    for row in reader:
-        yield {
-            key: int(row[key]) if row.get(key) not in (None, "") else None
-            for key in ("id", *fields)
-        }
+    """The id and ``fields`` of each record in the first ``committed`` bytes.
+
+    Streams line by line, so memory stays flat whatever the file's size.
+    """
+    keys = ("id", *fields)
+    with (
+        open(path, "rb", buffering=0) as raw,
+        io.BufferedReader(_Bounded(raw, committed), _READ_BUFFER) as reader,
+    ):
+        try:
+            if format == "jsonl":
+                for line in reader:
+                    if line.strip():
+                        record = orjson.loads(line)
+                        yield {key: record.get(key) for key in keys}
+                return
+            with io.TextIOWrapper(reader, encoding="utf-8", newline="") as text:
+                for row in csv.DictReader(text):
+                    yield {
+                        key: int(row[key]) if row.get(key) not in (None, "") else None
+                        for key in keys
+                    }
+        except (ValueError, csv.Error) as error:  # JSON, UTF-8 and int errors are ValueErrors
+            raise CheckpointError(
+                f"the committed part of {str(path)!r} is unreadable ({error}): "
+                "the output was changed since"
+            ) from error
