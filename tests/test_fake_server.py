@@ -1000,18 +1000,21 @@ def parse_flags(args: list[str]) -> dict[str, Any]:
 
 
 def test_every_flag_becomes_its_option() -> None:
-    params = parse_flags(
-        [
-            *("--token", "t", "--email", "e@example.com", "--cap", "500"),
-            *("--past-cap", "error", "--total-mode", "overcount", "--rate-limit", "180/60"),
-            *("--retry-after", "--fault", "500=0.1", "--fault", "reset=0.05"),
-            *("--fault", "non_json=0.01", "--stall-seconds", "2", "--burst-429-rate", "0.02"),
-            *("--burst-429-length", "4", "--latency", "0.15", "--latency-jitter", "0.05"),
-            *("--drift-insert-rate", "0.1", "--drift-delete-rate", "0.2"),
-            *("--drift-modify-rate", "0.3", "--drift-per", "second", "--seed", "9"),
-            *("--generate", "10", "--hot-spot", "1600000000:3", "--port", "0"),
-        ]
-    )
+    args = [
+        *("--token", "t", "--email", "e@example.com", "--cap", "500"),
+        *("--past-cap", "error", "--total-mode", "overcount", "--rate-limit", "180/60"),
+        *("--retry-after", "--fault", "500=0.1", "--fault", "reset=0.05"),
+        *("--fault", "non_json=0.01", "--stall-seconds", "2", "--burst-429-rate", "0.02"),
+        *("--burst-429-length", "4", "--latency", "0.15", "--latency-jitter", "0.05"),
+        *("--drift-insert-rate", "0.1", "--drift-delete-rate", "0.2"),
+        *("--drift-modify-rate", "0.3", "--drift-per", "second", "--seed", "9"),
+        *("--play-seed", "17", "--generate", "10", "--hot-spot", "1600000000:3"),
+        *("--host", "127.0.0.1", "--port", "0"),
+    ]
+    # Every flag but --records (the other source of records) is given.
+    flags = {opt for param in fake_server.params for opt in param.opts}
+    assert flags - set(args) == {"--records"}
+    params = parse_flags(args)
     assert build_options(params) == FakeServerOptions(
         access_token="t",
         user_email="e@example.com",
@@ -1030,13 +1033,31 @@ def test_every_flag_becomes_its_option() -> None:
         drift_delete_rate=0.2,
         drift_modify_rate=0.3,
         drift_per="second",
-        seed=9,
+        seed=17,  # the play's seed; --seed 9 is the records'
     )
     assert (params["host"], params["port"], params["generate"]) == ("127.0.0.1", 0, 10)
+    assert params["seed"] == 9
     assert params["hot_spots"] == [HotSpot(1_600_000_000, 3)]
     assert build_options(parse_flags(["--generate", "1"])) == FakeServerOptions()
     # The rate limit is read as the client's --rate-limit is.
     assert build_options(parse_flags(["--rate-limit", "5/1m"])).rate_limit == (5, 60.0)
+    # Without --play-seed, --seed seeds the play too, as before --play-seed existed.
+    assert build_options(parse_flags(["--seed", "9"])).seed == 9
+
+
+def test_the_play_seed_varies_the_faults_over_the_same_records() -> None:
+    def serve_with(*play: str) -> tuple[list[dict[str, Any]], list[str | None]]:
+        params = parse_flags(["--generate", "30", "--seed", "4", "--fault", "500=0.5", *play])
+        records = load_dataset(generate=30, records=None, seed=params["seed"])
+        plan = build_options(params).plan()
+        return [records.record(i) for i in records.ids()], [plan.next_fault() for _ in range(40)]
+
+    data, faults = serve_with()
+    assert serve_with("--play-seed", "4") == (data, faults)
+    for play_seed in ("5", "6"):
+        other_data, other_faults = serve_with("--play-seed", play_seed)
+        assert other_data == data
+        assert other_faults != faults
 
 
 def test_the_dataset_comes_from_a_file_or_generation(

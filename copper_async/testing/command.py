@@ -3,7 +3,9 @@
 It serves generated records (``--generate N --seed S``, with
 ``--hot-spot SECOND:COUNT[:SPREAD]`` bulk imports) or a JSON lines file
 (``--records FILE``), with a flag for every
-:class:`~copper_async.testing.server.FakeServerOptions` field; prints the
+:class:`~copper_async.testing.server.FakeServerOptions` field (its ``seed``
+is ``--play-seed``, or ``--seed`` when that is not given, so faults can vary
+over the same records); prints the
 base URL and the credentials it accepts; serves until SIGINT or SIGTERM and
 then shuts down cleanly (exit 0). A bad flag is one ``Error:`` line on
 stderr and exit 2.
@@ -37,7 +39,9 @@ __all__ = [
 ]
 
 # The command's parameters that are not server options.
-_NOT_OPTIONS = frozenset({"host", "port", "generate", "records", "hot_spots", "token", "email"})
+_NOT_OPTIONS = frozenset(
+    {"host", "port", "generate", "records", "hot_spots", "token", "email", "seed", "play_seed"}
+)
 
 
 def parse_fault(text: str) -> tuple[str, float]:
@@ -76,9 +80,15 @@ def parse_hot_spot(text: str) -> HotSpot:
 
 
 def build_options(params: Mapping[str, Any]) -> FakeServerOptions:
-    """The server options the command's parsed parameters describe (validated)."""
+    """The server options the command's parsed parameters describe (validated).
+
+    The play's seed is ``play_seed``, or the records' ``seed`` when it is None.
+    """
     play = {key: value for key, value in params.items() if key not in _NOT_OPTIONS}
-    return FakeServerOptions(access_token=params["token"], user_email=params["email"], **play)
+    seed = params["play_seed"] if params.get("play_seed") is not None else params["seed"]
+    return FakeServerOptions(
+        access_token=params["token"], user_email=params["email"], seed=seed, **play
+    )
 
 
 def load_dataset(
@@ -232,7 +242,18 @@ _SECONDS = click.FloatRange(0)
         "seconds after it (default 86400; repeatable)."
     ),
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of records and play.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the generated records, and of the play unless --play-seed is given.",
+)
+@click.option(
+    "--play-seed",
+    type=int,
+    help="Seed of the faults, 429 bursts, latency, drift and overcount (default: --seed).",
+)
 @click.option("--cap", type=click.IntRange(1, 2**31), default=100_000, show_default=True)
 @click.option(
     "--past-cap",

@@ -179,7 +179,9 @@ class FakeServerOptions:
     - ``drift_*_rate``: records inserted, deleted and modified, on average
       per served search (``drift_per="request"``) or per second of serving
       (``"second"``), before the answer.
-    - ``seed``: the same seed gives the same faults, latencies and drift.
+    - ``seed``: the same seed gives the same faults, latencies, drift and
+      overcounts. It seeds only this play, never the records (the command's
+      ``--play-seed``, which defaults to its records' ``--seed``).
     """
 
     access_token: str = attrs.field(default="fake-token", validator=_header_text)
