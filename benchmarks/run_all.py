@@ -137,10 +137,13 @@ def _machine_lines(payloads: dict[str, dict[str, Any]]) -> list[str]:
         return ["- Date: no benchmark result in this folder"]
     dates = sorted(machine["date"] for machine in machines)
     when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+    # The peers' own line says where they ran (maybe --peer-python, not this interpreter).
+    peers: dict[str, str | None] = payloads.get("alternatives", {}).get("peer_versions") or {}
     versions: dict[str, list[str | None]] = {}
     for machine in machines:
         for package, version in machine["packages"].items():
-            versions.setdefault(package, []).append(version)
+            if package not in peers:
+                versions.setdefault(package, []).append(version)
     packages = ", ".join(
         f"{package} {_distinct([v for v in found if v])}"
         for package, found in versions.items()
@@ -154,7 +157,6 @@ def _machine_lines(payloads: dict[str, dict[str, Any]]) -> list[str]:
         "- Python: " + _distinct([f"{m['implementation']} {m['python']}" for m in machines]),
         f"- Packages: {packages}" + (f" (not installed: {', '.join(missing)})" if missing else ""),
     ]
-    peers = payloads.get("alternatives", {}).get("peer_versions")
     if peers:
         shown = ", ".join(
             f"{package} {version or 'not installed'}" for package, version in peers.items()
@@ -301,7 +303,7 @@ def plot_memory(payload: dict[str, Any], path: Path) -> bool:
     )
     axes.set_xscale("log")
     axes.set_xlabel("records exported")
-    axes.set_ylabel("MiB")
+    axes.set_ylabel("peak RSS (MiB)")
     axes.set_ylim(bottom=0)
     axes.legend()
     axes.set_title("Peak RSS of an export by N")
