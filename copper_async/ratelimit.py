@@ -3,8 +3,8 @@
 
 Copper allows 180 requests per rolling minute and answers 429 beyond. The
 limiter paces sends evenly instead of letting a burst through, and it learns
-from the server: a 429 pauses every caller until the time the client chose
-to wait (its ``Retry-After`` or backoff).
+from the server: a 429 pauses every caller until the time it asked for (its
+``Retry-After``, never shortened) or the client's backoff ends.
 """
 
 from __future__ import annotations
@@ -110,8 +110,9 @@ class RequestLimiter:
     """The gate all requests of one client pass before they are sent.
 
     :meth:`acquire` (or ``async with limiter:``) waits for the next paced
-    slot, and first for any pause. :meth:`pause_until` holds every caller
-    until a time on ``clock`` (the client calls it on a 429). With
+    slot, and first for any pause, unless the pause outlasts what the caller
+    would wait. :meth:`pause_until` holds every caller until a time on
+    ``clock`` (the client calls it on a 429). With
     ``rate_limit=None`` there is no pacing, only pauses.
 
     The aiolimiter bucket is built on first use, inside the running loop it
@@ -139,22 +140,32 @@ class RequestLimiter:
         if math.isfinite(when):
             self._paused_until = max(self._paused_until, when)
 
-    async def _wait_for_pause(self) -> None:
+    async def _wait_for_pause(self, latest: float, max_pause: float) -> bool:
         while (remaining := self._paused_until - self._clock.monotonic()) > 0:
+            if self._paused_until > latest or remaining > max_pause:
+                return False
             await self._clock.sleep(remaining)
+        return True
 
-    async def acquire(self) -> None:
-        """Wait until this caller may send one request."""
+    async def acquire(self, *, latest: float = math.inf, max_pause: float = math.inf) -> bool:
+        """Wait until this caller may send one request, and return True.
+
+        A pause that would hold the caller past ``latest`` (clock time), or
+        for more than ``max_pause`` seconds from when the caller meets it, is
+        not waited out: False, as soon as that is known, and no slot is taken.
+        Pacing waits are bounded by neither: check the time after.
+        """
         while True:
-            await self._wait_for_pause()
+            if not await self._wait_for_pause(latest, max_pause):
+                return False
             if self.rate_limit is None:
-                return
+                return True
             if self._bucket is None:
                 # One slot, refilled every interval: even pacing with no burst.
                 self._bucket = AsyncLimiter(1, self.rate_limit.interval)
             await self._bucket.acquire()
             if self._paused_until <= self._clock.monotonic():
-                return
+                return True
             # A pause began while we queued: this slot is spent; queue again
             # after it so the callers held by it do not all go at once.
 

@@ -281,3 +281,68 @@ def test_limiter_is_built_outside_a_loop_and_binds_to_the_loop_it_runs_in() -> N
     assert "1000/1" in repr(limiter)
     times = asyncio.run(send_times(limiter, 2))
     assert times[1] - times[0] >= limit.interval - EPSILON
+
+
+# -- bounded waits --------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_a_pause_past_latest_is_not_waited_out_and_takes_no_slot() -> None:
+    limit = RateLimit(60, 60.0)
+    limiter = RequestLimiter(limit)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    limiter.pause_until(start + 30.0)
+    assert await limiter.acquire(latest=start + 29.0) is False
+    assert loop.time() == start
+    assert await limiter.acquire(latest=start + 30.0) is True
+    # The refusal took no slot: the first send after the pause goes at once.
+    assert loop.time() == pytest.approx(start + 30.0)
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_a_pause_extended_while_waiting_past_latest_ends_the_wait() -> None:
+    limiter = RequestLimiter(None)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    limiter.pause_until(start + 10.0)
+    waiting = asyncio.ensure_future(limiter.acquire(latest=start + 20.0))
+    await asyncio.sleep(5.0)
+    limiter.pause_until(start + 300.0)
+    assert await waiting is False
+    # Learnt when the first pause ended, not at the end of the second.
+    assert loop.time() == pytest.approx(start + 10.0)
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_a_pause_that_begins_while_queued_is_checked_against_latest() -> None:
+    limit = RateLimit(60, 60.0)  # one per ~second
+    limiter = RequestLimiter(limit)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await limiter.acquire()
+    queued = asyncio.ensure_future(limiter.acquire(latest=start + 50.0))
+    await asyncio.sleep(0.5)  # queued in the bucket for the next slot
+    limiter.pause_until(start + 100.0)
+    assert await queued is False
+    assert loop.time() < start + limit.interval + EPSILON
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_max_pause_counts_from_when_the_caller_meets_the_pause() -> None:
+    limiter = RequestLimiter(None)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    limiter.pause_until(start + 10.0)
+    assert await limiter.acquire(max_pause=9.0) is False
+    assert loop.time() == start
+    limiter.pause_until(start + 4.0)  # never shortens: still 10
+    waiting = asyncio.ensure_future(limiter.acquire(max_pause=10.0))
+    await asyncio.sleep(3.0)
+    limiter.pause_until(start + 19.0)  # 9 s more when the first pause ends: still acceptable
+    assert await waiting is True
+    assert loop.time() == pytest.approx(start + 19.0)
