@@ -6,19 +6,31 @@ and the committed length of the file (atomically). Resuming after any stop,
 SIGKILL included, first cuts the file back to that length, then tells the
 planner which records the file already holds, so the finished file has every
 record exactly once.
+
+A checkpoint belongs to one job: the filter, the paging options, the output
+path and format, the API root and the account (a SHA-256 of the user email,
+never the email itself). A resume of anything else is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from copper_async.checkpoint import Checkpoint, job_fingerprint, load_checkpoint, save_checkpoint
+from copper_async.checkpoint import (
+    Checkpoint,
+    job_fingerprint,
+    load_checkpoint,
+    remove_stale_temp_files,
+    save_checkpoint,
+)
 from copper_async.clock import Clock
 from copper_async.exceptions import CheckpointError, InvalidOptionError
 from copper_async.filters import OpportunityFilter
@@ -45,12 +57,24 @@ class ExportResult:
 
 
 def job_description(
-    filter: OpportunityFilter, options: SearchOptions, out: Path, format: ExportFormat
+    filter: OpportunityFilter,
+    options: SearchOptions,
+    out: Path,
+    format: ExportFormat,
+    *,
+    base_url: str | None = None,
+    user_email: str | None = None,
 ) -> dict[str, Any]:
-    """What defines an export job; its fingerprint guards resumes."""
+    """What defines an export job; its fingerprint guards resumes.
+
+    ``base_url`` and ``user_email`` say whose records these are: a resume
+    against another server or account would mix two data sets. The email is
+    kept only as its SHA-256 digest.
+    """
     body = filter.to_body()
     body.pop("page_number", None)
     body.pop("page_size", None)
+    account = hashlib.sha256(user_email.encode()).hexdigest() if user_email is not None else None
     return {
         "filter": body,
         "page_size": options.page_size,
@@ -60,7 +84,15 @@ def job_description(
         "end_at": options.end_at,
         "output": str(out.resolve()),
         "format": format,
+        "base_url": base_url,
+        "account": account,
     }
+
+
+def _text_attribute(fetcher: PageFetcher, name: str) -> str | None:
+    # Any PageFetcher will do; a CopperClient also says which server and account it reads.
+    value = getattr(fetcher, name, None)
+    return value if isinstance(value, str) else None
 
 
 def _check_output(out: Path) -> None:
@@ -68,6 +100,35 @@ def _check_output(out: Path) -> None:
         raise InvalidOptionError("out", f"{str(out)!r} is a directory")
     if not out.parent.is_dir():
         raise InvalidOptionError("out", f"folder {str(out.parent)!r} does not exist")
+    if out.exists():
+        if not os.access(out, os.W_OK):
+            raise InvalidOptionError("out", f"{str(out)!r} is not writable")
+    elif not os.access(out.parent, os.W_OK | os.X_OK):
+        raise InvalidOptionError("out", f"folder {str(out.parent)!r} is not writable")
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    if one.resolve() == other.resolve():
+        return True
+    # Hard links, bind mounts: two names of one file.
+    return one.exists() and other.exists() and os.path.samefile(one, other)
+
+
+def _check_checkpoint(checkpoint: Path, out: Path) -> None:
+    """A checkpoint that cannot be written is found now, not after the first page."""
+    if checkpoint.is_dir():
+        raise InvalidOptionError("checkpoint", f"{str(checkpoint)!r} is a directory")
+    folder = checkpoint.parent
+    if not folder.is_dir():
+        raise InvalidOptionError("checkpoint", f"folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        # Each save writes a temp file beside the checkpoint, then renames it.
+        raise InvalidOptionError("checkpoint", f"folder {str(folder)!r} is not writable")
+    if _same_file(checkpoint, out):
+        raise InvalidOptionError(
+            "checkpoint",
+            f"{str(checkpoint)!r} is the output file itself: each save would replace the output",
+        )
 
 
 def _open_job(
@@ -105,6 +166,7 @@ def _open_job(
     try:
         planner = WindowPlanner.restore(
             state.planner,
+            max_passes=options.max_passes,
             delivered=read_committed(out, format, state.committed_bytes, fields),
         )
     except BaseException:
@@ -128,8 +190,11 @@ async def run_export(
     """Export every record ``filter`` matches to ``out``, exactly once.
 
     Every check (output writable, checkpoint usable and of this same job)
-    happens before the first request. ``progress`` is called after each
-    written page with the live stats and the records written so far.
+    happens before the first request, and the output is only truncated when
+    the first page is written. ``progress`` is called after each written page
+    with the live stats and the records written so far, earlier runs
+    included; a resume calls it once before the first request, with what the
+    file already holds and the total the first run saw.
     """
     filter = filter if filter is not None else OpportunityFilter()
     options = options if options is not None else SearchOptions()
@@ -138,8 +203,19 @@ async def run_export(
     if resume and checkpoint is None:
         raise InvalidOptionError("resume", "needs a checkpoint file to resume from")
     _check_output(out)
-    job = job_description(filter, options, out, format)
+    if checkpoint is not None:
+        _check_checkpoint(checkpoint, out)
+    job = job_description(
+        filter,
+        options,
+        out,
+        format,
+        base_url=_text_attribute(fetcher, "base_url"),
+        user_email=_text_attribute(fetcher, "user_email"),
+    )
     fingerprint = job_fingerprint(job)
+    if checkpoint is not None:
+        remove_stale_temp_files(checkpoint)
 
     opened = _open_job(job, fingerprint, options, out, format, checkpoint, resume=resume)
     if isinstance(opened, ExportResult):
@@ -152,6 +228,12 @@ async def run_export(
     search: Search[dict[str, Any]] = Search(
         fetcher, filter, options=options, clock=clock, planner=planner
     )
+    if state is not None:
+        # The first run's total covers the whole search; this run's first page
+        # is only one window's.
+        total = previous_stats.get("total_hint")
+        if isinstance(total, int) and not isinstance(total, bool):
+            search.stats.total_hint = total
 
     def snapshot(*, complete: bool) -> Checkpoint:
         return Checkpoint(
@@ -173,6 +255,8 @@ async def run_export(
 
     pages = search.pages()
     try:
+        if state is not None and progress is not None:
+            progress(search.stats, records)
         async for page in pages:
             writer.write_page(page.records)
             records += len(page.records)
@@ -185,7 +269,14 @@ async def run_export(
         committed = await _in_thread(commit, snapshot(complete=True))
     except (asyncio.CancelledError, KeyboardInterrupt):
         # Stopped between pages: keep what is whole; a resume continues from it.
-        logger.warning("export interrupted after %d records; resume to continue", records)
+        if checkpoint is not None:
+            logger.warning(
+                "export interrupted after %d records; resume from %s to continue",
+                records,
+                checkpoint,
+            )
+        else:
+            logger.warning("export interrupted after %d records (no checkpoint)", records)
         raise
     finally:
         await pages.aclose()

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -22,11 +24,12 @@ import pytest_asyncio
 
 from copper_async.cli import ExitCode
 from copper_async.client import CopperClient
-from copper_async.exceptions import CheckpointError, InvalidOptionError
+from copper_async.exceptions import CheckpointError, InvalidOptionError, TransportError
 from copper_async.export import run_export
 from copper_async.filters import OpportunityFilter
+from copper_async.planner import WindowPlanner
 from copper_async.retry import RetryPolicy
-from copper_async.search import SearchOptions
+from copper_async.search import SearchOptions, SearchStats
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions, HotSpot
 
 pytestmark = pytest.mark.asyncio
@@ -162,6 +165,238 @@ async def test_resuming_a_different_job_is_refused_before_any_request(
         with pytest.raises(InvalidOptionError, match="directory"):
             await run_export(client, out=tmp_path, options=search_options())
         assert server.stats["requests"] == before
+
+
+async def interrupted_export(
+    client: CopperClient, out: Path, checkpoint: Path, *, pages: int = 23
+) -> dict[str, Any]:
+    """Start an export and stop it after ``pages`` pages; return its checkpoint."""
+    seen = 0
+
+    def stop(_stats: Any, _written: int) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == pages:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        await run_export(
+            client, out=out, options=search_options(), checkpoint=checkpoint, progress=stop
+        )
+    state: dict[str, Any] = json.loads(checkpoint.read_bytes())  # noqa: ASYNC240
+    return state
+
+
+async def test_a_resume_against_another_server_or_account_is_refused(
+    server: FakeCopperServer, records: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    out, checkpoint = tmp_path / "out.jsonl", tmp_path / "job.ckpt"
+    async with client_for(server) as client:
+        state = await interrupted_export(client, out, checkpoint)
+    # The account is in the job, but only as a digest.
+    assert state["job"]["account"] == hashlib.sha256(EMAIL.encode()).hexdigest()
+    assert state["job"]["base_url"] == server.url
+    assert EMAIL not in checkpoint.read_text()
+    before = out.read_bytes()
+    options = FakeServerOptions(cap=CAP, access_token=TOKEN, user_email="other@example.com")
+    async with FakeCopperServer(Dataset.generate(300, seed=4), options=options) as other:
+        async with client_for(other) as elsewhere:
+            with pytest.raises(CheckpointError, match=r"differs in: base_url\)"):
+                await run_export(
+                    elsewhere, out=out, options=search_options(), checkpoint=checkpoint, resume=True
+                )
+        someone_else = CopperClient(
+            access_token=TOKEN, user_email="other@example.com", base_url=server.url, rate_limit=None
+        )
+        async with someone_else:
+            with pytest.raises(CheckpointError, match=r"differs in: account\)"):
+                await run_export(
+                    someone_else,
+                    out=out,
+                    options=search_options(),
+                    checkpoint=checkpoint,
+                    resume=True,
+                )
+        assert other.stats["requests"] == 0
+    assert out.read_bytes() == before
+    # The same server and account resume to exactly once.
+    async with client_for(server) as client:
+        await run_export(
+            client, out=out, options=search_options(), checkpoint=checkpoint, resume=True
+        )
+    written = ids_in(out)
+    assert len(written) == len(set(written)) == len(records)
+
+
+class BareFetcher:
+    """A PageFetcher that is not a CopperClient: no base_url, no user_email."""
+
+    def __init__(self, client: CopperClient) -> None:
+        self._client = client
+
+    async def fetch_page(self, body: Any, *, context: Any = None) -> Any:
+        return await self._client.fetch_page(body, context=context)
+
+
+async def test_any_page_fetcher_can_export_and_resume(
+    server: FakeCopperServer, records: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    out, checkpoint = tmp_path / "out.jsonl", tmp_path / "job.ckpt"
+    async with client_for(server) as client:
+        state = await interrupted_export(BareFetcher(client), out, checkpoint)  # type: ignore[arg-type]
+        assert (state["job"]["base_url"], state["job"]["account"]) == (None, None)
+        await run_export(
+            BareFetcher(client),
+            out=out,
+            options=search_options(),
+            checkpoint=checkpoint,
+            resume=True,
+        )
+    assert sorted(ids_in(out)) == sorted(r["id"] for r in records)
+
+
+async def test_a_resume_shows_progress_from_the_file_and_the_first_total(
+    server: FakeCopperServer, records: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    out, checkpoint = tmp_path / "out.jsonl", tmp_path / "job.ckpt"
+    calls: list[tuple[int, int | None, int]] = []
+
+    def record(stats: SearchStats, written: int) -> None:
+        calls.append((stats.records, stats.total_hint, written))
+
+    async with client_for(server) as client:
+        state = await interrupted_export(client, out, checkpoint)
+        first_total = state["stats"]["total_hint"]
+        assert first_total == len(records)
+        await run_export(
+            client,
+            out=out,
+            options=search_options(),
+            checkpoint=checkpoint,
+            resume=True,
+            progress=record,
+        )
+    # Before the first request: what the file holds, and the whole search's total.
+    assert calls[0] == (0, first_total, state["records"])
+    assert all(total == first_total for _, total, _ in calls)
+    assert calls[-1][2] == len(records)
+    assert json.loads(checkpoint.read_bytes())["stats"]["total_hint"] == first_total
+
+
+async def test_a_resume_keeps_the_options_max_passes(
+    server: FakeCopperServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, checkpoint = tmp_path / "out.jsonl", tmp_path / "job.ckpt"
+    restored: list[WindowPlanner] = []
+    original = WindowPlanner.restore.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type[WindowPlanner], *args: Any, **kwargs: Any) -> WindowPlanner:
+        planner: WindowPlanner = original(cls, *args, **kwargs)
+        restored.append(planner)
+        return planner
+
+    monkeypatch.setattr(WindowPlanner, "restore", classmethod(spy))
+    options = SearchOptions(page_size=PAGE, cap=CAP, max_passes=7)
+    async with client_for(server) as client:
+        await interrupted_export(client, out, checkpoint)
+        await run_export(client, out=out, options=options, checkpoint=checkpoint, resume=True)
+    assert [planner.max_passes for planner in restored] == [7]
+
+
+async def test_a_checkpoint_on_the_output_itself_is_refused_before_any_request(
+    server: FakeCopperServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"the previous export\n")
+    link = tmp_path / "link.ckpt"
+    os.link(out, link)
+    async with client_for(server) as client:
+        for checkpoint in (out, tmp_path / "." / "out.jsonl", link):
+            for resume in (False, True):
+                with pytest.raises(InvalidOptionError, match="output file itself") as raised:
+                    await run_export(
+                        client,
+                        out=out,
+                        options=search_options(),
+                        checkpoint=checkpoint,
+                        resume=resume,
+                    )
+                assert raised.value.option == "checkpoint"
+        # Not yet existing: the same path still.
+        with pytest.raises(InvalidOptionError, match="output file itself"):
+            await run_export(
+                client,
+                out=tmp_path / "new.jsonl",
+                options=search_options(),
+                checkpoint=tmp_path / "new.jsonl",
+            )
+    assert server.stats["requests"] == 0
+    assert out.read_bytes() == b"the previous export\n"
+
+
+@pytest.mark.parametrize(
+    ("where", "phrase"),
+    [
+        ("missing/job.ckpt", "does not exist"),
+        ("afile/job.ckpt", "does not exist"),
+        (".", "directory"),
+    ],
+)
+async def test_an_unusable_checkpoint_path_is_refused_before_any_request(
+    server: FakeCopperServer, tmp_path: Path, where: str, phrase: str
+) -> None:
+    (tmp_path / "afile").write_text("x")
+    async with client_for(server) as client:
+        with pytest.raises(InvalidOptionError, match=phrase) as raised:
+            await run_export(
+                client,
+                out=tmp_path / "out.jsonl",
+                options=search_options(),
+                checkpoint=tmp_path / where,
+            )
+    assert raised.value.option == "checkpoint"
+    assert server.stats["requests"] == 0
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+async def test_a_start_removes_what_a_killed_checkpoint_save_left(
+    server: FakeCopperServer, tmp_path: Path
+) -> None:
+    out, checkpoint = tmp_path / "out.jsonl", tmp_path / "job.ckpt"
+    stale, unrelated = tmp_path / ".job.ckpt.x1y2z3_q.tmp", tmp_path / ".other.ckpt.x1y2z3_q.tmp"
+    stale.write_bytes(b'{"version": 1, "half')
+    unrelated.write_bytes(b"not ours")
+    async with client_for(server) as client:
+        await run_export(client, out=out, options=search_options(), checkpoint=checkpoint)
+    assert not stale.exists()
+    assert unrelated.exists()
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.mark.parametrize("with_checkpoint", [False, True])
+async def test_a_failure_before_the_first_page_leaves_the_old_output_untouched(
+    tmp_path: Path, with_checkpoint: bool
+) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b'{"id": 1}\n{"id": 2}\n')
+    unreachable = CopperClient(
+        access_token=TOKEN,
+        user_email=EMAIL,
+        base_url=closed_port_url(),
+        rate_limit=None,
+        retry=RetryPolicy(attempts=2, initial_backoff=0.001, max_backoff=0.002),
+    )
+    checkpoint = tmp_path / "job.ckpt" if with_checkpoint else None
+    async with unreachable:
+        with pytest.raises(TransportError):
+            await run_export(unreachable, out=out, options=search_options(), checkpoint=checkpoint)
+    assert out.read_bytes() == b'{"id": 1}\n{"id": 2}\n'
 
 
 # -- the command -------------------------------------------------------------------------
