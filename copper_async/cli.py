@@ -7,15 +7,18 @@ import gc
 import logging
 import math
 import os
+import signal
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
 
 import click
 import orjson
+from tqdm import tqdm  # type: ignore[import-untyped]
 
 from copper_async import __version__
 from copper_async.client import CopperClient
@@ -27,6 +30,7 @@ from copper_async.exceptions import (
     InvalidInputError,
     RateLimitedError,
     ResponseError,
+    SearchCapWarning,
     ServerError,
     TransportError,
 )
@@ -54,24 +58,31 @@ class ExitCode:
     GAVE_UP = 5
     CHECKPOINT = 6
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 EXIT_CODES_HELP = """\b
 Exit codes:
   0    every record exported
-  1    unexpected failure
-  2    usage: bad option, filter, output path or missing credentials
+  1    unexpected failure, or the output cannot be written (disk full, I/O error)
+  2    usage: bad option, filter, output or checkpoint path, missing credentials
   3    authentication refused (401/403)
   4    search cap exceeded: records unreachable (see --on-cap)
   5    gave up after retries (rate limit, server errors, network)
   6    checkpoint missing, damaged or of another export
-  130  interrupted (resume with --resume)
+  130  interrupted (Ctrl-C): the output holds whole pages; with --checkpoint,
+       continue with --resume
+  143  terminated (SIGTERM): stopped as for Ctrl-C
 """
 
 
 def _fail(code: int, message: str) -> NoReturn:
     click.echo(f"copper-async: {message}", err=True)
     sys.exit(code)
+
+
+class _Terminated(Exception):
+    """SIGTERM stopped the run (it is then cancelled, as Ctrl-C cancels it)."""
 
 
 def _exit_code(error: BaseException) -> int:
@@ -88,19 +99,77 @@ def _exit_code(error: BaseException) -> int:
     return ExitCode.FAILED
 
 
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run ``coroutine``; map errors and Ctrl-C to one line and an exit code."""
+async def _stop_on_sigterm(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Await ``coroutine``; SIGTERM cancels it the way asyncio.run's Ctrl-C does,
+    so the export stops between pages with its file and checkpoint whole."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        if task is not None:
+            task.cancel()
+
     try:
-        return asyncio.run(coroutine)
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+    except (NotImplementedError, RuntimeError):  # no signals here (Windows, not main thread)
+        return await coroutine
+    try:
+        return await coroutine
+    except asyncio.CancelledError:
+        if terminated:
+            raise _Terminated from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _run(
+    coroutine: Coroutine[Any, Any, T],
+    *,
+    progress: Progress | None = None,
+    resumable: bool = False,
+) -> T:
+    """Run ``coroutine``; map errors, Ctrl-C and SIGTERM to one line and an exit code.
+
+    The progress bar is closed first, so that the line stands on its own.
+    """
+    stopped = "the output is consistent up to the last page" + (
+        "; continue with --resume" if resumable else ""
+    )
+    try:
+        try:
+            with warnings.catch_warnings():
+                # The search logs each cap warning already: do not print it twice.
+                warnings.simplefilter("ignore", SearchCapWarning)
+                return asyncio.run(_stop_on_sigterm(coroutine))
+        finally:
+            if progress is not None:
+                progress.close()
     except KeyboardInterrupt:
-        _fail(ExitCode.INTERRUPTED, "interrupted; the output is consistent up to the last page")
+        _fail(ExitCode.INTERRUPTED, f"interrupted; {stopped}")
+    except _Terminated:
+        _fail(ExitCode.TERMINATED, f"terminated; {stopped}")
     except CopperError as error:
         _fail(_exit_code(error), str(error))
 
 
-def _configure_logging(*, quiet: bool, verbose: bool) -> None:
+class _BarSafeHandler(logging.StreamHandler[TextIO]):
+    """Writes log lines above a progress bar (through tqdm) rather than into it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+            self.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def _configure_logging(*, quiet: bool, verbose: bool, stream: TextIO | None = None) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _BarSafeHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("copper_async")
     root.handlers[:] = [handler]
@@ -109,7 +178,13 @@ def _configure_logging(*, quiet: bool, verbose: bool) -> None:
 
 
 class Progress:
-    """A tqdm bar on a terminal; plain periodic log lines otherwise."""
+    """A tqdm bar on a terminal; plain periodic log lines otherwise.
+
+    The bar is drawn at the first call, not before: an error found before any
+    page then prints alone. It starts at the records written before this run
+    (``written`` less the search's own count, at the first call), so a
+    resumed export shows its real position, rate and ETA.
+    """
 
     def __init__(self, *, stream: TextIO, enabled: bool, interval: float = 5.0) -> None:
         self._bar: Any = None
@@ -118,10 +193,6 @@ class Progress:
         self._stream = stream
         self._interval = interval
         self._last = time.monotonic()
-        if self._interactive:
-            from tqdm import tqdm  # type: ignore[import-untyped]
-
-            self._bar = tqdm(total=None, unit="rec", unit_scale=True, file=stream, leave=True)
 
     def __call__(self, stats: SearchStats, written: int) -> None:
         if not self._enabled:
@@ -130,12 +201,25 @@ class Progress:
             f"windows {stats.windows_done}/{stats.windows_done + _open_windows(stats)} "
             f"requests {stats.requests} retries {stats.retries}"
         )
-        if self._bar is not None:
-            if stats.total_hint is not None and self._bar.total is None:
-                self._bar.total = max(stats.total_hint, written)
-            self._bar.n = written
-            self._bar.set_postfix_str(postfix, refresh=False)
-            self._bar.refresh()
+        if self._interactive:
+            bar = self._bar
+            if bar is None:
+                bar = self._bar = tqdm(
+                    total=None if stats.total_hint is None else max(stats.total_hint, written),
+                    initial=max(written - stats.records, 0),
+                    unit="rec",
+                    unit_scale=True,
+                    file=self._stream,
+                    leave=True,
+                    dynamic_ncols=True,
+                )
+            if stats.total_hint is not None and bar.total is None:
+                bar.total = max(stats.total_hint, written)
+            elif bar.total is not None and written > bar.total:
+                # The total is an upper bound, but not always.
+                bar.total = written
+            bar.set_postfix_str(postfix, refresh=False)
+            bar.update(written - bar.n)
             return
         now = time.monotonic()
         if now - self._last >= self._interval:
@@ -146,6 +230,7 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+            self._bar = None
 
 
 def _open_windows(stats: SearchStats) -> int:
@@ -339,10 +424,7 @@ def export(
                 progress=progress,
             )
 
-    try:
-        result = _run(job())
-    finally:
-        progress.close()
+    result = _run(job(), progress=progress, resumable=checkpoint is not None)
     if not quiet:
         for line in _summary(result):
             click.echo(line, err=True)
@@ -424,10 +506,7 @@ def demo(
             truth = set(dataset.ids())
         return result, truth, time.monotonic() - started
 
-    try:
-        result, truth, elapsed = _run(job())
-    finally:
-        progress.close()
+    result, truth, elapsed = _run(job(), progress=progress)
     try:
         written = _ids_in(out, format_)
     finally:

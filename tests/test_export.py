@@ -639,3 +639,84 @@ async def test_ctrl_c_stops_cleanly_with_exit_130_and_resumes(
     assert code == ExitCode.OK, err
     written = ids_in(out)
     assert len(written) == len(set(written)) == len(records)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+async def test_a_full_disk_is_one_line_and_exit_1(server: FakeCopperServer) -> None:
+    code, _, err = await run_cli(*export_args(server, Path("/dev/full")), env=CREDENTIALS)
+    assert code == ExitCode.FAILED, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "copper-async: cannot write '/dev/full': No space left on device"
+    )
+
+
+async def test_sigterm_stops_like_ctrl_c_with_exit_143_and_resumes(
+    records: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    options = FakeServerOptions(
+        cap=CAP, access_token=TOKEN, user_email=EMAIL, latency=0.004, latency_jitter=0.0
+    )
+    out, checkpoint = tmp_path / "stopped.jsonl", tmp_path / "stopped.ckpt"
+    extra = ("--checkpoint", str(checkpoint), "--quiet")
+    async with FakeCopperServer(Dataset.from_records(records), options=options) as server:
+        process = await start_export(server, out, *extra)
+        for _ in range(2_000):
+            if out.exists() and out.stat().st_size > 500_000:
+                break
+            await asyncio.sleep(0.005)
+        process.send_signal(signal.SIGTERM)
+        assert process.stderr is not None
+        err = (await process.stderr.read()).decode()
+        assert await process.wait() == ExitCode.TERMINATED, err
+        assert "terminated; the output is consistent up to the last page" in err
+        assert "continue with --resume" in err
+        assert "Traceback" not in err
+        state = json.loads(checkpoint.read_bytes())
+        assert not state["complete"]
+        committed = out.read_bytes()[: state["committed_bytes"]]
+        assert committed.endswith(b"\n")
+        assert len(committed.splitlines()) == state["records"]
+        code, _, err = await run_cli(*export_args(server, out, *extra, "--resume"), env=CREDENTIALS)
+    assert code == ExitCode.OK, err
+    written = ids_in(out)
+    assert len(written) == len(set(written)) == len(records)
+
+
+async def test_an_interrupted_export_without_a_checkpoint_does_not_offer_a_resume(
+    records: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    options = FakeServerOptions(
+        cap=CAP, access_token=TOKEN, user_email=EMAIL, latency=0.004, latency_jitter=0.0
+    )
+    out = tmp_path / "stopped.jsonl"
+    async with FakeCopperServer(Dataset.from_records(records), options=options) as server:
+        process = await start_export(server, out)
+        for _ in range(2_000):
+            if out.exists() and out.stat().st_size > 300_000:
+                break
+            await asyncio.sleep(0.005)
+        process.send_signal(signal.SIGINT)
+        assert process.stderr is not None
+        err = (await process.stderr.read()).decode()
+        assert await process.wait() == ExitCode.INTERRUPTED, err
+    assert "interrupted" in err
+    assert "resume" not in err.lower()
+    # Whole pages only, even so.
+    assert out.read_bytes().endswith(b"\n")
+    assert all(orjson.loads(line)["id"] for line in out.read_bytes().splitlines())
+
+
+async def test_on_cap_warn_prints_the_warning_once(tmp_path: Path) -> None:
+    dataset = Dataset.generate(
+        10, seed=1, hot_spots=[HotSpot(created=1_600_000_000, count=1_100, modified_spread=0)]
+    )
+    options = FakeServerOptions(cap=CAP, access_token=TOKEN, user_email=EMAIL)
+    out = tmp_path / "a.jsonl"
+    async with FakeCopperServer(dataset, options=options) as server:
+        code, _, err = await run_cli(*export_args(server, out, "--on-cap", "warn"), env=CREDENTIALS)
+    assert code == ExitCode.OK, err
+    assert err.count("holds more records than the search cap") == 1, err
+    assert "SearchCapWarning" not in err
+    written = ids_in(out)
+    assert len(written) == len(set(written)) > 0
