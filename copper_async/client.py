@@ -130,6 +130,7 @@ class _Attempt:
     reason: str = ""  # why a 2xx body was refused
     excerpt: str = ""
     cause: BaseException | None = None  # the aiohttp / asyncio error, if any
+    timeout: float = 0.0  # the time this attempt was given
 
 
 _STATUS_ERRORS: Final[dict[Failure | None, tuple[type[APIError], str]]] = {
@@ -321,34 +322,65 @@ class CopperClient(AsyncClosing):
         where = {**protocol.body_paging(body), **dict(context or {})}
         session = self._ensure_session()
         limiter = self.limiter
-        started: float | None = None
+        policy = self.retry
+        clock = self._clock
+        started = ends = math.inf  # the first send starts the deadline
         attempt = 0
         rate_limited = 0
+        last: _Attempt | None = None  # the previous attempt, which failed
         while True:
-            await limiter.acquire()
+            if not await limiter.acquire(latest=ends, max_pause=policy.max_wait):
+                # A 429 paused every caller for longer than this request may wait.
+                now = clock.monotonic()
+                held = max((limiter.paused_until or now) - now, 0.0)
+                extra: dict[str, Any] = {"attempts": attempt, "retry_after": held}
+                if now + held > ends:
+                    extra.update(deadline_reached=True, deadline=policy.deadline)
+                error = self._held(last, {**where, **extra}, held)
+                logger.info("giving up: every request is paused for %.3fs; %s", held, error)
+                raise error from (last.cause if last is not None else None)
             # Checked with no await before the send: aiohttp raises RuntimeError on a
             # closed session, and a closed client must not keep retrying.
             self._check_open(session, where)
-            now = self._clock.monotonic()
-            if started is None:
-                started = now
+            now = clock.monotonic()
+            if last is not None and now >= ends:
+                # The wait for a paced slot used up what the deadline left.
+                extra = {"attempts": attempt, "deadline_reached": True, "deadline": policy.deadline}
+                error = self._error(last, {**where, **extra}, attempt)
+                logger.info("giving up: the %gs deadline passed; %s", policy.deadline, error)
+                raise error from last.cause
+            if last is None:
+                started, ends = now, now + policy.deadline
             attempt += 1
-            result = await self._send(session, data)
+            result = await self._send(session, data, min(self.timeout, ends - now))
             if result.page is not None:
                 return attrs.evolve(result.page, attempts=attempt, rate_limited=rate_limited)
             self._check_open(session, where)
             failure = result.failure
             assert failure is not None
+            now = clock.monotonic()
             if failure is Failure.RATE_LIMITED:
                 rate_limited += 1
-            decision = self.retry.decide(
+                if result.retry_after is not None:
+                    # The server counts this client's calls: hold all of them for as
+                    # long as it asked, whether or not this request waits that long.
+                    limiter.pause_until(now + result.retry_after)
+            decision = policy.decide(
                 failure,
                 attempt=attempt,
-                elapsed=self._clock.monotonic() - started,
+                elapsed=now - started,
                 retry_after=result.retry_after,
             )
             if isinstance(decision, GiveUp):
-                error = self._error(result, {**where, "attempts": attempt}, attempt)
+                extra = {"attempts": attempt}
+                if result.retry_after is not None:
+                    extra["retry_after"] = result.retry_after
+                if decision.deadline_reached:
+                    extra.update(deadline_reached=True, deadline=policy.deadline)
+                # A Retry-After that ended the request is what the caller must know.
+                told = decision.retry_after is not None
+                message = f"not retried: {decision.reason}" if told else None
+                error = self._error(result, {**where, **extra}, attempt, message=message)
                 logger.info("giving up: %s; %s", decision.reason, error)
                 raise error from result.cause
             delay = decision.delay
@@ -357,33 +389,35 @@ class CopperClient(AsyncClosing):
                 "retrying after %s (attempt %d of %d, status %s) in %.3fs %r",
                 failure.value,
                 attempt,
-                self.retry.attempts,
+                policy.attempts,
                 result.status,
                 delay,
                 where,
             )
-            if failure is Failure.RATE_LIMITED:
-                # The server is counting this client's calls: hold all of them.
-                limiter.pause_until(self._clock.monotonic() + delay)
+            if failure is Failure.RATE_LIMITED and result.retry_after is None:
+                limiter.pause_until(now + delay)
             if self._on_retry is not None:
                 self._on_retry(RetryEvent(failure, attempt, delay, result.status, where))
-            await self._clock.sleep(delay)
+            last = result
+            await clock.sleep(delay)
 
     def _check_open(self, session: aiohttp.ClientSession, where: Mapping[str, Any]) -> None:
         if self._closed or session.closed:
             raise CopperError("the client was closed while a request was pending", context=where)
 
-    async def _send(self, session: aiohttp.ClientSession, data: bytes) -> _Attempt:
-        """One attempt. The only place aiohttp and asyncio errors are caught."""
+    async def _send(self, session: aiohttp.ClientSession, data: bytes, budget: float) -> _Attempt:
+        """One attempt, given ``budget`` seconds. The only place aiohttp and
+        asyncio errors are caught."""
         stats = self.stats
         stats.requests += 1
         started = self._clock.monotonic()
+        limit = self._timeout if budget >= self.timeout else aiohttp.ClientTimeout(total=budget)
         try:
             async with session.post(
                 self._url,
                 data=data,
                 headers=self._headers,
-                timeout=self._timeout,
+                timeout=limit,
                 allow_redirects=False,  # a redirect would carry the token elsewhere
                 raise_for_status=False,
             ) as response:
@@ -404,7 +438,7 @@ class CopperClient(AsyncClosing):
                 total = protocol.parse_total(response.headers)
         except TimeoutError as err:  # asyncio's and aiohttp's timeouts alike
             stats.timeouts += 1
-            return _Attempt(failure=Failure.TIMEOUT, cause=err)
+            return _Attempt(failure=Failure.TIMEOUT, cause=err, timeout=budget)
         except (aiohttp.ClientError, OSError) as err:
             stats.connection_errors += 1
             return _Attempt(failure=Failure.CONNECTION, cause=err)
@@ -462,13 +496,33 @@ class CopperClient(AsyncClosing):
     def _redact(self, text: str) -> str:
         return text.replace(self._token, _REDACTED) if self._token in text else text
 
-    def _error(self, result: _Attempt, where: dict[str, Any], attempts: int) -> CopperError:
-        """The exception for a request that failed for good."""
+    def _held(self, last: _Attempt | None, where: dict[str, Any], held: float) -> CopperError:
+        """The exception for a request a pause keeps from being sent in time."""
+        if last is not None:
+            return self._error(last, where, where["attempts"])
+        return RateLimitedError(
+            f"not sent: a 429 paused this client for {held:.3f}s more, longer than "
+            f"its retry policy waits ({self.retry.max_wait:g}s)",
+            status=429,
+            attempts=0,
+            context=where,
+        )
+
+    def _error(
+        self,
+        result: _Attempt,
+        where: dict[str, Any],
+        attempts: int,
+        *,
+        message: str | None = None,
+    ) -> CopperError:
+        """The exception for a request that failed for good; ``message`` replaces
+        the usual one of an error status."""
         failure = result.failure
         cause = result.cause
         if failure is Failure.TIMEOUT:
             return RequestTimeoutError(
-                f"no response within {self.timeout:g}s from {self.base_url}", context=where
+                f"no response within {result.timeout:g}s from {self.base_url}", context=where
             )
         if failure is Failure.CONNECTION:
             detail = self._redact(f"{type(cause).__name__}: {cause}")
@@ -476,11 +530,11 @@ class CopperClient(AsyncClosing):
         if failure in (Failure.MALFORMED_BODY, Failure.UNEXPECTED_BODY, Failure.TOO_LARGE):
             return ResponseFormatError(result.reason, excerpt=result.excerpt, context=where)
         status = result.status if result.status is not None else 0
-        error_type, message = _STATUS_ERRORS.get(
+        error_type, usual = _STATUS_ERRORS.get(
             failure, (InvalidRequestError, "Copper rejected the request")
         )
         return error_type(
-            message, status=status, body=result.body, attempts=attempts, context=where
+            message or usual, status=status, body=result.body, attempts=attempts, context=where
         )
 
 

@@ -64,9 +64,16 @@ class Retry:
 
 @attrs.frozen
 class GiveUp:
-    """Stop; ``reason`` says why (for logs and error context)."""
+    """Stop; ``reason`` says why (for logs and error messages).
+
+    ``retry_after`` is the server's ``Retry-After`` when it was sent, so that
+    a caller can schedule a later run; ``deadline_reached`` is True when the
+    deadline left no time for the wait.
+    """
 
     reason: str
+    retry_after: float | None = None
+    deadline_reached: bool = False
 
 
 Decision = Retry | GiveUp
@@ -98,10 +105,12 @@ class RetryPolicy:
       ``uniform(0, min(max_backoff, initial_backoff * 2**(n-1)))`` seconds,
       "full jitter", so that clients that failed together do not come back
       together.
-    - ``deadline``: seconds from the first send after which no retry starts;
-      a wait that would end past it is not taken, the request gives up.
-    - ``max_retry_after``: the longest ``Retry-After`` honoured; a server's
-      ``Retry-After`` replaces the backoff, capped at this.
+    - ``deadline``: seconds from the first send within which the request
+      ends: a wait that would end past it is not taken, and the client bounds
+      each attempt and each wait for the limiter by what is left of it.
+    - ``max_retry_after``: the longest ``Retry-After`` waited out. A server's
+      ``Retry-After`` replaces the backoff; one longer than this, or ending
+      past the deadline, is never shortened: the request gives up at once.
     - ``rng``: the random source of the jitter (inject a seeded one in tests).
 
     Retried: 429, 5xx, timeouts, connection errors and a 2xx whose body is
@@ -136,6 +145,11 @@ class RetryPolicy:
         exponent = min(max(retry_number - 1, 0), _MAX_EXPONENT)
         return min(self.max_backoff, self.initial_backoff * 2.0**exponent)
 
+    @property
+    def max_wait(self) -> float:
+        """The longest wait before one retry: a backoff or an honoured ``Retry-After``."""
+        return max(self.max_backoff, self.max_retry_after)
+
     def backoff(self, retry_number: int) -> float:
         """A full-jitter wait before retry ``retry_number``."""
         ceiling = self.backoff_ceiling(retry_number)
@@ -158,15 +172,32 @@ class RetryPolicy:
         """
         if not failure.retryable:
             return GiveUp(f"{failure.value} is not retryable")
+        asked: float | None = None
+        if retry_after is not None and math.isfinite(retry_after):
+            asked = max(retry_after, 0.0)
         if attempt >= self.attempts:
             return GiveUp(f"no attempts left after {attempt}")
-        if retry_after is not None and math.isfinite(retry_after):
-            delay = min(max(retry_after, 0.0), self.max_retry_after)
-        else:
+        if asked is None:
             delay = self.backoff(attempt)
-        if elapsed + delay > self.deadline:
+        elif asked > self.max_retry_after:
+            # Sending sooner than the server asked spends a request it will refuse.
             return GiveUp(
-                f"waiting {delay:.3f}s would pass the {self.deadline:g}s deadline "
-                f"({elapsed:.3f}s elapsed)"
+                f"the server asked to wait {asked:g}s (Retry-After), "
+                f"more than max_retry_after={self.max_retry_after:g}s",
+                retry_after=asked,
+            )
+        else:
+            delay = asked
+        if elapsed + delay > self.deadline:
+            left = max(self.deadline - elapsed, 0.0)
+            wait = (
+                f"the server asked to wait {delay:g}s (Retry-After), which would pass"
+                if asked is not None
+                else f"a backoff of {delay:.3f}s would pass"
+            )
+            return GiveUp(
+                f"{wait} the {self.deadline:g}s deadline ({left:.3f}s left)",
+                retry_after=asked,
+                deadline_reached=True,
             )
         return Retry(delay)

@@ -326,14 +326,81 @@ async def test_retry_after_http_date_is_read_against_the_server_date(
 
 
 @pytest.mark.asyncio
-async def test_retry_after_on_a_503_is_honoured_and_capped(
+async def test_retry_after_on_a_503_is_honoured_and_one_too_long_gives_up(
     server: Scripted, clock: FakeClock
 ) -> None:
-    server.play(status(503, headers={"Retry-After": "500"}), page())
     policy = RetryPolicy(max_retry_after=20.0)
+    server.play(status(503, headers={"Retry-After": "20"}), page())
     async with make_client(server, clock, retry=policy) as client:
         await client.fetch_page(BODY)
     assert clock.sleeps == [20.0]
+    server.answers = [status(503, headers={"Retry-After": "500"}), page()]
+    async with make_client(server, clock, retry=policy) as client:
+        with pytest.raises(ServerError) as info:
+            await client.fetch_page(BODY)
+    assert clock.sleeps == [20.0]
+    assert info.value.context["retry_after"] == 500.0
+    assert len(server.received) == 3
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("code", "error_type"), [(429, RateLimitedError), (503, ServerError)])
+async def test_a_retry_after_above_max_retry_after_gives_up_at_once_never_shortened(
+    server: Scripted, clock: FakeClock, code: int, error_type: type[APIError]
+) -> None:
+    server.play(status(code, b"later", headers={"Retry-After": "300"}), page())
+    async with make_client(server, clock) as client:  # max_retry_after=120 by default
+        with pytest.raises(error_type) as info:
+            await client.fetch_page(BODY, context={"window": "w"})
+        error = info.value
+        assert type(error) is error_type
+        assert (error.status, error.attempts, error.body) == (code, 1, "later")
+        assert error.context == {
+            "page_number": 1,
+            "page_size": 200,
+            "window": "w",
+            "attempts": 1,
+            "retry_after": 300.0,
+        }
+        assert "asked to wait 300s" in str(error)
+        assert "max_retry_after=120s" in str(error)
+        assert clock.sleeps == []
+        assert len(server.received) == 1
+        if code == 429:
+            # Every caller is held as long as the server asked, not 120 s: a
+            # request made now gives up at once rather than send or wait.
+            assert client.limiter.paused_until == clock.now + 300.0
+            with pytest.raises(RateLimitedError) as held:
+                await client.fetch_page(BODY)
+            assert (held.value.attempts, held.value.context["retry_after"]) == (0, 300.0)
+            assert "300.000s" in str(held.value)
+            assert len(server.received) == 1
+        else:
+            assert client.limiter.paused_until is None
+            assert (await client.fetch_page(BODY)).attempts == 1
+    assert clock.sleeps == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("code", "error_type"), [(429, RateLimitedError), (503, ServerError)])
+async def test_a_retry_after_past_the_deadline_gives_up_at_once(
+    server: Scripted, clock: FakeClock, code: int, error_type: type[APIError]
+) -> None:
+    server.play(status(code, headers={"Retry-After": "60"}), page())
+    policy = RetryPolicy(deadline=30.0)
+    async with make_client(server, clock, retry=policy) as client:
+        with pytest.raises(error_type) as info:
+            await client.fetch_page(BODY)
+    context = info.value.context
+    assert (context["retry_after"], context["deadline_reached"], context["deadline"]) == (
+        60.0,
+        True,
+        30.0,
+    )
+    assert "60s (Retry-After)" in str(info.value)
+    assert "30s deadline" in str(info.value)
+    assert clock.sleeps == []
+    assert len(server.received) == 1
 
 
 @pytest.mark.asyncio
@@ -410,6 +477,90 @@ async def test_deadline_gives_up_instead_of_sleeping_past_it(
     assert clock.sleeps == [6.0, 6.0]
     assert info.value.attempts == 3
     assert sum(clock.sleeps) <= policy.deadline
+    assert info.value.context["deadline_reached"] is True
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_the_deadline_bounds_the_attempt_in_flight(server: Scripted) -> None:
+    """A stalled attempt is given what is left of the deadline, not the whole timeout."""
+    server.play(status(500), stall)
+    loop = asyncio.get_running_loop()
+    policy = RetryPolicy(deadline=5.0, initial_backoff=1.0, max_backoff=1.0, rng=random.Random(3))
+    start = loop.time()
+    async with make_client(server, timeout=30.0, retry=policy) as client:
+        with pytest.raises(RequestTimeoutError) as info:
+            await client.fetch_page(BODY)
+    assert loop.time() - start == pytest.approx(5.0, abs=1e-3)
+    assert info.value.context["attempts"] == 2
+    assert info.value.context["deadline_reached"] is True
+    assert isinstance(info.value.__cause__, TimeoutError)
+    first_wait = server.received[1].at - server.received[0].at
+    assert f"no response within {5.0 - first_wait:g}s" in str(info.value)
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_the_deadline_bounds_the_wait_for_a_limiter_held_by_429_pauses(
+    server: Scripted,
+) -> None:
+    """Other requests' 429s hold the limiter: a request whose deadline the pause
+    outlasts gives up when that is known, with its own last failure."""
+    loop = asyncio.get_running_loop()
+    paused = [asyncio.Event(), asyncio.Event()]
+    sent: dict[int, list[float]] = {1: [], 2: [], 3: []}
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        number = orjson.loads(await request.read())["page_number"]
+        sent[number].append(loop.time())
+        if number == 1:  # this request: always 500, each after another's 429 paused the client
+            await paused[len(sent[1]) - 1].wait()
+            return await status(500)(request)
+        if len(sent[number]) == 1:
+            return await status(429, headers={"Retry-After": "8"})(request)
+        return await page([])(request)
+
+    def on_retry(event: RetryEvent) -> None:
+        if event.failure is Failure.RATE_LIMITED:
+            paused[event.context["page_number"] - 2].set()
+
+    server.play(route)
+    policy = RetryPolicy(deadline=10.0, initial_backoff=0.5, max_backoff=0.5, rng=random.Random(4))
+    start = loop.time()
+    async with make_client(server, retry=policy, on_retry=on_retry) as client:
+        mine = asyncio.ensure_future(client.fetch_page({"page_number": 1, "page_size": 200}))
+        other = asyncio.ensure_future(client.fetch_page({"page_number": 2, "page_size": 200}))
+        await paused[0].wait()  # held until 8 s; then sends, and pauses everyone until 16 s
+        late = asyncio.ensure_future(client.fetch_page({"page_number": 3, "page_size": 200}))
+        with pytest.raises(ServerError) as info:
+            await mine
+        gave_up = loop.time() - start
+        assert [p.attempts for p in await asyncio.gather(other, late)] == [2, 2]
+    assert [round(t - start, 3) for t in sent[1]] == [0.0, 8.0]
+    assert [round(t - start, 3) for t in sent[3]] == [8.0, 16.0]
+    assert 8.0 < gave_up <= 8.5 + 1e-3
+    error = info.value
+    assert error.status == 500
+    assert error.context["attempts"] == 2
+    assert error.context["deadline_reached"] is True
+    assert error.context["retry_after"] == pytest.approx(16.0 - gave_up, abs=1e-3)
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_the_deadline_is_checked_after_waiting_for_a_paced_slot(server: Scripted) -> None:
+    server.play(status(500))
+    loop = asyncio.get_running_loop()
+    limit = RateLimit(1, 20.0)  # the next slot is 20.2 s away
+    policy = RetryPolicy(deadline=10.0, initial_backoff=0.5, max_backoff=0.5)
+    start = loop.time()
+    async with make_client(server, rate_limit=limit, retry=policy) as client:
+        with pytest.raises(ServerError) as info:
+            await client.fetch_page(BODY)
+    assert len(server.received) == 1
+    assert loop.time() - start == pytest.approx(limit.interval, abs=1e-3)
+    assert info.value.context["deadline_reached"] is True
+    assert info.value.attempts == 1
 
 
 @pytest.mark.asyncio

@@ -1,4 +1,4 @@
-"""RetryPolicy: which failures retry, the full-jitter schedule, the deadline."""
+"""RetryPolicy: which failures retry, the full-jitter schedule, Retry-After, the deadline."""
 
 from __future__ import annotations
 
@@ -60,21 +60,46 @@ def test_backoff_spreads_over_the_whole_range() -> None:
     assert 3.5 < sum(delays) / len(delays) < 4.5
 
 
-def test_retry_after_replaces_the_backoff_and_is_capped() -> None:
+def test_retry_after_replaces_the_backoff_and_a_longer_one_gives_up() -> None:
     policy = RetryPolicy(max_retry_after=10.0, rng=random.Random(0))
     failure = Failure.RATE_LIMITED
     assert policy.decide(failure, attempt=1, elapsed=0, retry_after=7.0) == Retry(7.0)
-    assert policy.decide(failure, attempt=1, elapsed=0, retry_after=500.0) == Retry(10.0)
+    assert policy.decide(failure, attempt=1, elapsed=0, retry_after=10.0) == Retry(10.0)
     assert policy.decide(failure, attempt=1, elapsed=0, retry_after=0.0) == Retry(0.0)
+    # Never shortened: sending before the server allows spends a request it refuses.
+    decision = policy.decide(Failure.SERVER_ERROR, attempt=1, elapsed=0, retry_after=500.0)
+    assert decision == GiveUp(
+        "the server asked to wait 500s (Retry-After), more than max_retry_after=10s",
+        retry_after=500.0,
+    )
 
 
 def test_a_wait_past_the_deadline_gives_up() -> None:
     policy = RetryPolicy(deadline=60.0, max_retry_after=120.0)
     decision = policy.decide(Failure.RATE_LIMITED, attempt=1, elapsed=50.0, retry_after=11.0)
     assert isinstance(decision, GiveUp)
-    assert "deadline" in decision.reason
+    assert "11s (Retry-After)" in decision.reason
+    assert "60s deadline (10.000s left)" in decision.reason
+    assert (decision.retry_after, decision.deadline_reached) == (11.0, True)
     ok = policy.decide(Failure.RATE_LIMITED, attempt=1, elapsed=50.0, retry_after=10.0)
     assert ok == Retry(10.0)
+    backoff = RetryPolicy(deadline=60.0, initial_backoff=5.0, max_backoff=5.0, rng=random.Random(2))
+    decision = backoff.decide(Failure.TIMEOUT, attempt=1, elapsed=59.999)
+    assert isinstance(decision, GiveUp)
+    assert (decision.retry_after, decision.deadline_reached) == (None, True)
+    assert "backoff" in decision.reason
+
+
+def test_running_out_of_attempts_is_not_blamed_on_retry_after() -> None:
+    decision = RetryPolicy(attempts=2).decide(
+        Failure.RATE_LIMITED, attempt=2, elapsed=0, retry_after=500.0
+    )
+    assert decision == GiveUp("no attempts left after 2")
+
+
+def test_max_wait_is_the_longest_single_wait() -> None:
+    assert RetryPolicy(max_backoff=30.0, max_retry_after=120.0).max_wait == 120.0
+    assert RetryPolicy(max_backoff=300.0, max_retry_after=5.0).max_wait == 300.0
 
 
 def test_attempts_bound_the_sends() -> None:
@@ -144,7 +169,11 @@ def test_every_decision_keeps_its_bounds(
     retry_after: float | None,
 ) -> None:
     decision = policy.decide(failure, attempt=attempt, elapsed=elapsed, retry_after=retry_after)
-    if not isinstance(decision, Retry):
+    if isinstance(decision, GiveUp):
+        if decision.retry_after is not None:
+            # Given up because of the Retry-After, never for a shorter wait than asked.
+            assert decision.retry_after == retry_after
+            assert retry_after > policy.max_retry_after or elapsed + retry_after > policy.deadline
         return
     assert failure.retryable
     assert attempt < policy.attempts
@@ -153,7 +182,7 @@ def test_every_decision_keeps_its_bounds(
     if retry_after is None:
         assert decision.delay <= policy.backoff_ceiling(attempt)
     else:
-        assert decision.delay == min(retry_after, policy.max_retry_after)
+        assert decision.delay == retry_after <= policy.max_retry_after
 
 
 @given(
