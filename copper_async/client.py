@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import aiohttp
 import attrs
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from copper_async import protocol
 from copper_async.clock import Clock, LoopClock
@@ -129,7 +130,7 @@ class _Attempt:
     retry_after: float | None = None
     reason: str = ""  # why a 2xx body was refused
     excerpt: str = ""
-    cause: BaseException | None = None  # the aiohttp / asyncio error, if any
+    cause: BaseException | None = None  # the aiohttp / asyncio error, token scrubbed
     timeout: float = 0.0  # the time this attempt was given
 
 
@@ -407,7 +408,7 @@ class CopperClient(AsyncClosing):
 
     async def _send(self, session: aiohttp.ClientSession, data: bytes, budget: float) -> _Attempt:
         """One attempt, given ``budget`` seconds. The only place aiohttp and
-        asyncio errors are caught."""
+        asyncio errors are caught; what is kept of them holds no token."""
         stats = self.stats
         stats.requests += 1
         started = self._clock.monotonic()
@@ -438,10 +439,11 @@ class CopperClient(AsyncClosing):
                 total = protocol.parse_total(response.headers)
         except TimeoutError as err:  # asyncio's and aiohttp's timeouts alike
             stats.timeouts += 1
-            return _Attempt(failure=Failure.TIMEOUT, cause=err, timeout=budget)
+            cause = _scrubbed(err, self._token)
+            return _Attempt(failure=Failure.TIMEOUT, cause=cause, timeout=budget)
         except (aiohttp.ClientError, OSError) as err:
             stats.connection_errors += 1
-            return _Attempt(failure=Failure.CONNECTION, cause=err)
+            return _Attempt(failure=Failure.CONNECTION, cause=_scrubbed(err, self._token))
         try:
             value = protocol.decode_json(body)
         except ResponseFormatError as err:
@@ -556,3 +558,84 @@ async def _read_bounded(
             break
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+# -- keeping the token out of exception chains ----------------------------------------
+
+
+def _scrubbed(error: BaseException, token: str) -> BaseException:
+    """``error``, or a copy of it and its chain in which ``token`` is nowhere.
+
+    aiohttp's ClientResponseError (bad status line, chunking, Content-Length,
+    an oversized header) keeps the request's headers, the token among them, in
+    ``request_info``: an error reporter that serialises exception chains would
+    record it. The copy keeps the type, message and traceback.
+    """
+    clean = _scrub(error, token, {}, set())
+    assert clean is not None  # only a link back to an exception in progress is cut
+    return clean
+
+
+def _scrub(
+    error: BaseException, token: str, done: dict[int, BaseException], active: set[int]
+) -> BaseException | None:
+    key = id(error)
+    if key in done:
+        return done[key]
+    if key in active:
+        return None  # a cycle: the copy ends here
+    active.add(key)
+    links = [
+        None if link is None else _scrub(link, token, done, active)
+        for link in (error.__cause__, error.__context__)
+    ]
+    active.discard(key)
+    clean = error
+    holds = isinstance(error, aiohttp.ClientResponseError) or token in repr(
+        (error.args, vars(error))
+    )
+    if holds or links != [error.__cause__, error.__context__]:
+        clean = _copy(error, token)
+        clean.__cause__, clean.__context__ = links
+        clean.__suppress_context__ = error.__suppress_context__
+    done[key] = clean
+    return clean
+
+
+def _copy(error: BaseException, token: str) -> BaseException:
+    kind = type(error)
+    try:
+        # No __init__: exception constructors differ; the state is copied below.
+        clean = kind.__new__(kind)
+        clean.__dict__.update({name: _clean(value, token) for name, value in vars(error).items()})
+        clean.args = tuple(_clean(value, token) for value in error.args)
+        if isinstance(clean, aiohttp.ClientResponseError):
+            # Redirects are never followed, but each response holds its request_info.
+            clean.history = ()
+            clean.args = (clean.request_info, ())
+    except Exception:  # an exotic exception must not hide the failure it reports
+        return aiohttp.ClientError(_clean(f"{kind.__name__}: {error}", token))
+    return clean.with_traceback(error.__traceback__)
+
+
+def _clean(value: Any, token: str) -> Any:
+    if isinstance(value, aiohttp.RequestInfo):
+        headers = _clean_headers(value.headers, token)
+        return aiohttp.RequestInfo(value.url, value.method, headers, value.real_url)
+    if isinstance(value, str):
+        return value.replace(token, _REDACTED)
+    if isinstance(value, bytes):
+        return value.replace(token.encode(), _REDACTED.encode())
+    if token not in repr(value):
+        return value
+    if isinstance(value, Mapping):
+        return _clean_headers(value, token)
+    if type(value) is tuple:
+        return tuple(_clean(item, token) for item in value)
+    return _REDACTED
+
+
+def _clean_headers(headers: Mapping[str, str], token: str) -> CIMultiDictProxy[str]:
+    return CIMultiDictProxy(
+        CIMultiDict((name, _clean(str(value), token)) for name, value in headers.items())
+    )

@@ -37,6 +37,7 @@ from copper_async.exceptions import (
     InvalidOptionError,
     ResponseFormatError,
     ServerError,
+    TransportError,
 )
 from copper_async.export import run_export
 from copper_async.retry import RetryPolicy
@@ -457,3 +458,73 @@ def test_a_bad_token_is_not_echoed_by_the_command(cli_logging: None, tmp_path: P
     assert result.exit_code == ExitCode.USAGE
     assert "access_token" in result.stderr
     assert not leaks([result.output, result.stderr, repr(result.exception)])
+
+
+# -- protocol errors ------------------------------------------------------------------------
+
+
+def chain(error: BaseException) -> list[BaseException]:
+    """Every exception reachable from ``error`` by ``__cause__`` and ``__context__``."""
+    found: list[BaseException] = []
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or any(current is seen for seen in found):
+            continue
+        found.append(current)
+        pending += [current.__cause__, current.__context__]
+    return found
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(b"GARBAGE\r\n\r\n", id="garbage status line"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n[]\r\n0\r\n\r\n",
+            id="bad chunked encoding",
+        ),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n[]", id="bad content-length"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", id="huge header"),
+    ],
+)
+async def test_the_token_is_nowhere_in_the_chain_of_a_protocol_error(answer: bytes) -> None:
+    """aiohttp's ClientResponseError keeps the request's headers in ``request_info``;
+    what the client raises keeps the aiohttp type in its chain, without the token."""
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with CopperClient(
+            access_token=TOKEN,
+            user_email=EMAIL,
+            base_url=f"http://127.0.0.1:{port}/v1",
+            rate_limit=None,
+            retry=RetryPolicy.never(),
+        ) as client:
+            with pytest.raises(TransportError) as raised:
+                await client.fetch_page({"page_number": 1, "page_size": 200})
+    finally:
+        server.close()
+        await server.wait_closed()
+    error = raised.value
+    errors = chain(error)
+    protocol_errors = [e for e in errors if isinstance(e, aiohttp.ClientResponseError)]
+    assert protocol_errors, "the aiohttp error is still the cause"
+    texts = [str(error), repr(error), "".join(traceback.format_exception(error, chain=True))]
+    texts += list(exception_texts(error))
+    for current in errors:
+        texts += [str(current), repr(current), repr(vars(current)), repr(current.args)]
+        request_info = getattr(current, "request_info", None)
+        if request_info is not None:
+            texts += [repr(request_info), repr(dict(request_info.headers))]
+            assert request_info.headers.get("X-PW-AccessToken") == "***"
+            assert request_info.headers.get("X-PW-UserEmail") == EMAIL
+    assert not leaks(texts)
