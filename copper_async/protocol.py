@@ -107,8 +107,9 @@ def validate_base_url(base_url: object, *, allow_insecure_http: bool = False) ->
     if url.scheme == "http" and not allow_insecure_http and not is_loopback_host(url.host):
         raise InvalidOptionError(
             "base_url",
-            "must use https (the access token is sent in a header); "
-            "pass allow_insecure_http=True to override",
+            "must use https (the access token is sent in a header); pass "
+            "allow_insecure_http=True (or --allow-insecure-http on the command line) "
+            "to override",
         )
     return str(url).rstrip("/")
 

@@ -105,6 +105,11 @@ def test_refused_base_urls(url: str) -> None:
 def test_plain_http_to_a_remote_host_needs_the_explicit_opt_in() -> None:
     url = "http://proxy.internal:8080/v1"
     assert protocol.validate_base_url(url, allow_insecure_http=True) == url
+    with pytest.raises(InvalidOptionError) as info:
+        protocol.validate_base_url(url)
+    # The same refusal reaches library callers and the command's users.
+    assert "allow_insecure_http=True" in info.value.reason
+    assert "--allow-insecure-http on the command line" in info.value.reason
 
 
 def test_search_url() -> None:
