@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.server
 import json
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime
@@ -289,6 +290,11 @@ def test_a_bad_option_is_refused_naming_it(case: str) -> None:
         ({"resume": True}, InvalidOptionError, "checkpoint"),
         ({"out": Path("missing-folder/out.jsonl")}, InvalidOptionError, "does not exist"),
         ({"checkpoint": Path("no-such.ckpt"), "resume": True}, CheckpointError, "no checkpoint"),
+        # Relative, as given: it resolves to the output.
+        ({"checkpoint": Path("out.jsonl")}, InvalidOptionError, "output file itself"),
+        ({"checkpoint": Path("out.jsonl"), "resume": True}, InvalidOptionError, "file itself"),
+        ({"checkpoint": Path("missing-folder/x.ckpt")}, InvalidOptionError, "does not exist"),
+        ({"checkpoint": Path(".")}, InvalidOptionError, "directory"),
     ],
 )
 async def test_a_bad_export_call_is_refused_before_any_request(
@@ -301,11 +307,14 @@ async def test_a_bad_export_call_is_refused_before_any_request(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     proxy = await proxy_factory(100)
-    arguments.setdefault("out", tmp_path / "out.jsonl")
+    previous = tmp_path / "out.jsonl"
+    previous.write_bytes(PREVIOUS_OUTPUT)
+    arguments.setdefault("out", previous)
     async with client_for(proxy.url) as client:
         with pytest.raises(error, match=phrase):
             await run_export(client, **arguments)
     assert proxy.requests == 0
+    assert previous.read_bytes() == PREVIOUS_OUTPUT
 
 
 # -- the command line and its environment --------------------------------------------------
@@ -350,6 +359,11 @@ GOOD_ENV = {"COPPER_ACCESS_TOKEN": TOKEN, "COPPER_USER_EMAIL": EMAIL}
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def _link(target: Path, name: Path) -> Path:
+    os.link(target, name)
+    return name
 
 
 CLI_CASES: dict[str, tuple[Callable[[Path], list[str]], dict[str, str], int, str]] = {
@@ -423,7 +437,34 @@ CLI_CASES: dict[str, tuple[Callable[[Path], list[str]], dict[str, str], int, str
         ExitCode.CHECKPOINT,
         "unreadable",
     ),
+    "checkpoint is the output": (
+        lambda d: ["--checkpoint", str(d / "out.jsonl")],
+        GOOD_ENV,
+        2,
+        "is the output file itself",
+    ),
+    "checkpoint is the output, resumed": (
+        lambda d: ["--checkpoint", str(d / "out.jsonl"), "--resume"],
+        GOOD_ENV,
+        2,
+        "is the output file itself",
+    ),
+    "checkpoint is a hard link to the output": (
+        lambda d: ["--checkpoint", str(_link(d / "out.jsonl", d / "job.ckpt"))],
+        GOOD_ENV,
+        2,
+        "is the output file itself",
+    ),
+    "checkpoint folder missing": (
+        lambda _: ["--checkpoint", "/nonexistent/dir/x.ckpt"],
+        GOOD_ENV,
+        2,
+        "folder '/nonexistent/dir' does not exist",
+    ),
+    "checkpoint is a folder": (lambda d: ["--checkpoint", str(d)], GOOD_ENV, 2, "directory"),
 }
+
+PREVIOUS_OUTPUT = b'{"id": 1, "name": "the previous export"}\n'
 
 
 @pytest.mark.parametrize("case", list(CLI_CASES))
@@ -432,13 +473,56 @@ def test_bad_command_input_is_one_message_and_its_exit_code_before_any_request(
 ) -> None:
     extra, env, code, phrase = CLI_CASES[case]
     before = _Counting.count
-    arguments = ["export", "--out", str(tmp_path / "out.jsonl"), "--base-url", counting_url]
+    previous = tmp_path / "out.jsonl"
+    previous.write_bytes(PREVIOUS_OUTPUT)
+    arguments = ["export", "--out", str(previous), "--base-url", counting_url]
     arguments += ["--rate-limit", "none", *extra(tmp_path)]
     result = CliRunner().invoke(main, arguments, env=env)
     assert result.exit_code == code, result.output
     assert phrase in result.stderr
+    assert "Traceback" not in result.stderr
     assert TOKEN not in result.output + result.stderr
     assert _Counting.count == before, "a request was sent"
+    assert previous.read_bytes() == PREVIOUS_OUTPUT
+
+
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"message": "invalid token"}')
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def refusing_url() -> Iterator[str]:
+    """A loopback HTTP server that refuses every request's credentials."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.mark.parametrize("checkpoint", [False, True])
+def test_refused_credentials_leave_the_previous_output_untouched(
+    refusing_url: str, cli_logging: None, tmp_path: Path, checkpoint: bool
+) -> None:
+    previous = tmp_path / "out.jsonl"
+    previous.write_bytes(PREVIOUS_OUTPUT)
+    arguments = ["export", "--out", str(previous), "--base-url", refusing_url]
+    arguments += ["--rate-limit", "none", "--quiet"]
+    if checkpoint:
+        arguments += ["--checkpoint", str(tmp_path / "job.ckpt")]
+    result = CliRunner().invoke(main, arguments, env=GOOD_ENV)
+    assert result.exit_code == ExitCode.AUTHENTICATION, result.output
+    assert result.stderr.startswith("copper-async: Copper refused the credentials")
+    assert previous.read_bytes() == PREVIOUS_OUTPUT
 
 
 # -- malformed server answers -------------------------------------------------------------
