@@ -200,9 +200,11 @@ class CapExceededError(CopperError):
 
     Raised when even a single second of every split field holds more records
     than the cap. ``window`` describes the bounds, ``count`` how many records
-    it matches (``None`` when the API sent no total: then only "at least
-    ``cap``" is known), ``cap`` the cap and ``unreachable`` how many records
-    cannot be read (``None`` when unknown).
+    it matches (``None`` when the API sent no usable total: then only "at
+    least ``cap``" is known), ``cap`` the cap and ``unreachable`` how many
+    records cannot be read (``None`` when unknown). Copper documents its total
+    as an upper bound: unless the search saw totals count a window exactly
+    (``exact``), ``count`` and ``unreachable`` are upper bounds.
     """
 
     def __init__(
@@ -211,21 +213,29 @@ class CapExceededError(CopperError):
         window: Mapping[str, Any],
         count: int | None,
         cap: int,
+        exact: bool = True,
         context: Mapping[str, Any] | None = None,
     ) -> None:
         self.window = dict(window)
         self.count = count
         self.cap = cap
+        self.exact = exact
         self.unreachable: int | None = None if count is None else max(count - cap, 0)
         if count is None:
             message = (
                 f"window {self.window!r} matches at least {cap} records (the search cap) "
                 "and the API sent no total, so some records may be unreachable"
             )
-        else:
+        elif exact:
             message = (
                 f"{self.unreachable} records are unreachable: window {self.window!r} "
                 f"matches {count} records and the search cap is {cap}"
+            )
+        else:
+            message = (
+                f"up to {self.unreachable} records may be unreachable: window "
+                f"{self.window!r} matches up to {count} records (the API's total, an upper "
+                f"bound) and the search cap is {cap}"
             )
         super().__init__(message, context=context)
 

@@ -16,7 +16,9 @@ last page whose records all lie inside the cap):
   and pages ``2..ceil(T/P)`` follow, many in flight at once. Once the API has
   shown that it sends no total, first looks go to page ``k`` instead: a short
   page there proves the window fits and tells its exact size, and is itself
-  delivered, so fitting windows cost nothing extra.
+  delivered, so fitting windows cost nothing extra. A full page 1 whose total
+  says the window may not fit is held, not delivered: page ``k`` decides (a
+  total can over-count, and then the held page is not wasted).
 * **Cut.** A window that may not fit (``T >= C``, or a full page ``k``) is
   never read. Page ``k`` of it, sorted by the split field, shows the value
   ``d`` found at position ``kP``: ``[lo, d - 1]`` holds fewer than ``kP``
@@ -29,16 +31,33 @@ last page whose records all lie inside the cap):
   reported: :class:`~copper_async.exceptions.CapExceededError`, or with
   ``on_cap="warn"`` its reachable part is read and the loss is reported in a
   :class:`CapLimited` event. Records are never lost silently.
-* **Cross-check.** Ids already delivered from a window are dropped when seen
-  again (offset paging shifts records when others are deleted). When a page's
-  total differs from the window's first total, or pages end earlier than an
-  exactly known size says, the window's records moved while it was read; once
-  its pages are in, the window is read again from page 1 and only unseen ids
-  are delivered (at most ``max_passes`` reads).
+* **Cross-check.** Ids already delivered are dropped when seen again (offset
+  paging shifts records when others are deleted). A window's records moved
+  while it was read when a page's total differs from its first total, when
+  pages end earlier than an exactly known size says, or when one id comes
+  twice in one reading of it (an edit moved it inside the window, shifting
+  the offsets of the rest); once its pages are in, such a window is read
+  again from page 1 and only unseen ids are delivered (at most ``max_passes``
+  reads). A stable total above the records a window held is what Copper
+  documents (an upper bound): it is counted, not reported as drift.
+* **Distrust.** A page that holds records past the position its own total
+  allows proves the totals wrong: from then on totals are ignored (as if the
+  API sent none) and windows being read on a total are looked at afresh.
+* **Reading on.** When no short page shows where a window ends (its last
+  page read is full, or empty right after full ones), the API may cap results
+  lower than ``cap`` says, and its total with them: the window is read on
+  from the last value read, ``[d, hi]``, ids already delivered dropped. That
+  costs one request when nothing more is there (a window whose size is a
+  multiple of the page size), and keeps a wrong ``cap`` from losing records.
 
 Windows are inclusive ranges of whole seconds (``None`` for an open end) that
 meet exactly: a cut at ``d`` gives ``[lo, d - 1]`` and ``[d, hi]``, so the
 leaves partition the starting range with no gap and no overlap.
+
+Which ids were delivered is kept per window (at most a cap's worth each,
+dropped when the window is done). The windows that split one hot second on
+the next field share one memory: an edit moves a record's ``date_modified``
+between them, and it must still come once.
 
 The planner's state is what a checkpoint saves: :meth:`WindowPlanner.snapshot`
 returns plain JSON data, and :meth:`WindowPlanner.restore` rebuilds a planner
@@ -56,6 +75,7 @@ import attrs
 from copper_async.exceptions import CapExceededError, CheckpointError, CopperError, RecordError
 
 __all__ = [
+    "READ_ON_REASON",
     "CapLimited",
     "CountMismatch",
     "Deliver",
@@ -63,6 +83,7 @@ __all__ = [
     "PageResult",
     "PlannerEvent",
     "PlannerStats",
+    "TotalsDistrusted",
     "Window",
     "WindowDone",
     "WindowPlanner",
@@ -71,10 +92,19 @@ __all__ = [
 
 Bound = tuple[int | None, int | None]
 OnCap = Literal["error", "warn"]
+# Which reading of which window delivered an id: ``key << 8 | pass``.
+Seen = dict[int, int]
 
-# Guards against a sort order so broken that cuts stop shrinking windows.
+# Guards against a sort order so broken that cuts stop shrinking windows. Only
+# splits that should not have been needed count (see _cut), so a search of any
+# size stays far below it.
 _MAX_SPLIT_DEPTH = 200
-_SNAPSHOT_VERSION = 1
+_MAX_PASSES = 100  # a reading's code keeps the pass in 8 bits; restarts add one
+_SNAPSHOT_VERSION = 2
+READ_ON_REASON = "pages ended on a page boundary, not at a short page: reading on"
+# The reader of ids restored from a checkpoint: never the current reading, so
+# an id read before a crash is dropped, not taken for an offset shift.
+_REMEMBERED = -1
 
 
 @attrs.frozen
@@ -94,6 +124,11 @@ class Window:
         """The bounds as a readable mapping, for errors and logs."""
         return {field: [lo, hi] for field, (lo, hi) in zip(split_fields, self.bounds, strict=True)}
 
+    @property
+    def pin(self) -> tuple[Bound, ...]:
+        """The bounds of the fields pinned to one second (empty at level 0)."""
+        return self.bounds[: self.level]
+
 
 @attrs.frozen
 class PageRequest:
@@ -108,15 +143,21 @@ class PageRequest:
 
 @attrs.frozen
 class PageResult:
-    """What one page said: its records (JSON objects) and the total header."""
+    """What one page said: its records (JSON objects) and the total header.
+
+    ``refused`` marks a page the API would not serve (an error status for a
+    page past the first): it is taken as an empty page that says nothing of
+    totals.
+    """
 
     records: Sequence[Mapping[str, Any]]
     total: int | None
+    refused: bool = False
 
 
 @attrs.frozen
 class Deliver:
-    """Records to yield, already free of ids this window delivered before."""
+    """Records to yield, already free of ids delivered before."""
 
     window: Window
     page_number: int
@@ -145,24 +186,40 @@ class WindowDone:
 
 @attrs.frozen
 class CountMismatch:
-    """Records seen in a window differ from its count (drift or an over-count)."""
+    """Records seen in a window differ from its count, or moved while it was read."""
 
     window: Window
     expected: int
     seen: int
     reread: bool
+    reason: str = "records seen differ from the count"
 
 
 @attrs.frozen
 class CapLimited:
-    """``on_cap="warn"``: a window read only up to the cap; ``unreachable`` may be unknown."""
+    """``on_cap="warn"``: a window read only up to the cap.
+
+    ``unreachable`` is None when unknown; otherwise exact when ``exact``,
+    else an upper bound (the API's total may over-count).
+    """
 
     window: Window
     count: int | None
     unreachable: int | None
+    exact: bool = True
 
 
-PlannerEvent = Deliver | WindowSplit | WindowDone | CountMismatch | CapLimited
+@attrs.frozen
+class TotalsDistrusted:
+    """A page held records past the position its own total allows."""
+
+    window: Window
+    page_number: int
+    total: int
+    records_through: int
+
+
+PlannerEvent = Deliver | WindowSplit | WindowDone | CountMismatch | CapLimited | TotalsDistrusted
 
 
 @attrs.define
@@ -180,6 +237,16 @@ class PlannerStats:
     pages_discarded: int = 0
     cap_limited_windows: int = 0
     unreachable_records: int = 0
+    # Windows whose stable total was above the records they held (an upper bound).
+    overcounted_windows: int = 0
+    # Ids read twice in one reading of one window: offsets moved under it.
+    shifted_reads: int = 0
+    # Windows whose pages stopped at a page boundary short of their count, read on.
+    windows_continued: int = 0
+    # Pages the API refused (taken as empty: a cap lower than configured).
+    pages_refused: int = 0
+    # A page contradicted its own total: totals are ignored since.
+    totals_distrusted: bool = False
 
 
 class _Phase(enum.Enum):
@@ -192,6 +259,8 @@ class _Phase(enum.Enum):
 @attrs.define
 class _WindowState:
     window: Window
+    # Shared by the windows of one hot second; a window's own otherwise.
+    seen: Seen
     phase: _Phase = _Phase.NEW
     # Counts can prove a new window overflows: then its first look is the cut page.
     look_at_cut_page: bool = False
@@ -203,16 +272,37 @@ class _WindowState:
     n_pages: int | None = None
     page_limit: int | None = None
     short_page: int | None = None
+    short_count: int = 0  # records on short_page
     full_pages: int = 0  # highest page seen full, for reading without a size
     delivered_pages: set[int] = attrs.Factory(set)
-    # No-total first look at page 1 that came back full: held until page k decides.
+    # A full first look at page 1 that may not fit: held until page k decides.
     held: list[Mapping[str, Any]] | None = None
-    seen: set[int] = attrs.Factory(set)
+    held_total: int | None = None
     unique: int = 0  # records this window delivered, over every pass
+    count: int = 0  # distinct ids read in this pass, delivered here or before
+    top_value: int | None = None  # highest split value read in this pass
     drift: bool = False
+    drift_reason: str = ""
     size_from_total: bool = False
     cap_limited: bool = False
+    # Its size came from a total that turned out wrong: look at it afresh.
+    relook: bool = False
     issued: set[int] = attrs.Factory(set)
+
+    @property
+    def reader(self) -> int:
+        """This reading's code in ``seen``."""
+        return self.window.key << 8 | self.pass_number
+
+
+@attrs.frozen
+class _Spec:
+    """A window to create in place of another."""
+
+    bounds: tuple[Bound, ...]
+    level: int
+    depth: int
+    look_at_cut_page: bool = False
 
 
 class WindowPlanner:
@@ -247,6 +337,8 @@ class WindowPlanner:
             raise ValueError("on_cap must be 'error' or 'warn'")
         if lookahead < 1 or max_passes < 1:
             raise ValueError("lookahead and max_passes must be at least 1")
+        if max_passes > _MAX_PASSES:
+            raise ValueError(f"max_passes must be at most {_MAX_PASSES}")
         start = tuple(bounds) if bounds is not None else ((None, None),) * len(split_fields)
         if len(start) != len(split_fields):
             raise ValueError("one bound pair per split field is needed")
@@ -266,12 +358,17 @@ class WindowPlanner:
         self._totals_absent = False
         # Once a total above the cap is seen, totals are not capped: T == cap then fits.
         self._totals_uncapped = False
+        # What totals have shown: a window they counted exactly, or one they over-counted.
+        self._totals_matched = False
+        self._totals_overcount = False
         self._next_key = 0
         self._states: dict[int, _WindowState] = {}
         self._order: list[int] = []  # active windows, in range order
+        # The shared memory of each hot second being split on a further field.
+        self._groups: dict[tuple[Bound, ...], Seen] = {}
         # Events that arose outside feed() (a restored window already complete).
         self._pending_events: list[PlannerEvent] = []
-        self._add_windows([(start, 0, 0)])
+        self._add_windows([_Spec(start, 0, 0)], seen_from=None)
         self.root = self._states[self._order[0]].window
 
     # -- asking -----------------------------------------------------------
@@ -306,11 +403,14 @@ class WindowPlanner:
         if state.phase is _Phase.NEW:
             if state.issued:
                 return None
-            return self._cut_page if self._totals_absent or state.look_at_cut_page else 1
+            look_at_cut_page = self._totals_absent or state.look_at_cut_page
+            return self._cut_page if look_at_cut_page else 1
         if state.phase is _Phase.CUT:
             return None if state.issued else self._cut_page
         if state.phase is _Phase.EDGE:
             return None if state.issued else self._reachable_pages()
+        if state.relook:
+            return None
         # READ: every page up to the known end, or a few past the last full one.
         last = self._last_needed_page(state)
         limit = last if last is not None else state.full_pages + self.lookahead
@@ -345,6 +445,9 @@ class WindowPlanner:
             raise ValueError(f"not an outstanding request of this planner: {request!r}")
         state.issued.discard(request.page_number)
         events, self._pending_events = self._pending_events, []
+        if result.refused:
+            self.stats.pages_refused += 1
+        result = self._checked_total(state, request.page_number, result, events)
         if state.phase is _Phase.NEW:
             events += self._feed_first_look(state, request.page_number, result)
         elif state.phase is _Phase.CUT:
@@ -353,13 +456,58 @@ class WindowPlanner:
             events += self._feed_edge_page(state, request.page_number, result)
         else:
             events += self._feed_read(state, request.page_number, result)
+        self._restart_relooks()
         return events
+
+    def _checked_total(
+        self, state: _WindowState, page: int, result: PageResult, events: list[PlannerEvent]
+    ) -> PageResult:
+        """The result with its total dropped when totals cannot be trusted."""
+        total = result.total
+        if total is None:
+            return result
+        if not self._totals_distrusted:
+            through = (page - 1) * self.page_size + len(result.records)
+            if not result.records or through <= total:
+                return result
+            self._distrust_totals()
+            events.append(TotalsDistrusted(state.window, page, total, through))
+        return PageResult(result.records, None, result.refused)
+
+    @property
+    def _totals_distrusted(self) -> bool:
+        return self.stats.totals_distrusted
+
+    def _distrust_totals(self) -> None:
+        self.stats.totals_distrusted = True
+        self._totals_absent = True
+        for key in self._order:
+            state = self._states[key]
+            state.first_total = None
+            if state.phase is _Phase.READ and state.size_from_total:
+                state.relook = True
+
+    def _restart_relooks(self) -> None:
+        """Windows whose size came from a wrong total start over, once their
+        pages in flight are in; ids they delivered stay dropped."""
+        if not self._totals_distrusted:
+            return
+        for key in list(self._order):
+            state = self._states[key]
+            if state.relook and not state.issued:
+                self._states[key] = _WindowState(
+                    window=state.window,
+                    seen=state.seen,
+                    pass_number=state.pass_number + 1,
+                    unique=state.unique,
+                )
 
     def _feed_first_look(
         self, state: _WindowState, page: int, result: PageResult
     ) -> list[PlannerEvent]:
         records, total = result.records, result.total
-        self._totals_absent = total is None
+        if not result.refused:
+            self._totals_absent = total is None
         if self._fits(total):
             state.first_total = total
             self._start_reading(state, expected=total, from_total=True)
@@ -371,11 +519,9 @@ class WindowPlanner:
             # A short page 1 proves the window ends inside it, whatever a total said.
             self._start_reading_short(state, page, len(records))
             return self._feed_read(state, page, result)
-        if total is not None:
-            self.stats.pages_discarded += 1
-        else:
-            # Full page 1 and no total: page k decides; keep page 1 for then.
-            state.held = list(records)
+        # Full page 1 that may not fit: page k decides; keep page 1 for then.
+        state.held = list(records)
+        state.held_total = total
         state.phase = _Phase.CUT
         return []
 
@@ -396,7 +542,7 @@ class WindowPlanner:
         events: list[PlannerEvent] = []
         if state.held is not None:
             held, state.held = state.held, None
-            events.extend(self._deliver(state, 1, held, total=None))
+            events.extend(self._deliver(state, 1, held, total=state.held_total))
         events.extend(self._feed_read(state, self._cut_page, result))
         return events
 
@@ -445,11 +591,14 @@ class WindowPlanner:
             state.full_pages = max(state.full_pages, page)
         elif state.short_page is None or page < state.short_page:
             state.short_page = page
+            state.short_count = len(records)
         if total is not None and state.first_total is not None and total != state.first_total:
-            state.drift = True
+            self._moved(state, "the window's total changed while it was read")
         fresh: list[Mapping[str, Any]] = []
         seen = state.seen
+        reader = state.reader
         id_field = self.id_field
+        shifted = 0
         for record in records:
             record_id = record.get(id_field)
             if record_id is None:
@@ -462,9 +611,21 @@ class WindowPlanner:
                     f"expected a positive integer id, got {record_id!r:.80}",
                     context={"page_number": page},
                 )
-            if record_id not in seen:
-                seen.add(record_id)
+            earlier = seen.get(record_id)
+            if earlier is None:
                 fresh.append(record)
+            elif earlier == reader:
+                shifted += 1
+                continue
+            seen[record_id] = reader
+        state.count += len(records) - shifted
+        if records:
+            value = _split_value(records[-1], self.split_fields[state.window.level])
+            if value is not None and (state.top_value is None or value > state.top_value):
+                state.top_value = value
+        if shifted:
+            self.stats.shifted_reads += shifted
+            self._moved(state, "records came twice in one reading: offsets moved")
         duplicates = len(records) - len(fresh)
         state.unique += len(fresh)
         self.stats.duplicates_dropped += duplicates
@@ -473,8 +634,13 @@ class WindowPlanner:
             return []
         return [Deliver(state.window, page, fresh, duplicates)]
 
+    def _moved(self, state: _WindowState, reason: str) -> None:
+        if not state.drift:
+            state.drift = True
+            state.drift_reason = reason
+
     def _read_complete(self, state: _WindowState) -> bool:
-        if state.issued:
+        if state.issued or state.relook:
             return False
         last = self._last_needed_page(state)
         if last is None:
@@ -488,34 +654,102 @@ class WindowPlanner:
     def _finish(self, state: _WindowState) -> list[PlannerEvent]:
         events: list[PlannerEvent] = []
         # Pages ending before an exactly known size means records moved away.
-        ended_early = (
+        if (
             not state.size_from_total
             and state.n_pages is not None
             and state.short_page is not None
             and state.short_page < state.n_pages
-        )
-        moved = state.drift or ended_early
-        reread = moved and state.pass_number + 1 < self.max_passes
-        miscounted = (
-            state.expected is not None and not state.cap_limited and state.unique != state.expected
-        )
-        if moved or miscounted:
+        ):
+            self._moved(state, "pages ended before the window's known size")
+        expected = state.expected
+        if state.drift:
+            reread = state.pass_number + 1 < self.max_passes
             self.stats.count_mismatches += 1
-            expected = state.expected if state.expected is not None else state.unique
-            events.append(CountMismatch(state.window, expected, state.unique, reread))
-        if reread:
-            self.stats.rereads += 1
-            self._states[state.window.key] = _WindowState(
-                window=state.window,
-                pass_number=state.pass_number + 1,
-                seen=state.seen,
-                unique=state.unique,
+            shown = expected if expected is not None else state.count
+            events.append(
+                CountMismatch(state.window, shown, state.count, reread, state.drift_reason)
             )
-            return events
+            if reread:
+                self.stats.rereads += 1
+                self._states[state.window.key] = _WindowState(
+                    window=state.window,
+                    seen=state.seen,
+                    pass_number=state.pass_number + 1,
+                    unique=state.unique,
+                )
+                return events
+        elif not state.cap_limited and self._ended_on_page_boundary(state):
+            read_on = self._read_on(state)
+            if read_on is not None:
+                return events + read_on
+            if expected is None or state.count < expected:
+                self.stats.count_mismatches += 1
+                reason = "pages stopped at a page boundary short of the count, in one second"
+                shown = expected if expected is not None else state.count
+                events.append(CountMismatch(state.window, shown, state.count, False, reason))
+                expected = None  # reported: not an over-count
+        if not state.drift and expected is not None and not state.cap_limited:
+            if state.count == expected:
+                # An empty window says nothing about how totals count.
+                self._totals_matched |= state.size_from_total and expected > 0
+            elif state.size_from_total and state.count < expected:
+                self._totals_overcount = True
+                self.stats.overcounted_windows += 1
+            else:
+                self.stats.count_mismatches += 1
+                events.append(CountMismatch(state.window, expected, state.count, False))
         self.stats.windows_done += 1
         events.append(WindowDone(state.window, state.unique, state.first_total))
         self._remove(state)
         return events
+
+    def _ended_on_page_boundary(self, state: _WindowState) -> bool:
+        """No short page showed the window's end: its last page read was full,
+        or empty right after full ones. An API capping lower than ``cap`` (its
+        total capped too) stops exactly so."""
+        if state.short_page is None:
+            return state.full_pages > 0
+        return state.short_page > 1 and state.short_count == 0
+
+    def _read_on(self, state: _WindowState) -> list[PlannerEvent] | None:
+        """Replace a window that stopped at a page boundary by ``[d, hi]``,
+        ``d`` the last value read, as ``[lo, d - 1]`` was read in full; or
+        None when the window cannot be narrowed."""
+        window = state.window
+        level = window.level
+        lo, hi = window.bounds[level]
+        top = state.top_value
+        if top is None or (hi is not None and top > hi):
+            return None
+        reason = READ_ON_REASON
+        if lo is None or top > lo:
+            done = self._new_window(_Spec(_with(window.bounds, level, (lo, top - 1)), level, 0))
+            rest = _Spec(_with(window.bounds, level, (top, hi)), level, window.depth)
+            (child,) = self._replace_with(state, [rest])
+            self.stats.windows_split += 1
+            self.stats.windows_continued += 1
+            self.stats.windows_done += 1
+            return [
+                WindowSplit(window, (done, child), state.first_total, reason),
+                WindowDone(done, state.unique, state.first_total),
+            ]
+        # Every record read lies in second ``lo``: narrow that second on the next field.
+        has_next = level + 1 < len(self.split_fields)
+        second = _with(window.bounds, level, (lo, lo))
+        if lo == hi:
+            if not has_next:
+                return None
+            specs = [_Spec(second, level + 1, window.depth + 1)]
+        else:
+            specs = [
+                _Spec(second, level + 1 if has_next else level, window.depth + 1),
+                _Spec(_with(window.bounds, level, (lo + 1, hi)), level, window.depth),
+            ]
+        self.stats.hot_spots += has_next
+        self.stats.windows_split += 1
+        self.stats.windows_continued += 1
+        children = self._replace_with(state, specs)
+        return [WindowSplit(window, children, state.first_total, reason)]
 
     # -- splitting --------------------------------------------------------
 
@@ -523,8 +757,9 @@ class WindowPlanner:
         self, state: _WindowState, records: Sequence[Mapping[str, Any]], total: int | None
     ) -> list[PlannerEvent]:
         window = state.window
-        field = self.split_fields[window.level]
-        lo, hi = window.bounds[window.level]
+        level = window.level
+        field = self.split_fields[level]
+        lo, hi = window.bounds[level]
         cut_value = _split_value(records[-1], field) if records else None
         if window.depth >= _MAX_SPLIT_DEPTH:
             raise CopperError(
@@ -533,29 +768,46 @@ class WindowPlanner:
             )
         if lo is not None and lo == hi:
             return self._hot_spot(state, total)
-        pieces: list[Bound]
-        overflowing_rest = False
+        specs: list[_Spec]
         reason = "cut at the cap position"
+        deeper = window.depth + 1
         if (
             cut_value is not None
             and (lo is None or cut_value > lo)
             and (hi is None or cut_value <= hi)
         ):
-            pieces = [(lo, cut_value - 1), (cut_value, hi)]
-            # The first piece holds fewer than k pages of records; the rest overflows
-            # for sure when the total says so.
+            # The first piece holds fewer than k pages of records: a correct sort
+            # makes it fit, so only its splitting again counts towards the guard.
+            # The rest overflows for sure when the total says so.
             first_at_most = self._cut_page * self.page_size - 1
             overflowing_rest = total is not None and total - first_at_most > self.cap
+            specs = [
+                _Spec(_with(window.bounds, level, (lo, cut_value - 1)), level, deeper),
+                _Spec(
+                    _with(window.bounds, level, (cut_value, hi)),
+                    level,
+                    window.depth,
+                    look_at_cut_page=overflowing_rest,
+                ),
+            ]
         elif cut_value is not None and cut_value == lo:
-            # The cap is reached inside second ``lo``: give that second its own window.
-            pieces = [(lo, lo), (lo + 1, hi)]
+            # Pages 1..k all lie in second ``lo``: it holds k pages or more, so it
+            # goes straight to the next field (or to its own cut page).
             reason = "one second holds a cap's worth of records"
+            second = _with(window.bounds, level, (lo, lo))
+            if level + 1 < len(self.split_fields):
+                self.stats.hot_spots += 1
+                hot = _Spec(second, level + 1, deeper, look_at_cut_page=True)
+            else:
+                hot = _Spec(second, level, deeper, look_at_cut_page=True)
+            specs = [hot, _Spec(_with(window.bounds, level, (lo + 1, hi)), level, window.depth)]
         else:
-            pieces = self._fallback_pieces(records, field, lo, hi)
             reason = "sort order disagrees with the bounds: bisecting"
-        children = self._replace(state, pieces)
-        if overflowing_rest:
-            self._states[children[-1].key].look_at_cut_page = True
+            specs = [
+                _Spec(_with(window.bounds, level, piece), level, deeper)
+                for piece in self._fallback_pieces(records, field, lo, hi)
+            ]
+        children = self._replace_with(state, specs)
         self.stats.windows_split += 1
         return [WindowSplit(window, children, total, reason)]
 
@@ -583,7 +835,9 @@ class WindowPlanner:
         if window.level + 1 < len(self.split_fields):
             self.stats.hot_spots += 1
             self.stats.windows_split += 1
-            child = self._replace_with(state, [(window.bounds, window.level + 1)])
+            # Its cut page came back full: the next field's first look is its cut page.
+            spec = _Spec(window.bounds, window.level + 1, window.depth + 1, look_at_cut_page=True)
+            child = self._replace_with(state, [spec])
             return [WindowSplit(window, child, total, "hot spot: splitting on the next field")]
         # Nothing left to split on. The last page inside the cap tells whether the
         # window really overflows (an over-counting total can claim it does).
@@ -601,9 +855,11 @@ class WindowPlanner:
         window, total = state.window, state.first_total
         if total is not None and total <= self.cap:
             total = None  # a total equal to the cap may itself be capped: "at least"
+        # Totals are exact only once one matched a window and none over-counted.
+        exact = self._totals_matched and not self._totals_overcount
         if self.on_cap == "error":
             raise CapExceededError(
-                window=window.describe(self.split_fields), count=total, cap=self.cap
+                window=window.describe(self.split_fields), count=total, cap=self.cap, exact=exact
             )
         unreachable = None if total is None else max(total - self.cap, 0)
         self.stats.cap_limited_windows += 1
@@ -611,43 +867,43 @@ class WindowPlanner:
         self._start_reading(state, expected=None, from_total=False)
         state.cap_limited = True
         state.n_pages = self._reachable_pages()
-        events: list[PlannerEvent] = [CapLimited(window, total, unreachable)]
+        events: list[PlannerEvent] = [CapLimited(window, total, unreachable, exact)]
         events.extend(self._feed_read(state, page, result))
         return events
 
-    def _replace(self, state: _WindowState, pieces: list[Bound]) -> tuple[Window, ...]:
-        window = state.window
-        level = window.level
-        specs = []
-        for piece in pieces:
-            bounds = list(window.bounds)
-            bounds[level] = piece
-            specs.append((tuple(bounds), level))
-        return self._replace_with(state, specs)
-
-    def _replace_with(
-        self, state: _WindowState, specs: list[tuple[tuple[Bound, ...], int]]
-    ) -> tuple[Window, ...]:
+    def _replace_with(self, state: _WindowState, specs: list[_Spec]) -> tuple[Window, ...]:
+        # Children first: a hot second's memory outlives the window being replaced.
         position = self._order.index(state.window.key)
+        keys = self._add_windows(specs, seen_from=state.seen, position=position)
         self._remove(state)
-        depth = state.window.depth + 1
-        keys = self._add_windows([(bounds, level, depth) for bounds, level in specs], position)
-        # Ids delivered before a re-read must stay dropped in the children.
-        if state.seen:
-            for key in keys:
-                self._states[key].seen = set(state.seen)
         return tuple(self._states[key].window for key in keys)
 
+    def _new_window(self, spec: _Spec) -> Window:
+        key = self._next_key
+        self._next_key += 1
+        self.stats.windows_planned += 1
+        return Window(key, spec.bounds, spec.level, spec.depth)
+
     def _add_windows(
-        self, specs: Iterable[tuple[tuple[Bound, ...], int, int]], position: int | None = None
+        self, specs: Sequence[_Spec], *, seen_from: Seen | None, position: int | None = None
     ) -> list[int]:
+        """Create windows; ids delivered before (``seen_from``) stay dropped in them."""
         keys = []
-        for bounds, level, depth in specs:
-            key = self._next_key
-            self._next_key += 1
-            self._states[key] = _WindowState(Window(key, bounds, level, depth))
-            keys.append(key)
-            self.stats.windows_planned += 1
+        for spec in specs:
+            window = self._new_window(spec)
+            if spec.level > 0:
+                seen = self._groups.setdefault(window.pin, {})
+                if seen_from is not None and seen_from is not seen:
+                    for record_id, reader in seen_from.items():
+                        seen.setdefault(record_id, reader)
+            elif len(specs) == 1 and seen_from is not None:
+                seen = seen_from  # the one heir of a window being replaced
+            else:
+                seen = dict(seen_from) if seen_from else {}
+            self._states[window.key] = _WindowState(
+                window, seen=seen, look_at_cut_page=spec.look_at_cut_page
+            )
+            keys.append(window.key)
         at = len(self._order) if position is None else position
         self._order[at:at] = keys
         return keys
@@ -655,20 +911,29 @@ class WindowPlanner:
     def _remove(self, state: _WindowState) -> None:
         self._order.remove(state.window.key)
         del self._states[state.window.key]
+        pin = state.window.pin
+        if pin and not any(self._states[key].window.pin == pin for key in self._order):
+            del self._groups[pin]
 
     # -- checkpoints ------------------------------------------------------
 
     def _remember(self, records: Iterable[Mapping[str, Any]]) -> None:
-        reading = [
-            self._states[key] for key in self._order if self._states[key].phase is _Phase.READ
-        ]
-        if not reading:
-            return
+        """Mark ids delivered before a restore, in whatever window or hot second
+        now holds them, so that none is delivered again."""
+        fields = self.split_fields
+        groups = [(pin, seen) for pin, seen in self._groups.items()]
+        windows = [self._states[key] for key in self._order if self._states[key].window.level == 0]
         for record in records:
-            for state in reading:
-                if _inside(record, state.window, self.split_fields):
-                    state.seen.add(record[self.id_field])
+            record_id = record[self.id_field]
+            for pin, seen in groups:
+                if _inside(record, pin, fields):
+                    seen.setdefault(record_id, _REMEMBERED)
                     break
+            else:
+                for state in windows:
+                    if _inside(record, state.window.bounds, fields):
+                        state.seen.setdefault(record_id, _REMEMBERED)
+                        break
 
     def snapshot(self, *, include_seen: bool = True) -> dict[str, Any]:
         """The planner's state as JSON data (requests in flight are not in it:
@@ -688,7 +953,7 @@ class WindowPlanner:
                 "depth": state.window.depth,
                 "pass": state.pass_number,
             }
-            if state.phase is _Phase.READ:
+            if state.phase is _Phase.READ and not state.relook:
                 entry.update(
                     phase="read",
                     first_total=state.first_total,
@@ -696,19 +961,34 @@ class WindowPlanner:
                     n_pages=state.n_pages,
                     page_limit=state.page_limit,
                     short_page=state.short_page,
+                    short_count=state.short_count,
                     full_pages=state.full_pages,
                     delivered=sorted(state.delivered_pages),
+                    count=state.count,
+                    top_value=state.top_value,
                     drift=state.drift,
+                    drift_reason=state.drift_reason,
                     size_from_total=state.size_from_total,
                     cap_limited=state.cap_limited,
                 )
             else:
-                # Nothing of a NEW or CUT window was delivered: look at it afresh.
+                # Nothing was delivered in this reading of a NEW or CUT window (nor
+                # should a relooked one go on): look at it afresh.
                 entry["phase"] = "new"
                 entry["look_at_cut_page"] = state.look_at_cut_page
-            entry["seen"] = sorted(state.seen) if include_seen else None
+                if state.relook:
+                    entry["pass"] = state.pass_number + 1
+            level_zero = state.window.level == 0
+            entry["seen"] = sorted(state.seen) if include_seen and level_zero else None
             entry["unique"] = state.unique
             windows.append(entry)
+        groups = [
+            {
+                "pin": [list(bound) for bound in pin],
+                "seen": sorted(seen) if include_seen else None,
+            }
+            for pin, seen in self._groups.items()
+        ]
         return {
             "version": _SNAPSHOT_VERSION,
             "cap": self.cap,
@@ -718,8 +998,11 @@ class WindowPlanner:
             "on_cap": self.on_cap,
             "totals_absent": self._totals_absent,
             "totals_uncapped": self._totals_uncapped,
+            "totals_matched": self._totals_matched,
+            "totals_overcount": self._totals_overcount,
             "next_key": self._next_key,
             "windows": windows,
+            "groups": groups,
             "stats": attrs.asdict(self.stats),
         }
 
@@ -737,7 +1020,8 @@ class WindowPlanner:
 
         ``delivered`` are records delivered before the snapshot, when it was
         taken without ``include_seen``: each one's id is remembered by the
-        window whose bounds hold it, so it is not delivered again.
+        window (or hot second) whose bounds hold it, so it is not delivered
+        again.
         """
         try:
             if snapshot["version"] != _SNAPSHOT_VERSION:
@@ -754,10 +1038,16 @@ class WindowPlanner:
             )
             planner._states.clear()
             planner._order.clear()
+            planner._groups.clear()
             planner._totals_absent = bool(snapshot["totals_absent"])
             planner._totals_uncapped = bool(snapshot["totals_uncapped"])
+            planner._totals_matched = bool(snapshot["totals_matched"])
+            planner._totals_overcount = bool(snapshot["totals_overcount"])
             planner._next_key = int(snapshot["next_key"])
             planner.stats = PlannerStats(**snapshot["stats"])
+            for group in snapshot["groups"]:
+                pin = tuple(_bound(b) for b in group["pin"])
+                planner._groups[pin] = dict.fromkeys(map(int, group["seen"] or ()), _REMEMBERED)
             for entry in snapshot["windows"]:
                 window = Window(
                     key=int(entry["key"]),
@@ -765,8 +1055,11 @@ class WindowPlanner:
                     level=int(entry["level"]),
                     depth=int(entry["depth"]),
                 )
-                state = _WindowState(window, pass_number=int(entry["pass"]))
-                state.seen = {int(i) for i in entry["seen"] or ()}
+                if window.level > 0:
+                    seen = planner._groups.setdefault(window.pin, {})
+                else:
+                    seen = dict.fromkeys(map(int, entry["seen"] or ()), _REMEMBERED)
+                state = _WindowState(window, seen=seen, pass_number=int(entry["pass"]))
                 state.unique = int(entry["unique"])
                 state.look_at_cut_page = bool(entry.get("look_at_cut_page", False))
                 if entry["phase"] == "read":
@@ -776,9 +1069,13 @@ class WindowPlanner:
                     state.n_pages = entry["n_pages"]
                     state.page_limit = entry["page_limit"]
                     state.short_page = entry["short_page"]
+                    state.short_count = int(entry["short_count"])
                     state.full_pages = int(entry["full_pages"])
                     state.delivered_pages = {int(p) for p in entry["delivered"]}
+                    state.count = int(entry["count"])
+                    state.top_value = entry["top_value"]
                     state.drift = bool(entry["drift"])
+                    state.drift_reason = str(entry["drift_reason"])
                     state.size_from_total = bool(entry["size_from_total"])
                     state.cap_limited = bool(entry["cap_limited"])
                 planner._states[window.key] = state
@@ -796,8 +1093,14 @@ class WindowPlanner:
         return planner
 
 
-def _inside(record: Mapping[str, Any], window: Window, fields: Sequence[str]) -> bool:
-    for field, (lo, hi) in zip(fields, window.bounds, strict=True):
+def _with(bounds: tuple[Bound, ...], level: int, piece: Bound) -> tuple[Bound, ...]:
+    """``bounds`` with the bound on ``level`` replaced."""
+    return (*bounds[:level], piece, *bounds[level + 1 :])
+
+
+def _inside(record: Mapping[str, Any], bounds: Sequence[Bound], fields: Sequence[str]) -> bool:
+    """Whether ``record`` lies within ``bounds`` on the first ``len(bounds)`` fields."""
+    for field, (lo, hi) in zip(fields, bounds, strict=False):
         value = _split_value(record, field)
         if value is None or (lo is not None and value < lo) or (hi is not None and value > hi):
             return False
