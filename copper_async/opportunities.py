@@ -34,6 +34,12 @@ def _typed_id(record: Opportunity) -> int:
     return record.id
 
 
+def _check_flag(name: str, value: object) -> None:
+    # A truthy string such as "no" must not silently turn a mode on.
+    if not isinstance(value, bool):
+        raise InvalidOptionError(name, f"must be True or False, not {value!r}")
+
+
 class OpportunitiesAPI:
     """Searches over one client; every request goes through its rate limiter."""
 
@@ -95,6 +101,7 @@ class OpportunitiesAPI:
         options raise :class:`~copper_async.exceptions.InvalidOptionError`
         here, before any request.
         """
+        _check_flag("raw", raw)
         options = SearchOptions(
             page_size=page_size,
             split_field=split_field,
@@ -126,6 +133,11 @@ class OpportunitiesAPI:
         """
         if isinstance(filters, OpportunityFilter):
             raise InvalidOptionError("filters", "must be a list of filters, not one filter")
+        if isinstance(filters, str | bytes | dict) or not isinstance(filters, Iterable):
+            raise InvalidOptionError(
+                "filters", f"must be a list of filters, not {type(filters).__name__}"
+            )
+        _check_flag("union", union)
         searches: list[Search[Any]] = [
             self.search(f, raw=raw, **options)  # type: ignore[call-overload]
             for f in filters

@@ -31,6 +31,7 @@ from copper_async.closing import AsyncClosing
 from copper_async.exceptions import (
     CopperError,
     InvalidOptionError,
+    InvalidRequestError,
     RecordError,
     SearchCapWarning,
 )
@@ -42,6 +43,8 @@ from copper_async.planner import (
     PageRequest,
     PageResult,
     PlannerEvent,
+    PlannerStats,
+    TotalsDistrusted,
     Window,
     WindowDone,
     WindowPlanner,
@@ -69,6 +72,10 @@ _MAX_CONCURRENCY = 64
 
 T = TypeVar("T")
 OnCap = Literal["error", "warn"]
+# The planner's counters that SearchStats mirrors (records are counted at hand-out).
+_PLANNER_COUNTERS = tuple(
+    field.name for field in attrs.fields(PlannerStats) if field.name != "records_delivered"
+)
 
 
 class _RawPage(Protocol):
@@ -94,13 +101,13 @@ def _check_int(name: str, value: object, low: int, high: int) -> None:
         raise InvalidOptionError(name, f"must be between {low} and {high}, not {value}")
 
 
-def _date_field(value: DateField | str) -> DateField:
+def _date_field(value: DateField | str, name: str = "split_field") -> DateField:
     if isinstance(value, DateField):
         return value
     for member in DateField:
         if value in (member.value, member.record_key, member.name.lower()):
             return member
-    raise InvalidOptionError("split_field", f"unknown date field {value!r}")
+    raise InvalidOptionError(name, f"unknown date field {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -138,7 +145,7 @@ class SearchOptions:
                 "and never empty (use date_created or date_modified)",
             )
         if self.secondary_field not in ("auto", None):
-            secondary = _date_field(self.secondary_field)
+            secondary = _date_field(self.secondary_field, "secondary_field")
             if not secondary.splittable or secondary is self.split_field:
                 raise InvalidOptionError(
                     "secondary_field", "must be the other of date_created and date_modified"
@@ -167,7 +174,17 @@ class SearchOptions:
 
 @attrs.define
 class SearchStats:
-    """Live counters of one search; read them during the run or after it."""
+    """Live counters of one search; read them during the run or after it.
+
+    ``records`` counts records handed to the caller. The planner's counters
+    (see :class:`~copper_async.planner.PlannerStats`) are mirrored here:
+    ``overcounted_windows`` had a stable total above their records (Copper's
+    total is an upper bound), ``shifted_reads`` ids came twice in one reading
+    of a window (its offsets moved: it is read again), ``windows_continued``
+    stopped at a page boundary short of their count and were read on,
+    ``pages_refused`` got an error status past page 1 (taken as the end), and
+    ``totals_distrusted`` is set once a page contradicted its own total.
+    """
 
     requests: int = 0
     pages: int = 0
@@ -185,6 +202,11 @@ class SearchStats:
     pages_discarded: int = 0
     cap_limited_windows: int = 0
     unreachable_records: int = 0
+    overcounted_windows: int = 0
+    shifted_reads: int = 0
+    windows_continued: int = 0
+    pages_refused: int = 0
+    totals_distrusted: bool = False
     total_hint: int | None = None
     started_at: float | None = None
     finished_at: float | None = None
@@ -281,12 +303,14 @@ class Search(AsyncClosing, Generic[T]):
             if page is None:
                 raise StopAsyncIteration
             self._records.extend(page.records)
+        self.stats.records += 1
         return self._records.popleft()
 
     async def pages(self) -> AsyncGenerator[ResultPage[T], None]:
         """Yield whole pages instead of records (what an exporter commits)."""
         try:
             while (page := await self._next_page()) is not None:
+                self.stats.records += len(page.records)
                 yield page
         finally:
             await self.aclose()
@@ -375,10 +399,21 @@ class Search(AsyncClosing, Generic[T]):
         # Oldest first, so the planner sees answers roughly in the order asked.
         task = next(t for t in self._tasks if t in done)
         request = self._tasks.pop(task)
-        page = task.result()
-        self._account(page)
         try:
-            self._handle(self.planner.feed(request, PageResult(page.records, page.total)))
+            page = task.result()
+        except InvalidRequestError as error:
+            # A 422 for a page past the first, whose body differs from other pages'
+            # only in page_number: the API will not page this far (a lower cap than
+            # configured). The planner takes it as the end and reads on from there.
+            if error.status != 422 or request.page_number == 1:
+                raise
+            logger.debug("page %d refused (HTTP 422): taken as the end", request.page_number)
+            result = PageResult([], None, refused=True)
+        else:
+            self._account(page)
+            result = PageResult(page.records, page.total)
+        try:
+            self._handle(self.planner.feed(request, result))
         except RecordError as error:
             # A malformed record names its window and page, like a failed request.
             for key, value in self._where(request.window, request.page_number).items():
@@ -407,7 +442,6 @@ class Search(AsyncClosing, Generic[T]):
                     except RecordError as error:
                         error.context.update(self._where(event.window, event.page_number))
                         raise
-                stats.records += len(records)
                 self._ready.append(ResultPage(event.window, event.page_number, records))
             elif isinstance(event, WindowSplit):
                 logger.debug(
@@ -415,38 +449,38 @@ class Search(AsyncClosing, Generic[T]):
                 )
             elif isinstance(event, CountMismatch):
                 logger.warning(
-                    "window %s: expected %d records, saw %d%s",
+                    "window %s: %s (expected %d records, saw %d)%s",
                     event.window.bounds,
+                    event.reason,
                     event.expected,
                     event.seen,
                     "; reading it again" if event.reread else "",
                 )
+            elif isinstance(event, TotalsDistrusted):
+                logger.warning(
+                    "window %s page %d holds records through position %d, past its "
+                    "X-PW-TOTAL of %d: totals are ignored from now on",
+                    event.window.bounds,
+                    event.page_number,
+                    event.records_through,
+                    event.total,
+                )
             elif isinstance(event, CapLimited):
+                if event.unreachable is None:
+                    loss = "some records may be unreachable (no usable total was sent)"
+                elif event.exact:
+                    loss = f"{event.unreachable} records are unreachable"
+                else:
+                    loss = f"up to {event.unreachable} records may be unreachable"
                 message = (
                     f"window {event.window.describe([f.record_key for f in self._fields])} "
-                    f"holds more records than the search cap ({self.options.cap}); "
-                    + (
-                        f"{event.unreachable} records are unreachable"
-                        if event.unreachable is not None
-                        else "some records may be unreachable (no total was sent)"
-                    )
+                    f"holds more records than the search cap ({self.options.cap}); {loss}"
                 )
                 logger.warning("%s", message)
                 warnings.warn(message, SearchCapWarning, stacklevel=4)
             elif isinstance(event, WindowDone):
                 logger.debug("window %s done: %d records", event.window.bounds, event.delivered)
-        for name in (
-            "windows_planned",
-            "windows_split",
-            "windows_done",
-            "hot_spots",
-            "duplicates_dropped",
-            "count_mismatches",
-            "rereads",
-            "pages_discarded",
-            "cap_limited_windows",
-            "unreachable_records",
-        ):
+        for name in _PLANNER_COUNTERS:
             setattr(stats, name, getattr(planner_stats, name))
 
 

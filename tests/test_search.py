@@ -332,11 +332,9 @@ async def test_pages_are_prefetched_up_to_the_concurrency(
         fresh(dataset_records[:900]), options(latency=0.02, latency_jitter=0.0)
     )
     search = harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True, concurrency=6)
-    started = asyncio.get_running_loop().time()
     await collect(search)
-    elapsed = asyncio.get_running_loop().time() - started
-    # 18 pages at 20 ms each take 360 ms one by one; page 1 then 17 in flight, 6 at a time.
-    assert elapsed < 18 * 0.02 * 0.7
+    # The server counts requests it holds at once: its latency keeps them open.
+    assert harness.server.stats["max_in_flight"] == 6
 
 
 # -- search_many --------------------------------------------------------------------------
@@ -391,6 +389,9 @@ async def test_search_many_with_union_yields_each_record_once(
         ({"concurrency": 0}, "concurrency"),
         ({"concurrency": 1_000}, "concurrency"),
         ({"max_passes": 0}, "max_passes"),
+        ({"secondary_field": "nonsense"}, "secondary_field"),
+        ({"raw": "yes"}, "raw"),
+        ({"raw": 1}, "raw"),
     ],
 )
 async def test_invalid_arguments_fail_before_any_request(
@@ -414,4 +415,54 @@ async def test_a_filter_that_is_not_a_filter_is_refused(
         harness.client.opportunities.search({"statuses": ["Open"]})  # type: ignore[call-overload]
     with pytest.raises(InvalidOptionError, match="list of filters"):
         harness.client.opportunities.search_many(OpportunityFilter())  # type: ignore[arg-type]
+    for not_a_list in (None, "statuses", {"statuses": ["Open"]}):
+        with pytest.raises(InvalidOptionError, match="list of filters") as raised:
+            harness.client.opportunities.search_many(not_a_list)  # type: ignore[arg-type]
+        assert raised.value.option == "filters"
+    with pytest.raises(InvalidOptionError) as raised:
+        harness.client.opportunities.search_many([OpportunityFilter()], union="no")
+    assert raised.value.option == "union"
     assert harness.requests == 0
+
+
+async def test_stats_count_the_records_handed_out(
+    harness_factory: Callable[..., Any], dataset_records: list[dict[str, Any]]
+) -> None:
+    harness = await harness_factory(fresh(dataset_records))
+    async with harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True) as search:
+        taken = 0
+        async for _ in search:
+            taken += 1
+            if taken == 60:
+                break
+        # Pages beyond the 60th record were fetched, but not handed out.
+        assert search.stats.records == 60
+        assert search.stats.pages >= 2
+
+
+# -- an API that caps lower than the client was told ------------------------------------
+
+
+@pytest.mark.parametrize("total_mode", ["exact", "overcount", "capped", "absent"])
+@pytest.mark.parametrize("past_cap", ["empty", "error"])
+async def test_a_server_cap_below_the_clients_costs_requests_not_records(
+    harness_factory: Callable[..., Any],
+    dataset_records: list[dict[str, Any]],
+    total_mode: str,
+    past_cap: str,
+) -> None:
+    """The server stops at 300 records a query (an empty page or a 422 past it)
+    while the client assumes 1,000: pages that stop at a page boundary short of
+    the count are read on from the last value, so every record still comes once."""
+    harness = await harness_factory(
+        fresh(dataset_records),
+        FakeServerOptions(cap=300, total_mode=total_mode, past_cap=past_cap),  # type: ignore[arg-type]
+    )
+    search = harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True)
+    ids = [record["id"] for record in await collect(search)]
+    assert len(ids) == len(set(ids))
+    assert sorted(ids) == sorted(r["id"] for r in dataset_records)
+    assert search.stats.windows_continued >= 10
+    if past_cap == "error" and total_mode != "capped":
+        # (A total capped at 300 never lets the client ask past the server's cap.)
+        assert search.stats.pages_refused > 0
