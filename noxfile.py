@@ -18,14 +18,14 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install(".[dev]")
     session.run("ruff", "check", "copper_async", "tests", "benchmarks", "noxfile.py")
     session.run("ruff", "format", "--check", "copper_async", "tests", "benchmarks", "noxfile.py")
 
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    session.install(".[test]", "mypy")
+    session.install(".[dev]")
     session.run("mypy", "--strict", "copper_async")
 
 
@@ -42,7 +42,8 @@ def bench(session: nox.Session) -> None:
 
     The peers (tap-copper, requests) and the plotting tools go into this
     session's own environment, never into the project's dependencies.
-    Pass ``-- --quick`` for a small smoke run.
+    Pass ``-- --quick`` for a small smoke run (written to a temporary folder
+    unless ``--results`` is given).
     """
     session.install(".[test]", "requests", "tap-copper", "matplotlib", "psutil")
     session.run("python", "benchmarks/run_all.py", *session.posargs)
