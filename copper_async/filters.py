@@ -774,23 +774,25 @@ class OpportunityFilter:
         return _repr_set_fields(self)
 
     def to_body(
-        self, *, page_number: int = 1, page_size: int = DEFAULT_PAGE_SIZE
+        self, *, page_number: int | None = 1, page_size: int = DEFAULT_PAGE_SIZE
     ) -> dict[str, Any]:
         """The JSON body of a search request for one page.
 
-        The body has ``page_size`` and ``page_number`` always (the rule: paging
-        is explicit, Copper's defaults of 20 and 1 are never relied on), then
-        ``sort_by`` / ``sort_direction`` when set, then every filter that is
-        set, under its body key. Tuples become lists, :class:`TagFilter` and
-        :class:`CustomFieldFilter` their JSON objects. The reference examples
-        omit ``page_number`` (so Copper reads page 1): for ``page_number=1``
-        this body is the documented one plus ``"page_number": 1``.
+        The body has ``page_size`` and ``page_number`` (paging is explicit:
+        Copper's defaults of 20 and 1 are not relied on), then ``sort_by`` /
+        ``sort_direction`` when set, then every filter that is set, under its
+        body key. Tuples become lists, :class:`TagFilter` and
+        :class:`CustomFieldFilter` their JSON objects. ``page_number=None``
+        leaves ``page_number`` out, as the reference examples do (Copper then
+        reads page 1): that body is exactly the documented one.
 
         Raises InvalidFilterError (field ``page_size`` / ``page_number``) unless
-        ``1 <= page_size <= 200`` and ``page_number >= 1``.
+        ``1 <= page_size <= 200`` and ``page_number`` is None or ``>= 1``.
         """
         _check_paging(page_number, page_size)
-        body: dict[str, Any] = {"page_size": page_size, "page_number": page_number}
+        body: dict[str, Any] = {"page_size": page_size}
+        if page_number is not None:
+            body["page_number"] = page_number
         # sort keys first, as in Copper's examples (the order is only cosmetic)
         if self.sort_by is not None:
             body["sort_by"] = self.sort_by

@@ -197,8 +197,11 @@ def test_filter_produces_the_documented_body(
 ) -> None:
     body = _example_body(title)
     assert body["page_size"] == page_size
-    # The rule: page_number is always sent; the examples leave it to Copper's default 1.
+    # The examples leave page_number to Copper's default 1; so does page_number=None.
     assert "page_number" not in body
+    documented = search.to_body(page_number=None, page_size=page_size)
+    assert documented == body
+    assert orjson.dumps(documented) == orjson.dumps(body), "same keys, order and JSON types"
     assert search.to_body(page_size=page_size) == {**body, "page_number": 1}
 
 
