@@ -114,8 +114,9 @@ async def _stop_on_sigterm(coroutine: Coroutine[Any, Any, T]) -> T:
 
     try:
         loop.add_signal_handler(signal.SIGTERM, terminate)
+        installed = True
     except (NotImplementedError, RuntimeError):  # no signals here (Windows, not main thread)
-        return await coroutine
+        installed = False
     try:
         return await coroutine
     except asyncio.CancelledError:
@@ -123,7 +124,8 @@ async def _stop_on_sigterm(coroutine: Coroutine[Any, Any, T]) -> T:
             raise _Terminated from None
         raise
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+        if installed:
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _run(
