@@ -43,12 +43,13 @@ last page whose records all lie inside the cap):
 * **Distrust.** A page that holds records past the position its own total
   allows proves the totals wrong: from then on totals are ignored (as if the
   API sent none) and windows being read on a total are looked at afresh.
-* **Reading on.** When no short page shows where a window ends (its last
-  page read is full, or empty right after full ones), the API may cap results
-  lower than ``cap`` says, and its total with them: the window is read on
+* **Reading on.** When a window's pages stop at a page boundary (an empty
+  page right after full ones) short of its count, or with no count at all,
+  the API may cap results lower than ``cap`` says: the window is read on
   from the last value read, ``[d, hi]``, ids already delivered dropped. That
-  costs one request when nothing more is there (a window whose size is a
-  multiple of the page size), and keeps a wrong ``cap`` from losing records.
+  costs one request when nothing more is there, and keeps a wrong ``cap``
+  from losing records (unless the API also caps its total there: then
+  nothing shows the loss).
 
 Windows are inclusive ranges of whole seconds (``None`` for an open end) that
 meet exactly: a cut at ``d`` gives ``[lo, d - 1]`` and ``[d, hi]``, so the
@@ -101,7 +102,7 @@ Seen = dict[int, int]
 _MAX_SPLIT_DEPTH = 200
 _MAX_PASSES = 100  # a reading's code keeps the pass in 8 bits; restarts add one
 _SNAPSHOT_VERSION = 2
-READ_ON_REASON = "pages ended on a page boundary, not at a short page: reading on"
+READ_ON_REASON = "pages stopped at a page boundary short of the count: reading on"
 # The reader of ids restored from a checkpoint: never the current reading, so
 # an id read before a crash is dropped, not taken for an offset shift.
 _REMEMBERED = -1
@@ -678,16 +679,19 @@ class WindowPlanner:
                     unique=state.unique,
                 )
                 return events
-        elif not state.cap_limited and self._ended_on_page_boundary(state):
+        elif (
+            not state.cap_limited
+            and self._ended_on_page_boundary(state)
+            and (expected is None or state.count < expected)
+        ):
             read_on = self._read_on(state)
             if read_on is not None:
                 return events + read_on
-            if expected is None or state.count < expected:
-                self.stats.count_mismatches += 1
-                reason = "pages stopped at a page boundary short of the count, in one second"
-                shown = expected if expected is not None else state.count
-                events.append(CountMismatch(state.window, shown, state.count, False, reason))
-                expected = None  # reported: not an over-count
+            self.stats.count_mismatches += 1
+            reason = "pages stopped at a page boundary short of the count, in one second"
+            shown = expected if expected is not None else state.count
+            events.append(CountMismatch(state.window, shown, state.count, False, reason))
+            expected = None  # reported: not an over-count
         if not state.drift and expected is not None and not state.cap_limited:
             if state.count == expected:
                 # An empty window says nothing about how totals count.
@@ -704,12 +708,10 @@ class WindowPlanner:
         return events
 
     def _ended_on_page_boundary(self, state: _WindowState) -> bool:
-        """No short page showed the window's end: its last page read was full,
-        or empty right after full ones. An API capping lower than ``cap`` (its
-        total capped too) stops exactly so."""
-        if state.short_page is None:
-            return state.full_pages > 0
-        return state.short_page > 1 and state.short_count == 0
+        """An empty page right after full ones: an API capping lower than
+        ``cap`` stops exactly so (a window whose size is a multiple of the page
+        size too, when its total over-counts or is absent)."""
+        return state.short_page is not None and state.short_page > 1 and state.short_count == 0
 
     def _read_on(self, state: _WindowState) -> list[PlannerEvent] | None:
         """Replace a window that stopped at a page boundary by ``[d, hi]``,
