@@ -28,6 +28,7 @@ from copper_async.exceptions import (
     CheckpointError,
     CopperError,
     InvalidInputError,
+    OutputError,
     RateLimitedError,
     ResponseError,
     SearchCapWarning,
@@ -57,6 +58,7 @@ class ExitCode:
     CAP_EXCEEDED = 4
     GAVE_UP = 5
     CHECKPOINT = 6
+    OUTPUT = 7
     INTERRUPTED = 130
     TERMINATED = 143
 
@@ -64,12 +66,14 @@ class ExitCode:
 EXIT_CODES_HELP = """\b
 Exit codes:
   0    every record exported
-  1    unexpected failure, or the output cannot be written (disk full, I/O error)
+  1    unexpected failure
   2    usage: bad option, filter, output or checkpoint path, missing credentials
   3    authentication refused (401/403)
   4    search cap exceeded: records unreachable (see --on-cap)
   5    gave up after retries (rate limit, server errors, network)
   6    checkpoint missing, damaged or of another export
+  7    the output cannot be written (disk full, I/O error); what was
+       committed stays whole: with --checkpoint, continue with --resume
   130  interrupted (Ctrl-C): the output holds whole pages; with --checkpoint,
        continue with --resume
   143  terminated (SIGTERM): stopped as for Ctrl-C
@@ -92,6 +96,8 @@ def _exit_code(error: BaseException) -> int:
         return ExitCode.CAP_EXCEEDED
     if isinstance(error, CheckpointError):
         return ExitCode.CHECKPOINT
+    if isinstance(error, OutputError):
+        return ExitCode.OUTPUT
     if isinstance(error, InvalidInputError):
         return ExitCode.USAGE
     if isinstance(error, RateLimitedError | ServerError | TransportError | ResponseError):

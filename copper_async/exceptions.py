@@ -22,7 +22,8 @@ out: the HTTP layer translates them at one boundary with ``raise ... from``.
     │   ├── RateLimitedError               429, still after every retry
     │   └── ServerError                    5xx, still after every retry
     ├── CapExceededError                  records the search cap makes unreachable
-    └── CheckpointError                   a checkpoint that cannot be used
+    ├── CheckpointError                   a checkpoint that cannot be used
+    └── OutputError                       an export's output cannot be written
 
     SearchCapWarning (UserWarning)        on_cap="warn": records left unread
 
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidOptionError",
     "InvalidRequestError",
+    "OutputError",
     "RateLimitedError",
     "RecordError",
     "RequestTimeoutError",
@@ -242,6 +244,18 @@ class CapExceededError(CopperError):
 
 class CheckpointError(CopperError):
     """A checkpoint that is unreadable, or belongs to a different job."""
+
+
+class OutputError(CopperError):
+    """An export's output file cannot be written (disk full, I/O error).
+
+    ``path`` is the file. What was committed before stays whole: with a
+    checkpoint, the export resumes from there once the disk has room.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot write {path!r}: {reason}")
+        self.path = path
 
 
 class SearchCapWarning(UserWarning):

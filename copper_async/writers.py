@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 
 import orjson
 
-from copper_async.exceptions import CheckpointError, CopperError, InvalidOptionError
+from copper_async.exceptions import CheckpointError, InvalidOptionError, OutputError
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -127,9 +127,9 @@ class _FileWriter:
         # Truncating an old file waits for the first page: a failure before it keeps the file.
         return self._file if self._file is not None else self._open("wb")
 
-    def _cannot_write(self, error: OSError) -> CopperError:
+    def _cannot_write(self, error: OSError) -> OutputError:
         self._broken = True
-        return CopperError(f"cannot write {str(self.path)!r}: {error.strerror or error}")
+        return OutputError(str(self.path), error.strerror or str(error))
 
     def _append(self, data: bytes) -> None:
         file = self._ensure_open()

@@ -642,9 +642,9 @@ async def test_ctrl_c_stops_cleanly_with_exit_130_and_resumes(
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-async def test_a_full_disk_is_one_line_and_exit_1(server: FakeCopperServer) -> None:
+async def test_a_full_disk_is_one_line_and_exit_7(server: FakeCopperServer) -> None:
     code, _, err = await run_cli(*export_args(server, Path("/dev/full")), env=CREDENTIALS)
-    assert code == ExitCode.FAILED, err
+    assert code == ExitCode.OUTPUT == 7, err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == (
         "copper-async: cannot write '/dev/full': No space left on device"

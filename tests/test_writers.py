@@ -20,7 +20,7 @@ from copper_async.checkpoint import (
     remove_stale_temp_files,
     save_checkpoint,
 )
-from copper_async.exceptions import CheckpointError, CopperError, InvalidOptionError
+from copper_async.exceptions import CheckpointError, InvalidOptionError, OutputError
 from copper_async.writers import CSV_BASE_COLUMNS, open_writer, read_committed, read_list_cell
 from tests.reference import reference_examples
 
@@ -99,8 +99,9 @@ def test_an_export_of_nothing_still_leaves_an_empty_file(tmp_path: Path) -> None
 def test_a_failed_write_is_one_copper_error_naming_the_file() -> None:
     writer = open_writer(Path("/dev/full"), "jsonl")
     page = [{**records()[0], "details": "x" * 20_000}]  # past the write buffer
-    with pytest.raises(CopperError, match="cannot write '/dev/full': No space left") as raised:
+    with pytest.raises(OutputError, match="cannot write '/dev/full': No space left") as raised:
         writer.write_page(page)
+    assert raised.value.path == "/dev/full"
     assert isinstance(raised.value.__cause__, OSError)
     writer.close()  # the same failure again: not a second error
 
