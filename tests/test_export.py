@@ -610,9 +610,19 @@ async def test_sigkill_at_several_moments_then_resume_gives_every_record_once(
     assert set(written) == {r["id"] for r in records}
 
 
-async def test_ctrl_c_stops_cleanly_with_exit_130_and_resumes(
-    records: list[dict[str, Any]], tmp_path: Path
+@pytest.mark.parametrize(
+    ("stop", "code", "said"),
+    [
+        (signal.SIGINT, ExitCode.INTERRUPTED, "interrupted"),
+        (signal.SIGTERM, ExitCode.TERMINATED, "terminated"),
+    ],
+    ids=["ctrl-c", "sigterm"],
+)
+async def test_a_stopped_export_exits_cleanly_and_resumes(
+    records: list[dict[str, Any]], tmp_path: Path, stop: signal.Signals, code: int, said: str
 ) -> None:
+    """Ctrl-C (130) and SIGTERM (143) stop between pages: the committed part is
+    whole records, and --resume completes the file exactly once."""
     options = FakeServerOptions(
         cap=CAP, access_token=TOKEN, user_email=EMAIL, latency=0.004, latency_jitter=0.0
     )
@@ -624,19 +634,23 @@ async def test_ctrl_c_stops_cleanly_with_exit_130_and_resumes(
             if out.exists() and out.stat().st_size > 500_000:
                 break
             await asyncio.sleep(0.005)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         assert process.stderr is not None
         err = (await process.stderr.read()).decode()
-        assert await process.wait() == ExitCode.INTERRUPTED, err
-        assert "interrupted" in err
+        assert await process.wait() == code, err
+        assert f"{said}; the output is consistent up to the last page" in err
+        assert "continue with --resume" in err
+        assert "Traceback" not in err
         state = json.loads(checkpoint.read_bytes())
         assert not state["complete"]
         # The committed part of the file is whole records only.
         committed = out.read_bytes()[: state["committed_bytes"]]
         assert committed.endswith(b"\n")
         assert len(committed.splitlines()) == state["records"]
-        code, _, err = await run_cli(*export_args(server, out, *extra, "--resume"), env=CREDENTIALS)
-    assert code == ExitCode.OK, err
+        resumed, _, err = await run_cli(
+            *export_args(server, out, *extra, "--resume"), env=CREDENTIALS
+        )
+    assert resumed == ExitCode.OK, err
     written = ids_in(out)
     assert len(written) == len(set(written)) == len(records)
 
@@ -649,38 +663,6 @@ async def test_a_full_disk_is_one_line_and_exit_7(server: FakeCopperServer) -> N
     assert err.strip().splitlines()[-1] == (
         "copper-async: cannot write '/dev/full': No space left on device"
     )
-
-
-async def test_sigterm_stops_like_ctrl_c_with_exit_143_and_resumes(
-    records: list[dict[str, Any]], tmp_path: Path
-) -> None:
-    options = FakeServerOptions(
-        cap=CAP, access_token=TOKEN, user_email=EMAIL, latency=0.004, latency_jitter=0.0
-    )
-    out, checkpoint = tmp_path / "stopped.jsonl", tmp_path / "stopped.ckpt"
-    extra = ("--checkpoint", str(checkpoint), "--quiet")
-    async with FakeCopperServer(Dataset.from_records(records), options=options) as server:
-        process = await start_export(server, out, *extra)
-        for _ in range(2_000):
-            if out.exists() and out.stat().st_size > 500_000:
-                break
-            await asyncio.sleep(0.005)
-        process.send_signal(signal.SIGTERM)
-        assert process.stderr is not None
-        err = (await process.stderr.read()).decode()
-        assert await process.wait() == ExitCode.TERMINATED, err
-        assert "terminated; the output is consistent up to the last page" in err
-        assert "continue with --resume" in err
-        assert "Traceback" not in err
-        state = json.loads(checkpoint.read_bytes())
-        assert not state["complete"]
-        committed = out.read_bytes()[: state["committed_bytes"]]
-        assert committed.endswith(b"\n")
-        assert len(committed.splitlines()) == state["records"]
-        code, _, err = await run_cli(*export_args(server, out, *extra, "--resume"), env=CREDENTIALS)
-    assert code == ExitCode.OK, err
-    written = ids_in(out)
-    assert len(written) == len(set(written)) == len(records)
 
 
 async def test_an_interrupted_export_without_a_checkpoint_does_not_offer_a_resume(
