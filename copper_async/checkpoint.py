@@ -126,7 +126,10 @@ def load_checkpoint(path: Path) -> Checkpoint:
     try:
         data = orjson.loads(path.read_bytes())
     except FileNotFoundError as error:
-        raise CheckpointError(f"no checkpoint at {str(path)!r} to resume from") from error
+        raise CheckpointError(
+            f"no checkpoint at {str(path)!r} to resume from (an export stopped before "
+            "its first committed page leaves none: run it again without --resume)"
+        ) from error
     except (OSError, orjson.JSONDecodeError) as error:
         raise CheckpointError(f"checkpoint {str(path)!r} is unreadable: {error}") from error
     if not isinstance(data, dict) or data.get("version") != _VERSION:

@@ -406,6 +406,12 @@ CLI_CASES: dict[str, tuple[Callable[[Path], list[str]], dict[str, str], int, str
         2,
         "minimum_created_date",
     ),
+    "resume with no checkpoint yet": (
+        lambda d: ["--checkpoint", str(d / "never-written.ckpt"), "--resume"],
+        GOOD_ENV,
+        6,
+        "run it again without --resume",
+    ),
     "output is a folder": (lambda d: ["--out", str(d)], GOOD_ENV, 2, "directory"),
     "output folder missing": (
         lambda d: ["--out", str(d / "no" / "out.jsonl")],
