@@ -172,7 +172,10 @@ class CopperClient(AsyncClosing):
     A plain-HTTP ``base_url`` is refused unless its host is loopback or
     ``allow_insecure_http`` is set. ``timeout`` bounds each attempt;
     ``max_response_bytes`` each body. ``on_retry`` is called with a
-    :class:`RetryEvent` before each retry wait.
+    :class:`RetryEvent` before each retry wait. ``clock`` times retries,
+    backoff, deadlines and 429 pauses; the pacing between sends runs on the
+    event loop's own clock (aiolimiter's), so tests that fake time patch the
+    loop's clock (looptime), as aiolimiter's own tests do.
     """
 
     def __init__(
