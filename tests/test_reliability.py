@@ -46,6 +46,7 @@ from copper_async.retry import RetryPolicy
 from copper_async.search import SearchOptions
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
 from copper_async.writers import open_writer
+from tests.test_export import export_args
 
 pytestmark = pytest.mark.asyncio
 
@@ -232,23 +233,8 @@ CREDENTIALS = {"COPPER_ACCESS_TOKEN": TOKEN, "COPPER_USER_EMAIL": EMAIL}
 
 
 def export_command(server: FakeCopperServer, out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "copper_async",
-        "export",
-        "--out",
-        str(out),
-        "--base-url",
-        server.url,
-        "--rate-limit",
-        "none",
-        "--cap",
-        str(CAP),
-        "--page-size",
-        str(PAGE),
-        *extra,
-    ]
+    """The export as a child process runs it (the arguments test_export uses)."""
+    return [sys.executable, "-m", "copper_async", *export_args(server, out, *extra)]
 
 
 def full_size(records: list[dict[str, Any]], path: Path, format_: str) -> int:
