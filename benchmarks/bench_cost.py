@@ -7,7 +7,7 @@ replayed by the bare loops, so every run asks for exactly the same pages.
 
 - bare raw: ``aiohttp`` POST of each page body + ``orjson.loads``, with the
   same concurrency as the engine (page 1 first, as the engine must).
-- bare typed: the same + ``copper_async.records.structure_page``, the
+- bare typed: the same + ``copper_async._records.structure_page``, the
   structuring the engine itself runs, so ours typed / bare typed is the
   engine's own overhead: the target.
 - bare typed (plain cattrs preconf orjson converter): the same +
@@ -52,12 +52,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
 from copper_async import CopperClient
+from copper_async._converter import converter
+from copper_async._engine import Search
+from copper_async._opportunities import OpportunitiesAPI
+from copper_async._protocol import DEFAULT_USER_AGENT, request_headers, search_url
+from copper_async._records import Opportunity, structure_page
 from copper_async.client import RawPage
-from copper_async.converter import converter
-from copper_async.opportunities import OpportunitiesAPI
-from copper_async.protocol import DEFAULT_USER_AGENT, request_headers, search_url
-from copper_async.records import Opportunity, structure_page
-from copper_async.search import Search
 
 __all__ = ["CASES", "CATTRS_CASE", "STRUCTURERS", "bare_loop", "main", "ours", "record_bodies"]
 

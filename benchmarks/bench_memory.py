@@ -40,7 +40,7 @@ MIB = 2**20
 TRACE_SCRIPT = """\
 import gc, sys, tracemalloc
 tracemalloc.start(8)
-from copper_async import search as _search
+from copper_async import _engine as _search
 _original = _search.Search._take_one
 _state = {"peak": 0, "snapshot": None}
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
 from copper_async import CopperClient
-from copper_async.ratelimit import RateLimit
+from copper_async._ratelimit import RateLimit
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
 
 __all__ = ["main", "measure", "peak_in_window", "steady_rate"]

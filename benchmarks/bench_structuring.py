@@ -4,7 +4,7 @@ The baseline is what the engine would cost with no typing at all: a
 ``cattrs.preconf.orjson.make_converter()`` structuring an attrs class with the same
 fields typed as plain ints / strs / lists (``list[Any]`` for the nested arrays, so
 nothing below the top level is structured), no datetime or date conversion.
-Ours is ``copper_async.records.structure_page`` (and, for the round trip,
+Ours is ``copper_async._records.structure_page`` (and, for the round trip,
 ``Opportunity.to_dict`` on each record). Both run in the same process on the same
 deterministic records; the report is the ratio of throughputs, not absolute times.
 
@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 from cattrs.preconf.orjson import make_converter
 
-from copper_async.records import Opportunity, structure_page
+from copper_async._records import Opportunity, structure_page
 
 __all__ = ["BaselineOpportunity", "generate_records", "main", "measure"]
 
@@ -193,7 +193,7 @@ def _types_equal(left: Any, right: Any) -> bool:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Records/s of copper_async.records.structure_page (and the to_dict round "
+        description="Records/s of copper_async._records.structure_page (and the to_dict round "
         "trip) against a plain cattrs preconf-orjson baseline, in the same process."
     )
     parser.add_argument("--records", type=int, default=200, help="records per page (200)")

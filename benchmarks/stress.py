@@ -34,10 +34,10 @@ from typing import Any
 
 import orjson
 
+from copper_async._engine import SEARCH_CAP, SearchOptions
+from copper_async._export import run_export
+from copper_async._retry import RetryPolicy
 from copper_async.client import CopperClient
-from copper_async.export import run_export
-from copper_async.retry import RetryPolicy
-from copper_async.search import SEARCH_CAP, SearchOptions
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
 
 __all__ = ["FAULT_RATES", "main", "run"]

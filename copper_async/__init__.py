@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from copper_async._engine import MultiSearch, Search, SearchOptions, SearchStats
+from copper_async._ratelimit import RateLimit
+from copper_async._records import ABSENT, CustomFieldValue, LeadConversion, Opportunity
+from copper_async._retry import RetryPolicy
+from copper_async._writers import read_list_cell
 from copper_async.client import ClientStats, CopperClient, RawPage, SearchPage
 from copper_async.exceptions import (
     APIError,
@@ -32,10 +37,6 @@ from copper_async.filters import (
     OpportunityFilter,
     TagFilter,
 )
-from copper_async.ratelimit import RateLimit
-from copper_async.records import ABSENT, CustomFieldValue, LeadConversion, Opportunity
-from copper_async.retry import RetryPolicy
-from copper_async.search import MultiSearch, Search, SearchOptions, SearchStats
 
 __version__ = "0.1.0.dev0"
 
@@ -80,4 +81,5 @@ __all__ = [
     "TagFilter",
     "TransportError",
     "__version__",
+    "read_list_cell",
 ]

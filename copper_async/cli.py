@@ -21,6 +21,10 @@ import orjson
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from copper_async import __version__
+from copper_async._engine import SEARCH_CAP, SearchOptions, SearchStats
+from copper_async._export import ExportResult, run_export
+from copper_async._protocol import DEFAULT_BASE_URL
+from copper_async._ratelimit import RateLimit
 from copper_async.client import CopperClient
 from copper_async.exceptions import (
     AuthenticationError,
@@ -35,16 +39,12 @@ from copper_async.exceptions import (
     ServerError,
     TransportError,
 )
-from copper_async.export import ExportResult, run_export
 from copper_async.filters import OpportunityFilter
-from copper_async.protocol import DEFAULT_BASE_URL
-from copper_async.ratelimit import RateLimit
-from copper_async.search import SEARCH_CAP, SearchOptions, SearchStats
-from copper_async.testing.command import fake_server
+from copper_async.testing._command import fake_server
 
 __all__ = ["ExitCode", "main"]
 
-logger = logging.getLogger("copper_async.cli")
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 

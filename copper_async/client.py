@@ -1,8 +1,8 @@
 """``CopperClient``: the aiohttp layer that sends search requests.
 
 It sends, waits and retries; nothing more. What a request and a response
-mean is in :mod:`copper_async.protocol`, when to retry in
-:mod:`copper_async.retry`, pacing in :mod:`copper_async.ratelimit`. aiohttp
+mean is in :mod:`copper_async._protocol`, when to retry in
+:mod:`copper_async._retry`, pacing in :mod:`copper_async._ratelimit`. aiohttp
 and asyncio errors are translated into :mod:`copper_async.exceptions` in one
 place, :meth:`CopperClient._send`, and raised from one place,
 :meth:`CopperClient.fetch_page`. The access token lives only in the request
@@ -21,9 +21,14 @@ import aiohttp
 import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from copper_async import protocol
-from copper_async.clock import Clock, LoopClock
-from copper_async.closing import AsyncClosing
+from copper_async import _protocol as protocol
+from copper_async._clock import Clock, LoopClock
+from copper_async._closing import AsyncClosing
+from copper_async._opportunities import OpportunitiesAPI
+from copper_async._protocol import StatusClass
+from copper_async._ratelimit import RateLimit, RequestLimiter
+from copper_async._records import Opportunity, structure_page
+from copper_async._retry import Failure, GiveUp, RetryPolicy
 from copper_async.exceptions import (
     APIError,
     AuthenticationError,
@@ -38,11 +43,6 @@ from copper_async.exceptions import (
     TransportError,
 )
 from copper_async.filters import DEFAULT_PAGE_SIZE, OpportunityFilter
-from copper_async.opportunities import OpportunitiesAPI
-from copper_async.protocol import StatusClass
-from copper_async.ratelimit import RateLimit, RequestLimiter
-from copper_async.records import Opportunity, structure_page
-from copper_async.retry import Failure, GiveUp, RetryPolicy
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -53,7 +53,7 @@ __all__ = [
     "SearchPage",
 ]
 
-logger = logging.getLogger("copper_async.client")
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 2**20
 # An error body is only shown to people: a few KiB is plenty.
@@ -164,8 +164,8 @@ class CopperClient(AsyncClosing):
     client:``, or call :meth:`aclose` when done. The client owns one aiohttp
     session, created inside the running loop, unless ``session`` is given:
     then it uses that one and leaves it open. All requests pass one
-    :class:`~copper_async.ratelimit.RequestLimiter` (``rate_limit=None``
-    turns pacing off) and one :class:`~copper_async.retry.RetryPolicy`.
+    :class:`~copper_async._ratelimit.RequestLimiter` (``rate_limit=None``
+    turns pacing off) and one :class:`~copper_async._retry.RetryPolicy`.
     Every option is validated here, raising
     :class:`~copper_async.exceptions.InvalidOptionError` naming it.
 

@@ -6,10 +6,10 @@
 rate limits, faults, latency and drift.
 """
 
-from copper_async.testing.dataset import Dataset, HotSpot
-from copper_async.testing.faults import FAULT_KINDS, DriftPlan, Fault, FaultPlan
-from copper_async.testing.query import Paging, Query, QueryError, parse_search_body
-from copper_async.testing.server import (
+from copper_async.testing._dataset import Dataset, HotSpot
+from copper_async.testing._faults import FAULT_KINDS, DriftPlan, Fault, FaultPlan
+from copper_async.testing._query import Paging, Query, QueryError, parse_search_body
+from copper_async.testing._server import (
     SEARCH_ROUTE,
     STATS_ROUTE,
     TRUTH_ROUTE,

@@ -1,0 +1,306 @@
+"""Bulk export: a search written to a file, checkpointed, resumable.
+
+:func:`run_export` streams one search into a JSON-lines or CSV file. With a
+checkpoint path it records, after each committed page, the planner's state
+and the committed length of the file (atomically). Resuming after any stop,
+SIGKILL included, first cuts the file back to that length, then tells the
+planner which records the file already holds, so the finished file has every
+record exactly once.
+
+A checkpoint belongs to one job: the filter, the paging options, the output
+path and format, the API root and the account (a SHA-256 of the user email,
+never the email itself). A resume of anything else is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from copper_async._checkpoint import (
+    Checkpoint,
+    job_fingerprint,
+    load_checkpoint,
+    remove_stale_temp_files,
+    save_checkpoint,
+)
+from copper_async._clock import Clock
+from copper_async._engine import PageFetcher, Search, SearchOptions, SearchStats
+from copper_async._planner import WindowPlanner
+from copper_async._writers import ExportFormat, RecordWriter, open_writer, read_committed
+from copper_async.exceptions import CheckpointError, InvalidOptionError
+from copper_async.filters import OpportunityFilter
+
+__all__ = ["ExportResult", "job_description", "run_export"]
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[SearchStats, int], None]
+
+
+@attrs.frozen
+class ExportResult:
+    """What an export wrote, and the search's stats (over every resumed run)."""
+
+    path: Path
+    records: int
+    bytes: int
+    stats: dict[str, Any]
+    resumed: bool
+
+
+def job_description(
+    filter: OpportunityFilter,
+    options: SearchOptions,
+    out: Path,
+    format: ExportFormat,
+    *,
+    base_url: str | None = None,
+    user_email: str | None = None,
+) -> dict[str, Any]:
+    """What defines an export job; its fingerprint guards resumes.
+
+    ``base_url`` and ``user_email`` say whose records these are: a resume
+    against another server or account would mix two data sets. The email is
+    kept only as its SHA-256 digest.
+    """
+    body = filter.to_body()
+    body.pop("page_number", None)
+    body.pop("page_size", None)
+    account = hashlib.sha256(user_email.encode()).hexdigest() if user_email is not None else None
+    return {
+        "filter": body,
+        "page_size": options.page_size,
+        "cap": options.cap,
+        "split_fields": [field.record_key for field in options.split_fields],
+        "on_cap": options.on_cap,
+        "end_at": options.end_at,
+        "output": str(out.resolve()),
+        "format": format,
+        "base_url": base_url,
+        "account": account,
+    }
+
+
+def _text_attribute(fetcher: PageFetcher, name: str) -> str | None:
+    # Any PageFetcher will do; a CopperClient also says which server and account it reads.
+    value = getattr(fetcher, name, None)
+    return value if isinstance(value, str) else None
+
+
+def _check_output(out: Path) -> None:
+    if out.is_dir():
+        raise InvalidOptionError("out", f"{str(out)!r} is a directory")
+    if not out.parent.is_dir():
+        raise InvalidOptionError("out", f"folder {str(out.parent)!r} does not exist")
+    if out.exists():
+        if not os.access(out, os.W_OK):
+            raise InvalidOptionError("out", f"{str(out)!r} is not writable")
+    elif not os.access(out.parent, os.W_OK | os.X_OK):
+        raise InvalidOptionError("out", f"folder {str(out.parent)!r} is not writable")
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    if one.resolve() == other.resolve():
+        return True
+    # Hard links, bind mounts: two names of one file.
+    return one.exists() and other.exists() and os.path.samefile(one, other)
+
+
+def _check_checkpoint(checkpoint: Path, out: Path) -> None:
+    """A checkpoint that cannot be written is found now, not after the first page."""
+    if checkpoint.is_dir():
+        raise InvalidOptionError("checkpoint", f"{str(checkpoint)!r} is a directory")
+    folder = checkpoint.parent
+    if not folder.is_dir():
+        raise InvalidOptionError("checkpoint", f"folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        # Each save writes a temp file beside the checkpoint, then renames it.
+        raise InvalidOptionError("checkpoint", f"folder {str(folder)!r} is not writable")
+    if _same_file(checkpoint, out):
+        raise InvalidOptionError(
+            "checkpoint",
+            f"{str(checkpoint)!r} is the output file itself: each save would replace the output",
+        )
+
+
+def _open_job(
+    job: dict[str, Any],
+    fingerprint: str,
+    options: SearchOptions,
+    out: Path,
+    format: ExportFormat,
+    checkpoint: Path | None,
+    *,
+    resume: bool,
+) -> tuple[RecordWriter, WindowPlanner | None, Checkpoint | None] | ExportResult:
+    """Open the output (cut back to its committed length on resume)."""
+    if not resume:
+        if checkpoint is not None and checkpoint.exists():
+            raise CheckpointError(
+                f"checkpoint {str(checkpoint)!r} exists: resume it, or delete it to start over"
+            )
+        return open_writer(out, format), None, None
+    assert checkpoint is not None
+    state = load_checkpoint(checkpoint)
+    if state.fingerprint != fingerprint:
+        differs = sorted(k for k in job if state.job.get(k) != job[k])
+        raise CheckpointError(
+            "refusing to resume: the checkpoint belongs to a different export "
+            f"(differs in: {', '.join(differs) or 'fingerprint'})"
+        )
+    if state.complete:
+        logger.info("export already complete: %d records", state.records)
+        return ExportResult(out, state.records, state.committed_bytes, dict(state.stats), True)
+    if not out.exists():
+        raise CheckpointError(f"the output {str(out)!r} of the checkpointed export is missing")
+    writer = open_writer(out, format, committed=state.committed_bytes, columns=state.csv_columns)
+    fields = [field.record_key for field in options.split_fields]
+    try:
+        planner = WindowPlanner.restore(
+            state.planner,
+            max_passes=options.max_passes,
+            delivered=read_committed(out, format, state.committed_bytes, fields),
+        )
+    except BaseException:
+        writer.close()
+        raise
+    return writer, planner, state
+
+
+async def run_export(
+    fetcher: PageFetcher,
+    filter: OpportunityFilter | None = None,
+    *,
+    out: Path,
+    format: ExportFormat = "jsonl",
+    options: SearchOptions | None = None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    progress: ProgressCallback | None = None,
+    clock: Clock | None = None,
+) -> ExportResult:
+    """Export every record ``filter`` matches to ``out``, exactly once.
+
+    Every check (output writable, checkpoint usable and of this same job)
+    happens before the first request, and the output is only truncated when
+    the first page is written. ``progress`` is called after each written page
+    with the live stats and the records written so far, earlier runs
+    included; a resume calls it once before the first request, with what the
+    file already holds and the total the first run saw.
+    """
+    filter = filter if filter is not None else OpportunityFilter()
+    options = options if options is not None else SearchOptions()
+    if format not in ("jsonl", "csv"):
+        raise InvalidOptionError("format", f"must be 'jsonl' or 'csv', not {format!r}")
+    if resume and checkpoint is None:
+        raise InvalidOptionError("resume", "needs a checkpoint file to resume from")
+    _check_output(out)
+    if checkpoint is not None:
+        _check_checkpoint(checkpoint, out)
+    job = job_description(
+        filter,
+        options,
+        out,
+        format,
+        base_url=_text_attribute(fetcher, "base_url"),
+        user_email=_text_attribute(fetcher, "user_email"),
+    )
+    fingerprint = job_fingerprint(job)
+    if checkpoint is not None:
+        remove_stale_temp_files(checkpoint)
+
+    opened = _open_job(job, fingerprint, options, out, format, checkpoint, resume=resume)
+    if isinstance(opened, ExportResult):
+        return opened
+    writer, planner, state = opened
+    committed = state.committed_bytes if state else 0
+    records = state.records if state else 0
+    previous_stats: dict[str, Any] = dict(state.stats) if state else {}
+
+    search: Search[dict[str, Any]] = Search(
+        fetcher, filter, options=options, clock=clock, planner=planner
+    )
+    if state is not None:
+        # The first run's total covers the whole search; this run's first page
+        # is only one window's.
+        total = previous_stats.get("total_hint")
+        if isinstance(total, int) and not isinstance(total, bool):
+            search.stats.total_hint = total
+
+    def snapshot(*, complete: bool) -> Checkpoint:
+        return Checkpoint(
+            fingerprint=fingerprint,
+            job=job,
+            committed_bytes=committed,
+            records=records,
+            planner=search.planner.snapshot(include_seen=False),
+            stats=_merge(previous_stats, search.stats.as_dict()),
+            csv_columns=getattr(writer, "columns", None),
+            complete=complete,
+        )
+
+    def commit(state: Checkpoint) -> int:
+        length = writer.commit()
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, attrs.evolve(state, committed_bytes=length))
+        return length
+
+    pages = search.pages()
+    try:
+        if state is not None and progress is not None:
+            progress(search.stats, records)
+        async for page in pages:
+            writer.write_page(page.records)
+            records += len(page.records)
+            if checkpoint is not None and search.at_commit_point:
+                # The disk work runs in a thread while the next pages arrive.
+                state = snapshot(complete=False)
+                committed = await _in_thread(commit, state)
+            if progress is not None:
+                progress(search.stats, records)
+        committed = await _in_thread(commit, snapshot(complete=True))
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        # Stopped between pages: keep what is whole; a resume continues from it.
+        if checkpoint is not None:
+            logger.warning(
+                "export interrupted after %d records; resume from %s to continue",
+                records,
+                checkpoint,
+            )
+        else:
+            logger.warning("export interrupted after %d records (no checkpoint)", records)
+        raise
+    finally:
+        await pages.aclose()
+        writer.close()
+    return ExportResult(
+        out, records, committed, _merge(previous_stats, search.stats.as_dict()), resume
+    )
+
+
+async def _in_thread(commit: Callable[[Checkpoint], int], state: Checkpoint) -> int:
+    """Run a commit in a thread; a cancellation waits for it, so that the file
+    and the checkpoint are never left half-written."""
+    task = asyncio.ensure_future(asyncio.to_thread(commit, state))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
+def _merge(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """Counters add up over resumed runs; the rest is the latest."""
+    merged = dict(current)
+    for key, value in previous.items():
+        if key in ("requests", "pages", "records", "bytes", "retries", "rate_limited", "elapsed"):
+            merged[key] = (value or 0) + (current.get(key) or 0)
+    return merged

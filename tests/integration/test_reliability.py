@@ -1,0 +1,619 @@
+"""Reliability: faults, crashes, drift and cancellation, end to end over loopback.
+
+Every test runs the real client and engine against the fake server on
+loopback with a small cap (1,000 records, pages of 50), which takes the same
+paths as Copper's 100,000. The full-size fault run is ``benchmarks/stress.py``
+(``nox -s stress``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import gc
+import io
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import warnings
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import attrs
+import orjson
+import psutil  # type: ignore[import-untyped]
+import pytest
+
+from copper_async._engine import SearchOptions
+from copper_async._export import run_export
+from copper_async._retry import RetryPolicy
+from copper_async._writers import open_writer
+from copper_async.cli import ExitCode
+from copper_async.client import CopperClient
+from copper_async.exceptions import (
+    CopperError,
+    RateLimitedError,
+    RequestTimeoutError,
+    ResponseFormatError,
+    ServerError,
+    TransportError,
+)
+from copper_async.filters import OpportunityFilter
+from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
+from tests.integration.test_export import export_args
+
+pytestmark = pytest.mark.asyncio
+
+CAP, PAGE = 1_000, 50
+TOKEN = "reliability-token-7c1e55d0"
+EMAIL = "reliable@example.com"
+FAST_RETRY = RetryPolicy(attempts=10, initial_backoff=0.001, max_backoff=0.01, deadline=30.0)
+#: The fault mix of the brief: 5% 5xx, 2% resets, 1% stalls, 1% bad bodies, 429 bursts.
+FAULT_RATES = {
+    "500": 0.02,
+    "502": 0.015,
+    "503": 0.015,
+    "reset": 0.02,
+    "stall": 0.01,
+    "truncated": 0.005,
+    "non_json": 0.005,
+}
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict[str, Any]]:
+    """3,000 generated records (three windows' worth at cap 1,000), read-only."""
+    dataset = Dataset.generate(3_000, seed=41)
+    return [dataset.record(i) for i in dataset.ids()]
+
+
+def server_options(**changes: Any) -> FakeServerOptions:
+    return FakeServerOptions(cap=CAP, access_token=TOKEN, user_email=EMAIL, **changes)
+
+
+def client_for(
+    server: FakeCopperServer, *, retry: RetryPolicy = FAST_RETRY, timeout: float = 5.0
+) -> CopperClient:
+    return CopperClient(
+        access_token=TOKEN,
+        user_email=EMAIL,
+        base_url=server.url,
+        rate_limit=None,
+        retry=retry,
+        timeout=timeout,
+    )
+
+
+def ids_in(path: Path) -> list[int]:
+    if path.suffix == ".csv":
+        with open(path, newline="") as file:
+            return [int(row["id"]) for row in csv.DictReader(file)]
+    return [orjson.loads(line)["id"] for line in path.read_bytes().splitlines()]
+
+
+def assert_exactly_once(written: list[int], expected: set[int]) -> None:
+    assert len(written) == len(set(written)), "an id was written twice"
+    assert set(written) == expected, (
+        f"{len(expected - set(written))} missing, {len(set(written) - expected)} unexpected"
+    )
+
+
+def committed_rows(path: Path, committed: int) -> int:
+    """Whole records in the first ``committed`` bytes (fails on a partial one)."""
+    data = path.read_bytes()[:committed]
+    if not data:
+        return 0
+    assert data.endswith(b"\n"), "the committed part ends inside a record"
+    if path.suffix == ".csv":
+        rows = list(csv.reader(io.StringIO(data.decode(), newline="")))
+        return len(rows) - 1
+    lines = data.splitlines()
+    for line in lines:
+        orjson.loads(line)
+    return len(lines)
+
+
+# -- faults --------------------------------------------------------------------------
+
+
+async def test_an_export_through_every_fault_writes_every_id_once(
+    records: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """5xx, resets, stalls past the client timeout, truncated and non-JSON bodies
+    and 429 bursts: each run writes every id exactly once. Seeds are run until
+    every kind of fault has been played at least once across them."""
+    expected = {r["id"] for r in records}
+    played: dict[str, int] = dict.fromkeys([*FAULT_RATES, "429"], 0)
+    retries = timeouts = 0
+    for seed in range(12):
+        options = server_options(
+            seed=seed,
+            fault_rates=FAULT_RATES,
+            burst_429_rate=0.01,
+            burst_429_length=3,
+            stall_seconds=0.6,
+        )
+        out = tmp_path / f"faults-{seed}.jsonl"
+        async with FakeCopperServer(Dataset.from_records(records), options=options) as server:
+            async with client_for(server, timeout=0.5) as client:
+                result = await run_export(
+                    client, out=out, options=SearchOptions(page_size=PAGE, cap=CAP, concurrency=4)
+                )
+                timeouts += client.stats.timeouts
+            stats = server.stats
+        assert_exactly_once(ids_in(out), expected)
+        assert result.records == len(expected)
+        retries += result.stats["retries"]
+        for kind, count in stats["faults"].items():
+            played[kind] += count
+        played["429"] += stats["burst_429"]
+        if all(played.values()):
+            break
+    assert all(played.values()), f"some faults were never played: {played}"
+    assert timeouts >= played["stall"] > 0
+    assert retries >= sum(played.values())
+
+
+@attrs.frozen
+class Exhaust:
+    options: dict[str, Any]
+    error: type[CopperError]
+
+
+EXHAUSTING = {
+    "503": Exhaust({"fault_rates": {"503": 1.0}}, ServerError),
+    "reset": Exhaust({"fault_rates": {"reset": 1.0}}, TransportError),
+    "stall": Exhaust({"fault_rates": {"stall": 1.0}, "stall_seconds": 0.3}, RequestTimeoutError),
+    "truncated": Exhaust({"fault_rates": {"truncated": 1.0}}, TransportError),
+    "non_json": Exhaust({"fault_rates": {"non_json": 1.0}}, ResponseFormatError),
+    "429": Exhaust({"burst_429_rate": 1.0}, RateLimitedError),
+}
+
+
+@pytest.mark.parametrize("kind", list(EXHAUSTING))
+async def test_exhausted_retries_name_the_window_and_page_and_the_checkpoint_resumes(
+    records: list[dict[str, Any]], tmp_path: Path, kind: str
+) -> None:
+    exhaust = EXHAUSTING[kind]
+    out, checkpoint = tmp_path / "out.jsonl", tmp_path / "out.ckpt"
+    options = SearchOptions(page_size=PAGE, cap=CAP, concurrency=4)
+    retry = RetryPolicy(attempts=3, initial_backoff=0.001, max_backoff=0.002, deadline=30.0)
+    async with FakeCopperServer(Dataset.from_records(records), options=server_options()) as server:
+        pages = 0
+
+        def break_the_server(_stats: Any, _written: int) -> None:
+            nonlocal pages
+            pages += 1
+            if pages == 15:
+                server.options = server_options(**exhaust.options)
+
+        async with client_for(server, retry=retry, timeout=0.1) as client:
+            with pytest.raises(exhaust.error) as raised:
+                await run_export(
+                    client,
+                    out=out,
+                    options=options,
+                    checkpoint=checkpoint,
+                    progress=break_the_server,
+                )
+        error = raised.value
+        assert type(error) is exhaust.error
+        window = error.context["window"]
+        assert set(window) == {"date_created", "date_modified"}
+        assert isinstance(error.context["page_number"], int)
+        assert error.context["page_number"] >= 1
+        assert error.context["attempts"] == 3
+        assert f"page_number={error.context['page_number']}" in str(error)
+        assert "window=" in str(error)
+
+        state = json.loads(checkpoint.read_bytes())
+        assert not state["complete"]
+        assert 0 < state["records"] < len(records)
+        assert committed_rows(out, state["committed_bytes"]) == state["records"]
+
+        server.options = server_options()
+        async with client_for(server) as client:
+            result = await run_export(
+                client, out=out, options=options, checkpoint=checkpoint, resume=True
+            )
+    assert result.resumed
+    assert_exactly_once(ids_in(out), {r["id"] for r in records})
+
+
+# -- crashes ----------------------------------------------------------------------------
+
+
+CREDENTIALS = {"COPPER_ACCESS_TOKEN": TOKEN, "COPPER_USER_EMAIL": EMAIL}
+
+
+def export_command(server: FakeCopperServer, out: Path, *extra: str) -> list[str]:
+    """The export as a child process runs it (the arguments test_export uses)."""
+    return [sys.executable, "-m", "copper_async", *export_args(server, out, *extra)]
+
+
+def full_size(records: list[dict[str, Any]], path: Path, format_: str) -> int:
+    """The size the finished export will have (order aside), written in-process."""
+    writer = open_writer(path, format_)  # type: ignore[arg-type]
+    try:
+        writer.write_page(records)
+        return writer.commit()
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("format_", ["jsonl", "csv"])
+async def test_sigkill_at_five_random_moments_then_resume_gives_every_id_once(
+    records: list[dict[str, Any]], tmp_path: Path, format_: str
+) -> None:
+    rng = random.Random(f"sigkill/{format_}")
+    out, checkpoint = tmp_path / f"killed.{format_}", tmp_path / "killed.ckpt"
+    size = full_size(records, tmp_path / f"sizing.{format_}", format_)
+    # One random moment in each sixth of the export: spread out, still random.
+    targets = [int(size * (i + rng.uniform(0.1, 0.9)) / 6) for i in range(5)]
+    common = ["--format", format_, "--checkpoint", str(checkpoint), "--concurrency", "3", "-q"]
+    options = server_options(latency=0.01, latency_jitter=0.005)
+    kills = 0
+    async with FakeCopperServer(Dataset.from_records(records), options=options) as server:
+        for target in targets:
+            resume = ["--resume"] if checkpoint.exists() else []
+            # The stale file must not trigger the kill before the new run truncates it.
+            target = max(target, out.stat().st_size + 1 if out.exists() else 0)
+            process = await asyncio.create_subprocess_exec(
+                *export_command(server, out, *common, *resume),
+                env={**os.environ, **CREDENTIALS},
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            async with asyncio.timeout(30):
+                while process.returncode is None:
+                    if out.exists() and out.stat().st_size >= target:
+                        await asyncio.sleep(rng.uniform(0, 0.015))
+                        if process.returncode is None:
+                            process.send_signal(signal.SIGKILL)
+                            kills += 1
+                        break
+                    await asyncio.sleep(0.002)
+                await process.wait()
+            if checkpoint.exists():
+                # Whatever the moment, the checkpoint is whole and so is what it commits.
+                state = json.loads(checkpoint.read_bytes())
+                assert committed_rows(out, state["committed_bytes"]) == state["records"]
+        assert kills == 5, "the export finished before all five kills"
+        process = await asyncio.create_subprocess_exec(
+            *export_command(server, out, *common, "--resume"),
+            env={**os.environ, **CREDENTIALS},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(60):
+            _, err = await process.communicate()
+    assert process.returncode == ExitCode.OK, err.decode()
+    assert_exactly_once(ids_in(out), {r["id"] for r in records})
+    assert json.loads(checkpoint.read_bytes())["complete"] is True
+
+
+# -- drift ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seed", "inserts", "deletes", "modifies", "concurrency"),
+    [
+        (1, 0.0, 1.0, 1.0, 4),
+        (2, 1.0, 1.0, 1.0, 4),
+        (3, 0.3, 0.3, 1.0, 1),
+        (4, 0.05, 0.05, 0.1, 4),
+    ],
+)
+async def test_drift_during_an_export_delivers_every_lasting_record_once(
+    records: list[dict[str, Any]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    seed: int,
+    inserts: float,
+    deletes: float,
+    modifies: float,
+    concurrency: int,
+) -> None:
+    """Records inserted, deleted and edited (per request) while the export runs:
+    every record present at the start and at the end (date_created never
+    changes) is written exactly once, nothing twice, nothing invented, and the
+    mismatches are counted and logged at WARNING."""
+    caplog.set_level(logging.WARNING, logger="copper_async")
+    dataset = Dataset.from_records(records)
+    at_start = set(dataset.ids())
+    options = server_options(
+        seed=seed,
+        drift_insert_rate=inserts,
+        drift_delete_rate=deletes,
+        drift_modify_rate=modifies,
+    )
+    out = tmp_path / "drift.jsonl"
+    async with FakeCopperServer(dataset, options=options) as server:
+        async with client_for(server) as client:
+            result = await run_export(
+                client,
+                out=out,
+                options=SearchOptions(page_size=PAGE, cap=CAP, concurrency=concurrency),
+            )
+        drift = server.stats["drift"]
+    at_end = set(dataset.ids())
+    written = ids_in(out)
+    assert drift["deleted"] > 0
+    assert len(written) == len(set(written)), "an id was written twice"
+    lasting = at_start & at_end
+    assert lasting <= set(written), f"{len(lasting - set(written))} lasting records missing"
+    ever = at_start | set(range(max(at_start) + 1, max(at_start) + 1 + drift["inserted"]))
+    assert set(written) <= ever
+    if deletes >= 0.3:
+        # This much drift always hits windows while they are read.
+        assert result.stats["count_mismatches"] > 0
+    warned = [
+        r
+        for r in caplog.records
+        if r.name == "copper_async._engine"
+        and r.levelno == logging.WARNING
+        and "expected" in r.getMessage()
+    ]
+    assert len(warned) == result.stats["count_mismatches"]
+
+
+# -- cancellation and resources --------------------------------------------------------
+
+
+@attrs.define
+class Watch:
+    """What :func:`strict_asyncio` collected, checked when it exits."""
+
+    problems: list[str] = attrs.Factory(list)
+    sessions: list[aiohttp.ClientSession] = attrs.Factory(list)
+    ports: list[int] = attrs.Factory(list)
+
+
+class _Collect(logging.Handler):
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(f"asyncio log: {record.getMessage()}")
+
+
+@contextlib.asynccontextmanager
+async def strict_asyncio() -> AsyncIterator[Watch]:
+    """Asyncio debug mode, every warning recorded, every loop error and unraisable
+    exception collected; on exit: nothing pending, every session and socket closed."""
+    loop = asyncio.get_running_loop()
+    watch = Watch()
+    debug, slow = loop.get_debug(), loop.slow_callback_duration
+    handler, hook = loop.get_exception_handler(), sys.unraisablehook
+    collector = _Collect(watch.problems)
+    asyncio_logger = logging.getLogger("asyncio")
+    loop.set_debug(True)
+    # A slow shared machine is not a leak: only real problems count.
+    loop.slow_callback_duration = 60.0
+    loop.set_exception_handler(
+        lambda _loop, context: watch.problems.append(f"loop error: {context}")
+    )
+    sys.unraisablehook = lambda info: watch.problems.append(f"unraisable: {info.exc_value!r}")
+    asyncio_logger.addHandler(collector)
+    before = asyncio.all_tasks()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield watch
+            for _ in range(3):
+                gc.collect()
+                await asyncio.sleep(0)
+        watch.problems.extend(f"warning: {w.category.__name__}: {w.message}" for w in caught)
+        pending = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()]
+        assert not pending, f"tasks left pending: {pending}"
+        assert all(s.closed and s.connector is None for s in watch.sessions), "unclosed session"
+        connections = psutil.Process().net_connections(kind="tcp")
+        left = [
+            c
+            for c in connections
+            if (c.raddr and c.raddr.port in watch.ports) or (c.laddr.port in watch.ports)
+        ]
+        assert not left, f"sockets left open: {left}"
+        assert not watch.problems, watch.problems
+    finally:
+        asyncio_logger.removeHandler(collector)
+        sys.unraisablehook = hook
+        loop.set_exception_handler(handler)
+        loop.set_debug(debug)
+        loop.slow_callback_duration = slow
+
+
+def client_tasks() -> list[asyncio.Task[Any]]:
+    """The engine's own tasks still running (page requests and multi-search pumps)."""
+    names = ("fetch_page", "_pump")
+    return [
+        t
+        for t in asyncio.all_tasks()
+        if not t.done() and any(n in getattr(t.get_coro(), "__qualname__", "") for n in names)
+    ]
+
+
+async def settle() -> None:
+    """A few loop turns: enough for cancelled tasks to finish, never a real wait."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+Scenario = Callable[[CopperClient], Any]
+
+
+async def break_out(client: CopperClient) -> None:
+    count = 0
+    async for _ in client.opportunities.search(raw=True, page_size=PAGE, cap=CAP, concurrency=8):
+        count += 1
+        if count == 120:
+            break
+
+
+async def cancel_the_task(client: CopperClient) -> None:
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in client.opportunities.search(page_size=PAGE, cap=CAP, concurrency=8):
+            started.set()
+
+    task = asyncio.ensure_future(consume())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def time_out(client: CopperClient) -> None:
+    async def drain() -> None:
+        async with asyncio.timeout(0.03):
+            async for _ in client.opportunities.search(raw=True, page_size=PAGE, cap=CAP):
+                pass
+
+    with pytest.raises(TimeoutError):
+        await drain()
+
+
+def two_filters() -> list[OpportunityFilter]:
+    return [OpportunityFilter(statuses=["Open"]), OpportunityFilter(priorities=["High"])]
+
+
+async def break_out_of_many(client: CopperClient) -> None:
+    count = 0
+    many = client.opportunities.search_many(two_filters(), union=True, page_size=PAGE, cap=CAP)
+    async for _ in many:
+        count += 1
+        if count == 120:
+            break
+    del many
+
+
+async def cancel_many(client: CopperClient) -> None:
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        many = client.opportunities.search_many(two_filters(), raw=True, page_size=PAGE, cap=CAP)
+        async for _ in many:
+            started.set()
+
+    task = asyncio.ensure_future(consume())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def time_out_many(client: CopperClient) -> None:
+    async def drain() -> None:
+        async with asyncio.timeout(0.03):
+            async for _ in client.opportunities.search_many(
+                two_filters(), raw=True, page_size=PAGE, cap=CAP
+            ):
+                pass
+
+    with pytest.raises(TimeoutError):
+        await drain()
+
+
+async def time_out_an_export(client: CopperClient, out: Path) -> None:
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.1):
+            await run_export(client, out=out, options=SearchOptions(page_size=PAGE, cap=CAP))
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "break": break_out,
+    "cancel": cancel_the_task,
+    "timeout": time_out,
+    "many-break": break_out_of_many,
+    "many-cancel": cancel_many,
+    "many-timeout": time_out_many,
+}
+
+
+@contextlib.asynccontextmanager
+async def watched_client(
+    records: list[dict[str, Any]], watch: Watch
+) -> AsyncIterator[CopperClient]:
+    # Latency keeps requests in flight at the moment the consumer stops.
+    options = server_options(latency=0.01, latency_jitter=0.0)
+    async with FakeCopperServer(Dataset.from_records(records), options=options) as server:
+        watch.ports.append(server.port)
+        async with client_for(server) as client:
+            assert client.session is not None
+            watch.sessions.append(client.session)
+            yield client
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+async def test_stopping_a_search_leaves_nothing_behind(
+    records: list[dict[str, Any]], name: str
+) -> None:
+    async with strict_asyncio() as watch, watched_client(records, watch) as client:
+        await SCENARIOS[name](client)
+        await settle()
+        # The client is still open: the search itself cancelled its requests.
+        assert client_tasks() == []
+        assert client.stats.requests > 0
+
+
+async def test_a_timeout_around_an_export_leaves_nothing_behind_and_closes_the_file(
+    records: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    async with strict_asyncio() as watch, watched_client(records, watch) as client:
+        await time_out_an_export(client, tmp_path / "out.jsonl")
+        await settle()
+        assert client_tasks() == []
+    assert (tmp_path / "out.jsonl").exists()
+
+
+async def test_closing_the_client_under_a_held_search_stops_its_requests(
+    records: list[dict[str, Any]],
+) -> None:
+    """``break`` out of a search still referenced, then close the client: the
+    requests still in flight end with a CopperError at once (no retry against a
+    closed session, no aiohttp RuntimeError) and nothing is reported as an
+    unretrieved task exception when the search is dropped."""
+    async with strict_asyncio() as watch:
+        async with watched_client(records, watch) as client:
+            search = client.opportunities.search(raw=True, page_size=PAGE, cap=CAP, concurrency=8)
+            async for _ in search:
+                if search.stats.records >= 150:
+                    break
+            in_flight = list(search._tasks)
+            assert in_flight
+        # The client is closed now; the requests it had in flight give up.
+        await asyncio.wait(in_flight, timeout=5)
+        outcomes = [t.exception() for t in in_flight if not t.cancelled()]
+        assert all(e is None or type(e) is CopperError for e in outcomes), outcomes
+        closed = [e for e in outcomes if isinstance(e, CopperError) and "closed" in str(e)]
+        assert closed, outcomes
+        assert client.stats.retries == 0
+        del search, in_flight, outcomes, closed
+
+
+async def test_dropping_a_search_whose_requests_failed_reports_nothing(
+    records: list[dict[str, Any]],
+) -> None:
+    """A search dropped while its finished requests hold errors nobody read: its
+    ``__del__`` settles them, so the loop reports no "Task exception was never
+    retrieved"."""
+    async with strict_asyncio() as watch:
+        async with watched_client(records, watch) as client:
+            search = client.opportunities.search(raw=True, page_size=PAGE, cap=CAP, concurrency=8)
+            async for _ in search:
+                if search.stats.records >= 150:
+                    break
+            tasks = list(search._tasks)
+        await asyncio.wait(tasks, timeout=5)
+        # Looked at without retrieving (which would hide the problem under test).
+        assert any(t._exception is not None for t in tasks if not t.cancelled())
+        del tasks
+        del search
