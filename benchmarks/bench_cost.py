@@ -55,9 +55,9 @@ from copper_async import CopperClient
 from copper_async._converter import converter
 from copper_async._engine import Search
 from copper_async._opportunities import OpportunitiesAPI
-from copper_async._protocol import DEFAULT_USER_AGENT, request_headers, search_url
+from copper_async._pages import RawPage
+from copper_async._protocol import DEFAULT_USER_AGENT, SEARCH_PATH, request_headers, search_url
 from copper_async._records import Opportunity, structure_page
-from copper_async.client import RawPage
 
 __all__ = ["CASES", "CATTRS_CASE", "STRUCTURERS", "bare_loop", "main", "ours", "record_bodies"]
 
@@ -81,11 +81,23 @@ class _Recorder:
         self.client = client
         self.bodies: list[dict[str, Any]] = []
 
+    @property
+    def base_url(self) -> str:
+        return self.client.base_url
+
+    @property
+    def user_email(self) -> str:
+        return self.client.user_email
+
     async def fetch_page(
-        self, body: Mapping[str, Any], *, context: Mapping[str, Any] | None = None
+        self,
+        body: Mapping[str, Any],
+        *,
+        path: str = SEARCH_PATH,
+        context: Mapping[str, Any] | None = None,
     ) -> RawPage:
         self.bodies.append(dict(body))
-        return await self.client.fetch_page(body, context=context)
+        return await self.client.fetch_page(body, path=path, context=context)
 
 
 def _client(url: str, token: str, email: str) -> CopperClient:

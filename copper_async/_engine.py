@@ -21,13 +21,14 @@ import logging
 import time
 import warnings
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from typing import Any, Generic, Literal, TypeVar
 
 import attrs
 
 from copper_async._clock import Clock, LoopClock
 from copper_async._closing import AsyncClosing
+from copper_async._pages import PageSource, RawPage
 from copper_async._planner import (
     CapLimited,
     CountMismatch,
@@ -55,7 +56,6 @@ from copper_async.filters import MAX_PAGE_SIZE, DateField, OpportunityFilter
 __all__ = [
     "SEARCH_CAP",
     "MultiSearch",
-    "PageFetcher",
     "ResultPage",
     "Search",
     "SearchOptions",
@@ -76,22 +76,6 @@ OnCap = Literal["error", "warn"]
 _PLANNER_COUNTERS = tuple(
     field.name for field in attrs.fields(PlannerStats) if field.name != "records_delivered"
 )
-
-
-class _RawPage(Protocol):
-    @property
-    def records(self) -> list[dict[str, Any]]: ...
-
-    @property
-    def total(self) -> int | None: ...
-
-
-class PageFetcher(Protocol):
-    """What the engine needs of a client: one page for one body."""
-
-    async def fetch_page(
-        self, body: Mapping[str, Any], *, context: Mapping[str, Any] | None = None
-    ) -> _RawPage: ...
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -248,7 +232,7 @@ class Search(AsyncClosing, Generic[T]):
 
     def __init__(
         self,
-        fetcher: PageFetcher,
+        fetcher: PageSource,
         filter: OpportunityFilter | None = None,
         *,
         options: SearchOptions | None = None,
@@ -268,7 +252,7 @@ class Search(AsyncClosing, Generic[T]):
         self.stats = SearchStats(clock=self._clock)
         self._fields = self.options.split_fields
         self.planner = planner if planner is not None else self._new_planner()
-        self._tasks: dict[asyncio.Task[_RawPage], PageRequest] = {}
+        self._tasks: dict[asyncio.Task[RawPage], PageRequest] = {}
         self._ready: deque[ResultPage[T]] = deque()
         self._records: deque[T] = deque()
         self._closed = False
@@ -420,13 +404,12 @@ class Search(AsyncClosing, Generic[T]):
                 error.context.setdefault(key, value)
             raise
 
-    def _account(self, page: _RawPage) -> None:
+    def _account(self, page: RawPage) -> None:
         stats = self.stats
         stats.pages += 1
-        stats.bytes += getattr(page, "nbytes", 0)
-        attempts = getattr(page, "attempts", 1)
-        stats.retries += max(attempts - 1, 0)
-        stats.rate_limited += getattr(page, "rate_limited", 0)
+        stats.bytes += page.nbytes
+        stats.retries += max(page.attempts - 1, 0)
+        stats.rate_limited += page.rate_limited
         if stats.total_hint is None and page.total is not None:
             stats.total_hint = page.total
 

@@ -32,7 +32,8 @@ from copper_async._checkpoint import (
     save_checkpoint,
 )
 from copper_async._clock import Clock
-from copper_async._engine import PageFetcher, Search, SearchOptions, SearchStats
+from copper_async._engine import Search, SearchOptions, SearchStats
+from copper_async._pages import PageSource
 from copper_async._planner import WindowPlanner
 from copper_async._writers import ExportFormat, RecordWriter, open_writer, read_committed
 from copper_async.exceptions import CheckpointError, InvalidOptionError
@@ -87,12 +88,6 @@ def job_description(
         "base_url": base_url,
         "account": account,
     }
-
-
-def _text_attribute(fetcher: PageFetcher, name: str) -> str | None:
-    # Any PageFetcher will do; a CopperClient also says which server and account it reads.
-    value = getattr(fetcher, name, None)
-    return value if isinstance(value, str) else None
 
 
 def _check_output(out: Path) -> None:
@@ -176,7 +171,7 @@ def _open_job(
 
 
 async def run_export(
-    fetcher: PageFetcher,
+    fetcher: PageSource,
     filter: OpportunityFilter | None = None,
     *,
     out: Path,
@@ -210,8 +205,8 @@ async def run_export(
         options,
         out,
         format,
-        base_url=_text_attribute(fetcher, "base_url"),
-        user_email=_text_attribute(fetcher, "user_email"),
+        base_url=fetcher.base_url,
+        user_email=fetcher.user_email,
     )
     fingerprint = job_fingerprint(job)
     if checkpoint is not None:

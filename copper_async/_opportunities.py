@@ -13,10 +13,10 @@ from copper_async._clock import Clock
 from copper_async._engine import (
     SEARCH_CAP,
     MultiSearch,
-    PageFetcher,
     Search,
     SearchOptions,
 )
+from copper_async._pages import PageSource
 from copper_async._records import Opportunity, structure_page
 from copper_async.exceptions import InvalidOptionError
 from copper_async.filters import MAX_PAGE_SIZE, DateField, OpportunityFilter
@@ -43,7 +43,7 @@ def _check_flag(name: str, value: object) -> None:
 class OpportunitiesAPI:
     """Searches over one client; every request goes through its rate limiter."""
 
-    def __init__(self, fetcher: PageFetcher, *, clock: Clock | None = None) -> None:
+    def __init__(self, fetcher: PageSource, *, clock: Clock | None = None) -> None:
         self._fetcher = fetcher
         self._clock = clock
 

@@ -33,6 +33,7 @@ __all__ = [
     "classify_status",
     "decode_json",
     "encode_body",
+    "endpoint_url",
     "error_text",
     "excerpt",
     "header",
@@ -114,9 +115,14 @@ def validate_base_url(base_url: object, *, allow_insecure_http: bool = False) ->
     return str(url).rstrip("/")
 
 
+def endpoint_url(base_url: str, path: str) -> str:
+    """The endpoint ``path`` under a validated base URL."""
+    return f"{base_url.rstrip('/')}/{path.lstrip('/')}"
+
+
 def search_url(base_url: str) -> str:
     """The opportunities search endpoint under a validated base URL."""
-    return f"{base_url.rstrip('/')}/{SEARCH_PATH}"
+    return endpoint_url(base_url, SEARCH_PATH)
 
 
 def _check_header_value(option: str, value: object, *, secret: bool = False) -> str:

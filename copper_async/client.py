@@ -25,6 +25,7 @@ from copper_async import _protocol as protocol
 from copper_async._clock import Clock, LoopClock
 from copper_async._closing import AsyncClosing
 from copper_async._opportunities import OpportunitiesAPI
+from copper_async._pages import RawPage
 from copper_async._protocol import StatusClass
 from copper_async._ratelimit import RateLimit, RequestLimiter
 from copper_async._records import Opportunity, structure_page
@@ -60,25 +61,6 @@ DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 2**20
 _ERROR_BODY_BYTES = 8192
 _MAX_TIMEOUT = 3600.0
 _REDACTED = "***"
-
-
-@attrs.frozen
-class RawPage:
-    """One search response: the records as plain dicts, and facts about it.
-
-    ``total`` is ``X-PW-TOTAL`` (None when absent or untrustworthy);
-    ``elapsed`` the seconds the successful attempt took on the client's
-    clock; ``nbytes`` the body size; ``attempts`` how many sends it took;
-    ``rate_limited`` how many of them were answered 429.
-    """
-
-    records: list[dict[str, Any]]
-    total: int | None
-    status: int
-    elapsed: float
-    nbytes: int
-    attempts: int = 1
-    rate_limited: int = 0
 
 
 @attrs.frozen
@@ -220,7 +202,6 @@ class CopperClient(AsyncClosing):
         self._timeout = aiohttp.ClientTimeout(total=self.timeout)
         self.max_response_bytes = _check_max_bytes(max_response_bytes)
         self.stats = ClientStats()
-        self._url = protocol.search_url(self.base_url)
         self._clock: Clock = clock if clock is not None else LoopClock()
         self._on_retry = on_retry
         self._session = session
@@ -315,7 +296,11 @@ class CopperClient(AsyncClosing):
         )
 
     async def fetch_page(
-        self, body: Mapping[str, Any], *, context: Mapping[str, Any] | None = None
+        self,
+        body: Mapping[str, Any],
+        *,
+        path: str = protocol.SEARCH_PATH,
+        context: Mapping[str, Any] | None = None,
     ) -> RawPage:
         """POST one search ``body``; the records as dicts, retried per the policy.
 
@@ -323,6 +308,7 @@ class CopperClient(AsyncClosing):
         body's ``page_number`` and ``page_size`` and the number of attempts.
         """
         data = protocol.encode_body(body)
+        url = protocol.endpoint_url(self.base_url, path)
         where = {**protocol.body_paging(body), **dict(context or {})}
         session = self._ensure_session()
         limiter = self.limiter
@@ -356,7 +342,7 @@ class CopperClient(AsyncClosing):
             if last is None:
                 started, ends = now, now + policy.deadline
             attempt += 1
-            result = await self._send(session, data, min(self.timeout, ends - now))
+            result = await self._send(session, url, data, min(self.timeout, ends - now))
             if result.page is not None:
                 return attrs.evolve(result.page, attempts=attempt, rate_limited=rate_limited)
             self._check_open(session, where)
@@ -409,7 +395,9 @@ class CopperClient(AsyncClosing):
         if self._closed or session.closed:
             raise CopperError("the client was closed while a request was pending", context=where)
 
-    async def _send(self, session: aiohttp.ClientSession, data: bytes, budget: float) -> _Attempt:
+    async def _send(
+        self, session: aiohttp.ClientSession, url: str, data: bytes, budget: float
+    ) -> _Attempt:
         """One attempt, given ``budget`` seconds. The only place aiohttp and
         asyncio errors are caught; what is kept of them holds no token."""
         stats = self.stats
@@ -418,7 +406,7 @@ class CopperClient(AsyncClosing):
         limit = self._timeout if budget >= self.timeout else aiohttp.ClientTimeout(total=budget)
         try:
             async with session.post(
-                self._url,
+                url,
                 data=data,
                 headers=self._headers,
                 timeout=limit,
@@ -456,7 +444,7 @@ class CopperClient(AsyncClosing):
         except ResponseFormatError as err:
             return self._bad_body(Failure.UNEXPECTED_BODY, status, err.reason, body)
         elapsed = self._clock.monotonic() - started
-        logger.debug("POST %s -> %d, %d bytes in %.3fs", self._url, status, len(body), elapsed)
+        logger.debug("POST %s -> %d, %d bytes in %.3fs", url, status, len(body), elapsed)
         return _Attempt(page=RawPage(records, total, status, elapsed, len(body)), status=status)
 
     async def _failed_status(self, response: aiohttp.ClientResponse, kind: StatusClass) -> _Attempt:
@@ -480,7 +468,7 @@ class CopperClient(AsyncClosing):
             StatusClass.SERVER: Failure.SERVER_ERROR,
             StatusClass.INVALID: Failure.INVALID_REQUEST,
         }[kind]
-        logger.debug("POST %s -> %d", self._url, status)
+        logger.debug("POST %s -> %d", response.url, status)
         return _Attempt(failure=failure, status=status, body=text, retry_after=retry_after)
 
     def _too_large(self, status: int, declared: int | None) -> _Attempt:

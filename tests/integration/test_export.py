@@ -229,13 +229,18 @@ async def test_a_resume_against_another_server_or_account_is_refused(
 
 
 class BareFetcher:
-    """A PageFetcher that is not a CopperClient: no base_url, no user_email."""
+    """A PageSource that is not a CopperClient: it answers from another API root."""
+
+    base_url = "https://other.example/developer_api/v1"
+    user_email = "someone@example.com"
 
     def __init__(self, client: CopperClient) -> None:
         self._client = client
 
-    async def fetch_page(self, body: Any, *, context: Any = None) -> Any:
-        return await self._client.fetch_page(body, context=context)
+    async def fetch_page(
+        self, body: Any, *, path: str = "opportunities/search", context: Any = None
+    ) -> Any:
+        return await self._client.fetch_page(body, path=path, context=context)
 
 
 async def test_any_page_fetcher_can_export_and_resume(
@@ -243,8 +248,10 @@ async def test_any_page_fetcher_can_export_and_resume(
 ) -> None:
     out, checkpoint = tmp_path / "out.jsonl", tmp_path / "job.ckpt"
     async with client_for(server) as client:
-        state = await interrupted_export(BareFetcher(client), out, checkpoint)  # type: ignore[arg-type]
-        assert (state["job"]["base_url"], state["job"]["account"]) == (None, None)
+        state = await interrupted_export(BareFetcher(client), out, checkpoint)
+        # The job is the source's, not the client's it happens to wrap.
+        assert state["job"]["base_url"] == BareFetcher.base_url
+        assert state["job"]["account"] == hashlib.sha256(b"someone@example.com").hexdigest()
         await run_export(
             BareFetcher(client),
             out=out,
