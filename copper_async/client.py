@@ -193,7 +193,9 @@ class CopperClient(AsyncClosing):
         if not isinstance(retry, RetryPolicy):
             raise InvalidOptionError("retry", "must be a RetryPolicy")
         if clock is not None and not isinstance(clock, Clock):
-            raise InvalidOptionError("clock", "must have monotonic() and async sleep()")
+            raise InvalidOptionError(
+                "clock", "must have time(), monotonic(), async sleep() and random()"
+            )
         if on_retry is not None and not callable(on_retry):
             raise InvalidOptionError("on_retry", "must be callable or None")
         self.rate_limit = rate_limit

@@ -261,8 +261,14 @@ async def test_pause_uses_the_injected_clock() -> None:
             self.now = 1000.0
             self.sleeps: list[float] = []
 
+        def time(self) -> float:
+            return 1_700_000_000.0 + self.now
+
         def monotonic(self) -> float:
             return self.now
+
+        def random(self) -> float:
+            return 0.5
 
         async def sleep(self, seconds: float) -> None:
             self.sleeps.append(seconds)
