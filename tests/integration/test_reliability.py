@@ -471,11 +471,17 @@ async def cancel_the_task(client: CopperClient) -> None:
         await task
 
 
+def expire_now(deadline: asyncio.Timeout) -> None:
+    """Make ``deadline`` fire at the next await: a timeout tied to an event,
+    not to how fast a loaded machine gets there."""
+    deadline.reschedule(asyncio.get_running_loop().time())
+
+
 async def time_out(client: CopperClient) -> None:
     async def drain() -> None:
-        async with asyncio.timeout(0.03):
+        async with asyncio.timeout(None) as deadline:
             async for _ in client.opportunities.search(raw=True, page_size=PAGE, cap=CAP):
-                pass
+                expire_now(deadline)  # the first record: requests are still in flight
 
     with pytest.raises(TimeoutError):
         await drain()
@@ -512,11 +518,11 @@ async def cancel_many(client: CopperClient) -> None:
 
 async def time_out_many(client: CopperClient) -> None:
     async def drain() -> None:
-        async with asyncio.timeout(0.03):
+        async with asyncio.timeout(None) as deadline:
             async for _ in client.opportunities.search_many(
                 two_filters(), raw=True, page_size=PAGE, cap=CAP
             ):
-                pass
+                expire_now(deadline)
 
     with pytest.raises(TimeoutError):
         await drain()
@@ -524,8 +530,14 @@ async def time_out_many(client: CopperClient) -> None:
 
 async def time_out_an_export(client: CopperClient, out: Path) -> None:
     with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.1):
-            await run_export(client, out=out, options=SearchOptions(page_size=PAGE, cap=CAP))
+        async with asyncio.timeout(None) as deadline:
+            # Times out once the first page is written, whatever the machine's load.
+            await run_export(
+                client,
+                out=out,
+                options=SearchOptions(page_size=PAGE, cap=CAP),
+                progress=lambda _stats, _written: expire_now(deadline),
+            )
 
 
 SCENARIOS: dict[str, Scenario] = {
