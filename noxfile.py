@@ -7,7 +7,11 @@ import nox
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
-PYTHON = ["3.11"]
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+# The versions the classifiers claim are the versions the tests run on.
+PYTHON = nox.project.python_versions(PYPROJECT)
+# Lint, types and benchmarks need one interpreter: the oldest supported.
+OLDEST = PYTHON[0]
 
 
 @nox.session(python=PYTHON)
@@ -16,27 +20,27 @@ def tests(session: nox.Session) -> None:
     session.run("python", "-W", "error", "-m", "pytest", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=OLDEST)
 def lint(session: nox.Session) -> None:
     session.install(".[dev]")
     session.run("ruff", "check", "copper_async", "tests", "benchmarks", "noxfile.py")
     session.run("ruff", "format", "--check", "copper_async", "tests", "benchmarks", "noxfile.py")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=OLDEST)
 def typecheck(session: nox.Session) -> None:
     session.install(".[dev]")
     session.run("mypy", "--strict", "copper_async")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=OLDEST)
 def stress(session: nox.Session) -> None:
     """The full-size fault run: 250,000 records through every fault, exactly once."""
     session.install(".")
     session.run("python", "benchmarks/stress.py", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=OLDEST)
 def bench(session: nox.Session) -> None:
     """The benchmark suite against the alternatives: writes benchmarks/results/.
 
