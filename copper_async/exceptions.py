@@ -13,7 +13,8 @@ out: the HTTP layer translates them at one boundary with ``raise ... from``.
     │   └── InvalidOptionError             a client, engine or CLI option
     ├── RecordError (ValueError)          a record that does not fit the schema
     ├── ResponseError                     the API answered something unusable
-    │   └── ResponseFormatError            2xx, but not a JSON array / too large
+    │   └── ResponseFormatError            2xx, but not a JSON array of objects
+    │       └── ResponseTooLargeError       2xx, but above max_response_bytes
     ├── TransportError                    no answer: connection, DNS, timeout
     │   └── RequestTimeoutError
     ├── APIError                          the API answered an error status
@@ -51,6 +52,7 @@ __all__ = [
     "RequestTimeoutError",
     "ResponseError",
     "ResponseFormatError",
+    "ResponseTooLargeError",
     "SearchCapWarning",
     "ServerError",
     "TransportError",
@@ -146,6 +148,10 @@ class ResponseFormatError(ResponseError):
         super().__init__(message, context=context)
         self.reason = reason
         self.excerpt = excerpt
+
+
+class ResponseTooLargeError(ResponseFormatError):
+    """A success status whose body is above ``max_response_bytes``; read no further."""
 
 
 class TransportError(CopperError):
