@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import random
+import re
 import socket
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -27,6 +28,7 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from copper_async import exceptions
 from copper_async._clock import Clock, LoopClock
 from copper_async._ratelimit import RateLimit
 from copper_async._records import Opportunity
@@ -1163,3 +1165,29 @@ def test_stats_as_dict() -> None:
     stats = ClientStats(requests=3, responses={200: 3})
     assert stats.as_dict()["responses"] == {200: 3}
     assert stats.as_dict()["requests"] == 3
+
+
+# -- the error tree -----------------------------------------------------------------
+
+
+def test_the_error_tree_drawn_in_the_docstring_is_the_class_tree() -> None:
+    """Every error is drawn once, under the class it derives from."""
+    drawn: dict[str, str | None] = {}
+    parents: list[str] = []
+    for line in (exceptions.__doc__ or "").splitlines():
+        match = re.fullmatch(r" {4}((?:[│ ] {3})*)(?:[├└]── )?([A-Z]\w+)\b.*", line)
+        if match is None or match.group(2) == "SearchCapWarning":
+            continue
+        depth = len(match.group(1)) // 4 + (1 if "──" in line else 0)
+        del parents[depth:]
+        drawn[match.group(2)] = parents[-1] if parents else None
+        parents.append(match.group(2))
+    errors = {
+        name: getattr(exceptions, name)
+        for name in exceptions.__all__
+        if issubclass(getattr(exceptions, name), CopperError)
+    }
+    assert set(drawn) == set(errors)
+    for name, error_type in errors.items():
+        bases = [b.__name__ for b in error_type.__bases__ if issubclass(b, CopperError)]
+        assert bases == ([drawn[name]] if drawn[name] else []), name
