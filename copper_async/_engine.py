@@ -43,6 +43,7 @@ from copper_async._planner import (
     WindowPlanner,
     WindowSplit,
 )
+from copper_async._protocol import page_refused
 from copper_async._records import Opportunity, structure_page
 from copper_async.exceptions import (
     CopperError,
@@ -389,7 +390,7 @@ class Search(AsyncClosing, Generic[T]):
             # A 422 for a page past the first, whose body differs from other pages'
             # only in page_number: the API will not page this far (a lower cap than
             # configured). The planner takes it as the end and reads on from there.
-            if error.status != 422 or request.page_number == 1:
+            if not page_refused(error.status, request.page_number):
                 raise
             logger.debug("page %d refused (HTTP 422): taken as the end", request.page_number)
             result = PageResult([], None, refused=True)

@@ -2,8 +2,9 @@
 
 Pure functions only: what a request looks like (URL, headers, body bytes) and
 what a response means (status class, ``X-PW-TOTAL``, ``Retry-After``, the
-records in the body). Nothing here touches a socket or reads a clock, so all
-of it is tested directly and fuzzed; :mod:`copper_async.client` does the I/O.
+records in the body, whether a refused page ends a window). Nothing here
+touches a socket or reads a clock, so all of it is tested directly and
+fuzzed; :mod:`copper_async._http` and :mod:`copper_async._transport` do the I/O.
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ __all__ = [
     "excerpt",
     "header",
     "is_loopback_host",
+    "page_refused",
     "parse_http_date",
     "parse_records",
     "parse_retry_after",
     "parse_total",
+    "read_retry_after",
     "request_headers",
     "search_url",
     "validate_base_url",
@@ -193,6 +196,17 @@ def classify_status(status: int) -> StatusClass:
     return StatusClass.INVALID
 
 
+def page_refused(status: int, page_number: int) -> bool:
+    """Whether an error ``status`` for page ``page_number`` means "no more pages".
+
+    A 422 for a page past the first, whose body differs from the earlier
+    pages' only in ``page_number``, says the API will not page this far (a
+    lower cap than configured): the window ends there. A 422 for page 1 is a
+    request the API refuses, an error like any other 4xx.
+    """
+    return status == 422 and page_number > 1
+
+
 def header(headers: Mapping[str, str] | Iterable[tuple[str, str]], name: str) -> str | None:
     """The first value of header ``name``, matched case-insensitively, or None.
 
@@ -258,6 +272,21 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if when is None or not math.isfinite(now):
         return None
     return max(when - now, 0.0)
+
+
+def read_retry_after(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]], wall_now: float
+) -> float | None:
+    """A response's ``Retry-After`` in seconds, or None.
+
+    An HTTP-date is read against the response's own ``Date`` (clock skew
+    between client and server cancels out); ``wall_now``, the client's Unix
+    time, stands in when the response has no readable ``Date``.
+    """
+    server_now = parse_http_date(header(headers, "Date"))
+    return parse_retry_after(
+        header(headers, "Retry-After"), server_now if server_now is not None else wall_now
+    )
 
 
 def excerpt(body: bytes, *, limit: int = _EXCERPT_CHARS) -> str:

@@ -116,13 +116,24 @@ class RequestLimiter:
     ``rate_limit=None`` there is no pacing, only pauses.
 
     The aiolimiter bucket is built on first use, inside the running loop it
-    belongs to. Pacing runs on the loop's clock (which aiolimiter reads);
-    pauses run on ``clock`` (the loop's too, unless a test injects another).
+    belongs to. Pacing and pauses run on one clock. aiolimiter reads the
+    event loop's time and sets the loop's timers, so with pacing on, the
+    clock is the loop's: a :class:`~copper_async._clock.LoopClock` (whose
+    ``monotonic()`` is the loop's time and whose ``sleep()`` is the loop's),
+    and any other clock is refused. Tests that fake time patch the loop's
+    clock (looptime), as aiolimiter's own tests do. With ``rate_limit=None``
+    there is no pacing, and pauses run on whatever clock is given.
     """
 
     def __init__(self, rate_limit: RateLimit | None = None, *, clock: Clock | None = None) -> None:
         if rate_limit is not None and not isinstance(rate_limit, RateLimit):
             raise InvalidOptionError("rate_limit", "must be a RateLimit or None")
+        if rate_limit is not None and clock is not None and not isinstance(clock, LoopClock):
+            raise InvalidOptionError(
+                "clock",
+                "pacing runs on the event loop's clock (aiolimiter's): with a rate limit "
+                "the clock must be a LoopClock; fake time by patching the loop's clock",
+            )
         self.rate_limit = rate_limit
         self._clock: Clock = clock if clock is not None else LoopClock()
         self._bucket: AsyncLimiter | None = None

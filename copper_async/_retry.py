@@ -2,17 +2,17 @@
 
 :class:`RetryPolicy` is configuration plus one function,
 :meth:`RetryPolicy.decide`, which maps a failed attempt (what failed, which
-attempt, how long since the first send, the server's ``Retry-After``) to
-:class:`Retry` (wait this long) or :class:`GiveUp`. The client does the
-waiting on its injected clock; keeping the decision pure lets property tests
-check every schedule without time passing.
+attempt, how long since the first send, the server's ``Retry-After``, a
+uniform random draw for the jitter) to :class:`Retry` (wait this long) or
+:class:`GiveUp`. The HTTP layer draws the jitter from its clock and does the
+waiting on it; keeping the decision pure lets property tests check every
+schedule without time passing or chance.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-import random
 
 import attrs
 
@@ -111,7 +111,9 @@ class RetryPolicy:
     - ``max_retry_after``: the longest ``Retry-After`` waited out. A server's
       ``Retry-After`` replaces the backoff; one longer than this, or ending
       past the deadline, is never shortened: the request gives up at once.
-    - ``rng``: the random source of the jitter (inject a seeded one in tests).
+    - The jitter's randomness is not part of the policy: the client draws it
+      from its clock (:meth:`~copper_async._clock.Clock.random`), so a clock
+      with a seeded source makes every schedule reproducible.
 
     Retried: 429, 5xx, timeouts, connection errors and a 2xx whose body is
     truncated or not JSON. Never retried: 401/403, other 4xx, a body of the
@@ -123,7 +125,6 @@ class RetryPolicy:
     max_backoff: float = 30.0
     deadline: float = 180.0
     max_retry_after: float = 120.0
-    rng: random.Random | None = attrs.field(default=None, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         _check_seconds("initial_backoff", self.initial_backoff, low=0, high=3600, open_low=False)
@@ -132,8 +133,6 @@ class RetryPolicy:
             raise InvalidOptionError("max_backoff", "must be at least initial_backoff")
         _check_seconds("deadline", self.deadline, low=0, high=86_400, open_low=True)
         _check_seconds("max_retry_after", self.max_retry_after, low=0, high=86_400, open_low=False)
-        if self.rng is not None and not isinstance(self.rng, random.Random):
-            raise InvalidOptionError("rng", "must be a random.Random or None")
 
     @classmethod
     def never(cls) -> RetryPolicy:
@@ -150,12 +149,13 @@ class RetryPolicy:
         """The longest wait before one retry: a backoff or an honoured ``Retry-After``."""
         return max(self.max_backoff, self.max_retry_after)
 
-    def backoff(self, retry_number: int) -> float:
-        """A full-jitter wait before retry ``retry_number``."""
+    def backoff(self, retry_number: int, jitter: float) -> float:
+        """The full-jitter wait before retry ``retry_number``: ``jitter`` (a
+        uniform draw in ``[0, 1)``) times the ceiling."""
         ceiling = self.backoff_ceiling(retry_number)
-        uniform = self.rng.uniform if self.rng is not None else random.uniform
-        # uniform() may round to just past its upper bound; clamp to keep the promise.
-        return min(max(uniform(0.0, ceiling), 0.0), ceiling)
+        # A draw out of [0, 1] (a faulty random source, NaN) must not break the bounds.
+        draw = jitter if 0.0 <= jitter <= 1.0 else 1.0 if jitter > 1.0 else 0.0
+        return min(draw * ceiling, ceiling)
 
     def decide(
         self,
@@ -163,12 +163,14 @@ class RetryPolicy:
         *,
         attempt: int,
         elapsed: float,
+        jitter: float,
         retry_after: float | None = None,
     ) -> Decision:
         """Retry after a failed ``attempt`` (1-based), or give up.
 
-        ``elapsed`` is the time since the first send; ``retry_after`` the
-        server's ``Retry-After`` in seconds, if it sent one.
+        ``elapsed`` is the time since the first send; ``jitter`` a uniform
+        draw in ``[0, 1)`` that places the backoff in its range;
+        ``retry_after`` the server's ``Retry-After`` in seconds, if it sent one.
         """
         if not failure.retryable:
             return GiveUp(f"{failure.value} is not retryable")
@@ -178,7 +180,7 @@ class RetryPolicy:
         if attempt >= self.attempts:
             return GiveUp(f"no attempts left after {attempt}")
         if asked is None:
-            delay = self.backoff(attempt)
+            delay = self.backoff(attempt, jitter)
         elif asked > self.max_retry_after:
             # Sending sooner than the server asked spends a request it will refuse.
             return GiveUp(

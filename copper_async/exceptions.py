@@ -2,8 +2,11 @@
 
 Catch :class:`CopperError` to catch everything; catch a subclass to handle one
 failure domain. Errors carry their context as attributes (status, window,
-counts) so callers never parse messages. aiohttp and asyncio errors never leak
-out: the HTTP layer translates them at one boundary with ``raise ... from``.
+counts) so callers never parse messages; the context is given when an error
+is made, where it is raised, and not edited afterwards. aiohttp and asyncio
+errors never leak out: the transport (:mod:`copper_async._transport`)
+translates them at one boundary with ``raise ... from`` a copy scrubbed of
+the access token.
 
 ::
 
@@ -13,9 +16,10 @@ out: the HTTP layer translates them at one boundary with ``raise ... from``.
     │   └── InvalidOptionError             a client, engine or CLI option
     ├── RecordError (ValueError)          a record that does not fit the schema
     ├── ResponseError                     the API answered something unusable
-    │   └── ResponseFormatError            2xx, but not a JSON array / too large
-    ├── TransportError                    no answer: connection, DNS, timeout
-    │   └── RequestTimeoutError
+    │   └── ResponseFormatError            2xx, but not a JSON array of objects
+    │       └── ResponseTooLargeError      2xx, but above max_response_bytes
+    ├── TransportError                    no answer: connection, DNS, TLS, reset
+    │   └── RequestTimeoutError            no answer in time
     ├── APIError                          the API answered an error status
     │   ├── AuthenticationError            401, 403
     │   ├── InvalidRequestError            400, 404, 422 and other 4xx
@@ -51,6 +55,7 @@ __all__ = [
     "RequestTimeoutError",
     "ResponseError",
     "ResponseFormatError",
+    "ResponseTooLargeError",
     "SearchCapWarning",
     "ServerError",
     "TransportError",
@@ -61,7 +66,8 @@ class CopperError(Exception):
     """Root of every error raised by copper_async.
 
     ``context`` holds where it happened (window, page number, attempts...),
-    for logs and for callers that want to resume.
+    for logs and for callers that want to resume. It is given at
+    construction, by the code that raises the error.
     """
 
     def __init__(self, message: str, *, context: Mapping[str, Any] | None = None) -> None:
@@ -146,6 +152,10 @@ class ResponseFormatError(ResponseError):
         super().__init__(message, context=context)
         self.reason = reason
         self.excerpt = excerpt
+
+
+class ResponseTooLargeError(ResponseFormatError):
+    """A success status whose body is above ``max_response_bytes``; read no further."""
 
 
 class TransportError(CopperError):

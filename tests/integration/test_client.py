@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import random
+import re
 import socket
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -27,9 +28,13 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from copper_async import exceptions
+from copper_async._clock import Clock, LoopClock
 from copper_async._ratelimit import RateLimit
 from copper_async._records import Opportunity
+from copper_async._redact import Redactor
 from copper_async._retry import Failure, RetryPolicy
+from copper_async._transport import ERROR_BODY_BYTES, AiohttpTransport, Response
 from copper_async.client import ClientStats, CopperClient, RawPage, RetryEvent, SearchPage
 from copper_async.exceptions import (
     APIError,
@@ -42,6 +47,7 @@ from copper_async.exceptions import (
     RecordError,
     RequestTimeoutError,
     ResponseFormatError,
+    ResponseTooLargeError,
     ServerError,
     TransportError,
 )
@@ -49,6 +55,7 @@ from copper_async.filters import OpportunityFilter
 from tests.reference import reference_examples
 
 TOKEN = "tok-5ecret-0123456789abcdef"
+SEED = 1234
 EMAIL = "robot@example.com"
 RECORDS = reference_examples()[0].records
 BODY = {"page_size": 200, "page_number": 1}
@@ -162,11 +169,12 @@ async def server() -> AsyncIterator[Scripted]:
 
 
 class FakeClock:
-    """Virtual time: sleeps are recorded and return at once."""
+    """Virtual time: sleeps are recorded and return at once; seeded chance."""
 
     def __init__(self) -> None:
         self.now = 1000.0
         self.sleeps: list[float] = []
+        self._random = random.Random(SEED)
 
     def time(self) -> float:
         return 1_700_000_000.0 + self.now
@@ -175,7 +183,7 @@ class FakeClock:
         return self.now
 
     def random(self) -> float:
-        return 0.5
+        return self._random.random()
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
@@ -188,20 +196,17 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-SEED = 1234
-
-
-def make_client(server: Scripted, clock: FakeClock | None = None, **options: Any) -> CopperClient:
+def make_client(server: Scripted, clock: Clock | None = None, **options: Any) -> CopperClient:
     options.setdefault("rate_limit", None)
-    options.setdefault("retry", RetryPolicy(rng=random.Random(SEED)))
     return CopperClient(
         access_token=TOKEN, user_email=EMAIL, base_url=server.base_url, clock=clock, **options
     )
 
 
 def expected_backoffs(policy: RetryPolicy, count: int) -> list[float]:
+    """The full-jitter waits a FakeClock's seeded draws give."""
     rng = random.Random(SEED)
-    return [rng.uniform(0, policy.backoff_ceiling(n)) for n in range(1, count + 1)]
+    return [rng.random() * policy.backoff_ceiling(n) for n in range(1, count + 1)]
 
 
 # -- requests and pages ------------------------------------------------------------
@@ -287,7 +292,7 @@ async def test_server_errors_are_retried_with_full_jitter_backoff(
     server: Scripted, clock: FakeClock
 ) -> None:
     server.play(status(500), status(503), status(502), page())
-    policy = RetryPolicy(initial_backoff=0.5, rng=random.Random(SEED))
+    policy = RetryPolicy(initial_backoff=0.5)
     events: list[RetryEvent] = []
     async with make_client(server, clock, retry=policy, on_retry=events.append) as client:
         result = await client.fetch_page(BODY, context={"window": "w1"})
@@ -329,6 +334,19 @@ async def test_retry_after_http_date_is_read_against_the_server_date(
     async with make_client(server, clock) as client:
         await client.fetch_page(BODY)
     assert clock.sleeps == [12.0]
+
+
+@pytest.mark.asyncio
+async def test_retry_after_http_date_without_a_readable_date_is_read_against_the_clock(
+    server: Scripted, clock: FakeClock
+) -> None:
+    # The clock's wall time, not the machine's: 9 s after the FakeClock's "now".
+    # (aiohttp always sends a Date: an unreadable one is as good as none.)
+    moment = format_datetime(datetime.fromtimestamp(clock.time() + 9.0, tz=UTC), usegmt=True)
+    server.play(status(429, headers={"Retry-After": moment, "Date": "unknown"}), page())
+    async with make_client(server, clock) as client:
+        await client.fetch_page(BODY)
+    assert clock.sleeps == [9.0]
 
 
 @pytest.mark.asyncio
@@ -442,7 +460,7 @@ async def test_429_until_attempts_run_out_is_rate_limited_error(
     server: Scripted, clock: FakeClock
 ) -> None:
     server.play(status(429, b"slow down"))
-    policy = RetryPolicy(attempts=4, rng=random.Random(SEED))
+    policy = RetryPolicy(attempts=4)
     async with make_client(server, clock, retry=policy) as client:
         with pytest.raises(RateLimitedError) as info:
             await client.fetch_page({"page_number": 3, "page_size": 50})
@@ -492,9 +510,9 @@ async def test_the_deadline_bounds_the_attempt_in_flight(server: Scripted) -> No
     """A stalled attempt is given what is left of the deadline, not the whole timeout."""
     server.play(status(500), stall)
     loop = asyncio.get_running_loop()
-    policy = RetryPolicy(deadline=5.0, initial_backoff=1.0, max_backoff=1.0, rng=random.Random(3))
+    policy = RetryPolicy(deadline=5.0, initial_backoff=1.0, max_backoff=1.0)
     start = loop.time()
-    async with make_client(server, timeout=30.0, retry=policy) as client:
+    async with make_client(server, LoopClock(seed=3), timeout=30.0, retry=policy) as client:
         with pytest.raises(RequestTimeoutError) as info:
             await client.fetch_page(BODY)
     assert loop.time() - start == pytest.approx(5.0, abs=1e-3)
@@ -531,9 +549,9 @@ async def test_the_deadline_bounds_the_wait_for_a_limiter_held_by_429_pauses(
             paused[event.context["page_number"] - 2].set()
 
     server.play(route)
-    policy = RetryPolicy(deadline=10.0, initial_backoff=0.5, max_backoff=0.5, rng=random.Random(4))
+    policy = RetryPolicy(deadline=10.0, initial_backoff=0.5, max_backoff=0.5)
     start = loop.time()
-    async with make_client(server, retry=policy, on_retry=on_retry) as client:
+    async with make_client(server, LoopClock(seed=4), retry=policy, on_retry=on_retry) as client:
         mine = asyncio.ensure_future(client.fetch_page({"page_number": 1, "page_size": 200}))
         other = asyncio.ensure_future(client.fetch_page({"page_number": 2, "page_size": 200}))
         await paused[0].wait()  # held until 8 s; then sends, and pauses everyone until 16 s
@@ -693,7 +711,7 @@ async def test_a_closed_port_is_a_transport_error(clock: FakeClock) -> None:
         base_url=f"http://127.0.0.1:{closed_port()}/v1",
         clock=clock,
         rate_limit=None,
-        retry=RetryPolicy(attempts=2, rng=random.Random(SEED)),
+        retry=RetryPolicy(attempts=2),
     )
     async with client:
         with pytest.raises(TransportError) as info:
@@ -749,6 +767,96 @@ async def test_no_aiohttp_exception_leaks_from_a_caller_session_that_raises_for_
         with pytest.raises(ServerError):
             await client.fetch_page(BODY)
         await client.aclose()
+
+
+# -- the aiohttp binding alone ------------------------------------------------------
+
+
+def search_url(server: Scripted) -> str:
+    return server.base_url + "/opportunities/search"
+
+
+async def send(transport: AiohttpTransport, url: str, **options: Any) -> Response:
+    arguments: dict[str, Any] = {"timeout": 5.0, "max_bytes": 2**20}
+    arguments.update(options)
+    headers = {"X-PW-AccessToken": TOKEN, "Content-Type": "application/json"}
+    return await transport.send("POST", url, headers=headers, body=b"{}", **arguments)
+
+
+@pytest.mark.asyncio
+async def test_the_transport_answers_status_headers_and_body_whatever_the_status(
+    server: Scripted,
+) -> None:
+    server.play(page(total="5"), status(503, b"E" * 20_000, headers={"Retry-After": "3"}))
+    transport = AiohttpTransport(None, Redactor(TOKEN))
+    try:
+        ok = await send(transport, search_url(server))
+        failed = await send(transport, search_url(server))
+    finally:
+        await transport.aclose()
+    assert (ok.status, ok.headers["x-pw-total"], orjson.loads(ok.body)) == (200, "5", RECORDS)
+    # An error status is no exception here; its body is cut to what people read.
+    assert (failed.status, failed.headers["retry-after"]) == (503, "3")
+    assert failed.body == b"E" * ERROR_BODY_BYTES
+    assert transport.closed
+    with pytest.raises(CopperError, match="closed"):
+        await send(transport, search_url(server))
+
+
+@pytest.mark.asyncio
+async def test_the_transport_refuses_a_2xx_body_above_max_bytes(server: Scripted) -> None:
+    server.play(raw(b"[" + b"{}," * 1000 + b"{}]"))
+    async with aiohttp.ClientSession() as session:
+        transport = AiohttpTransport(session, Redactor(TOKEN))
+        with pytest.raises(ResponseTooLargeError) as info:
+            await send(transport, search_url(server), max_bytes=1024)
+        await transport.aclose()
+        assert not session.closed  # a caller's session is left open
+    assert "exceeds max_response_bytes=1024" in str(info.value)
+    assert isinstance(info.value, ResponseFormatError)
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_the_transport_translates_a_timeout_once_from_the_asyncio_error(
+    server: Scripted,
+) -> None:
+    server.play(stall)
+    transport = AiohttpTransport(None, Redactor(TOKEN))
+    try:
+        with pytest.raises(RequestTimeoutError) as info:
+            await send(transport, search_url(server), timeout=2.5)
+    finally:
+        await transport.aclose()
+    assert str(info.value) == f"no response within 2.5s from {search_url(server)}"
+    assert isinstance(info.value.__cause__, TimeoutError)
+    # Raised outside the handler: the unscrubbed original is not chained as context.
+    assert info.value.__context__ is None
+
+
+@pytest.mark.asyncio
+async def test_the_transport_raises_from_a_copy_of_aiohttp_s_error_without_the_token() -> None:
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"GARBAGE\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    listener = await asyncio.start_server(reply, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    transport = AiohttpTransport(None, Redactor(TOKEN))
+    try:
+        with pytest.raises(TransportError) as info:
+            await send(transport, f"http://127.0.0.1:{port}/v1/opportunities/search")
+    finally:
+        await transport.aclose()
+        listener.close()
+        await listener.wait_closed()
+    cause = info.value.__cause__
+    assert isinstance(cause, aiohttp.ClientResponseError)
+    assert cause.request_info.headers["X-PW-AccessToken"] == "***"
+    assert info.value.__context__ is None
+    assert not [text for text in exception_texts(info.value) if TOKEN in text]
 
 
 # -- the rate limiter in the client --------------------------------------------------
@@ -938,6 +1046,16 @@ def test_options_are_validated_up_front(option: str, value: object) -> None:
     assert TOKEN not in str(info.value)
 
 
+def test_pacing_needs_the_loop_s_clock() -> None:
+    """Pacing (aiolimiter) runs on the loop's clock: a client whose clock is another
+    one must not pace, or its pauses and its pacing would drift apart."""
+    with pytest.raises(InvalidOptionError) as info:
+        CopperClient(**GOOD, clock=FakeClock())
+    assert info.value.option == "clock"
+    assert CopperClient(**GOOD, clock=FakeClock(), rate_limit=None).rate_limit is None
+    assert CopperClient(**GOOD, clock=LoopClock(seed=2)).rate_limit == RateLimit()
+
+
 def test_insecure_http_needs_the_opt_in_or_a_loopback_host() -> None:
     url = "http://proxy.internal/v1"
     assert CopperClient(**GOOD, base_url=url, allow_insecure_http=True).base_url == url
@@ -1047,3 +1165,29 @@ def test_stats_as_dict() -> None:
     stats = ClientStats(requests=3, responses={200: 3})
     assert stats.as_dict()["responses"] == {200: 3}
     assert stats.as_dict()["requests"] == 3
+
+
+# -- the error tree -----------------------------------------------------------------
+
+
+def test_the_error_tree_drawn_in_the_docstring_is_the_class_tree() -> None:
+    """Every error is drawn once, under the class it derives from."""
+    drawn: dict[str, str | None] = {}
+    parents: list[str] = []
+    for line in (exceptions.__doc__ or "").splitlines():
+        match = re.fullmatch(r" {4}((?:[│ ] {3})*)(?:[├└]── )?([A-Z]\w+)\b.*", line)
+        if match is None or match.group(2) == "SearchCapWarning":
+            continue
+        depth = len(match.group(1)) // 4 + (1 if "──" in line else 0)
+        del parents[depth:]
+        drawn[match.group(2)] = parents[-1] if parents else None
+        parents.append(match.group(2))
+    errors = {
+        name: getattr(exceptions, name)
+        for name in exceptions.__all__
+        if issubclass(getattr(exceptions, name), CopperError)
+    }
+    assert set(drawn) == set(errors)
+    for name, error_type in errors.items():
+        bases = [b.__name__ for b in error_type.__bases__ if issubclass(b, CopperError)]
+        assert bases == ([drawn[name]] if drawn[name] else []), name

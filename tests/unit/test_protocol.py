@@ -230,6 +230,38 @@ def test_parse_retry_after_date_is_relative_to_the_given_now() -> None:
     assert protocol.parse_retry_after(format_datetime(when, usegmt=True), NOW + 50) == 10.0
 
 
+def test_read_retry_after_takes_now_from_the_response_date_else_the_wall_clock() -> None:
+    when = format_datetime(datetime(2026, 1, 2, 3, 5, 5, tzinfo=UTC), usegmt=True)
+    server_date = format_datetime(datetime(2026, 1, 2, 3, 5, 0, tzinfo=UTC), usegmt=True)
+    # The server's Date wins over the client's wall clock, however far off that is.
+    dated = CIMultiDict({"retry-after": when, "date": server_date})
+    assert protocol.read_retry_after(dated, wall_now=NOW + 10**6) == 5.0
+    # No Date (or an unreadable one): the wall time given stands in.
+    assert protocol.read_retry_after({"Retry-After": when}, wall_now=NOW) == 60.0
+    assert protocol.read_retry_after({"Retry-After": when, "Date": "?"}, wall_now=NOW) == 60.0
+    assert protocol.read_retry_after({"Retry-After": "7", "Date": server_date}, NOW) == 7.0
+    assert protocol.read_retry_after({"Date": server_date}, wall_now=NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "page_number", "refused"),
+    [
+        (422, 2, True),
+        (422, 500, True),
+        (422, 1, False),  # the first page refused: the request itself is bad
+        (400, 2, False),
+        (404, 3, False),
+        (429, 2, False),
+        (500, 2, False),
+        (200, 2, False),
+    ],
+)
+def test_a_422_past_the_first_page_ends_the_window(
+    status: int, page_number: int, refused: bool
+) -> None:
+    assert protocol.page_refused(status, page_number) is refused
+
+
 @given(st.text(max_size=60), st.floats(allow_nan=True, allow_infinity=True))
 def test_parse_retry_after_never_raises(value: str, now: float) -> None:
     delay = protocol.parse_retry_after(value, now)

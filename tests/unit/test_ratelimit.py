@@ -10,6 +10,7 @@ import random
 import pytest
 from aiolimiter import AsyncLimiter
 
+from copper_async._clock import LoopClock
 from copper_async._ratelimit import RateLimit, RequestLimiter
 from copper_async.exceptions import InvalidOptionError
 
@@ -279,6 +280,45 @@ async def test_pause_uses_the_injected_clock() -> None:
     limiter.pause_until(1012.5)
     await limiter.acquire()
     assert clock.sleeps == [12.5]
+
+
+def test_pacing_refuses_a_clock_other_than_the_loop_s() -> None:
+    """aiolimiter paces on the loop's clock: pauses on another clock would drift from it."""
+
+    class WallClock:
+        def time(self) -> float:
+            return 0.0
+
+        def monotonic(self) -> float:
+            return 0.0
+
+        def random(self) -> float:
+            return 0.5
+
+        async def sleep(self, seconds: float) -> None:
+            return None
+
+    with pytest.raises(InvalidOptionError) as info:
+        RequestLimiter(RateLimit(), clock=WallClock())
+    assert info.value.option == "clock"
+    assert RequestLimiter(RateLimit(), clock=LoopClock(seed=1)).rate_limit == RateLimit()
+    assert RequestLimiter(None, clock=WallClock()).rate_limit is None
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_pacing_and_pauses_read_one_clock() -> None:
+    """A pause set from the limiter's clock ends at that time on the loop, and the
+    paced slot that follows is counted on the same clock."""
+    clock = LoopClock(seed=1)
+    limit = RateLimit(60, 60.0)
+    limiter = RequestLimiter(limit, clock=clock)
+    await limiter.acquire()
+    limiter.pause_until(clock.monotonic() + 7.0)
+    resume = clock.monotonic() + 7.0
+    times = await send_times(limiter, 2)
+    assert times[0] == pytest.approx(resume)
+    assert times[1] - times[0] == pytest.approx(limit.interval, abs=1e-4)
 
 
 def test_limiter_is_built_outside_a_loop_and_binds_to_the_loop_it_runs_in() -> None:

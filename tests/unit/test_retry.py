@@ -34,7 +34,7 @@ def test_which_failures_retry() -> None:
     ],
 )
 def test_permanent_failures_give_up_at_once(failure: Failure) -> None:
-    decision = RetryPolicy().decide(failure, attempt=1, elapsed=0.0)
+    decision = RetryPolicy().decide(failure, attempt=1, elapsed=0.0, jitter=0.5)
     assert isinstance(decision, GiveUp)
     assert "not retryable" in decision.reason
 
@@ -45,29 +45,46 @@ def test_backoff_ceiling_doubles_up_to_the_maximum() -> None:
     assert policy.backoff_ceiling(10_000) == 3.0
 
 
-def test_backoff_is_full_jitter_from_the_injected_rng() -> None:
-    policy = RetryPolicy(initial_backoff=1.0, max_backoff=30.0, rng=random.Random(7))
-    expected = random.Random(7)
+def test_backoff_is_full_jitter_placed_by_the_given_draw() -> None:
+    policy = RetryPolicy(initial_backoff=1.0, max_backoff=30.0)
     for n in range(1, 6):
-        assert policy.backoff(n) == expected.uniform(0.0, min(30.0, 2.0 ** (n - 1)))
+        for draw in (0.0, 0.25, 0.999):
+            assert policy.backoff(n, draw) == draw * min(30.0, 2.0 ** (n - 1))
+
+
+def test_a_draw_out_of_range_still_keeps_the_backoff_in_bounds() -> None:
+    policy = RetryPolicy(initial_backoff=2.0, max_backoff=2.0)
+    assert policy.backoff(1, 7.5) == 2.0
+    assert policy.backoff(1, -1.0) == 0.0
+    assert policy.backoff(1, float("nan")) == 0.0
+
+
+def test_decide_places_the_backoff_with_the_jitter_it_is_given() -> None:
+    policy = RetryPolicy(initial_backoff=4.0, max_backoff=4.0)
+    low = policy.decide(Failure.TIMEOUT, attempt=1, elapsed=0, jitter=0.125)
+    high = policy.decide(Failure.TIMEOUT, attempt=1, elapsed=0, jitter=0.75)
+    assert (low, high) == (Retry(0.5), Retry(3.0))
 
 
 def test_backoff_spreads_over_the_whole_range() -> None:
-    policy = RetryPolicy(initial_backoff=8.0, max_backoff=8.0, rng=random.Random(1))
-    delays = [policy.backoff(1) for _ in range(2000)]
+    policy = RetryPolicy(initial_backoff=8.0, max_backoff=8.0)
+    rng = random.Random(1)
+    delays = [policy.backoff(1, rng.random()) for _ in range(2000)]
     assert min(delays) < 0.1
     assert max(delays) > 7.9
     assert 3.5 < sum(delays) / len(delays) < 4.5
 
 
 def test_retry_after_replaces_the_backoff_and_a_longer_one_gives_up() -> None:
-    policy = RetryPolicy(max_retry_after=10.0, rng=random.Random(0))
+    policy = RetryPolicy(max_retry_after=10.0)
     failure = Failure.RATE_LIMITED
-    assert policy.decide(failure, attempt=1, elapsed=0, retry_after=7.0) == Retry(7.0)
-    assert policy.decide(failure, attempt=1, elapsed=0, retry_after=10.0) == Retry(10.0)
-    assert policy.decide(failure, attempt=1, elapsed=0, retry_after=0.0) == Retry(0.0)
+    assert policy.decide(failure, attempt=1, elapsed=0, retry_after=7.0, jitter=0.5) == Retry(7.0)
+    assert policy.decide(failure, attempt=1, elapsed=0, retry_after=10.0, jitter=0.5) == Retry(10.0)
+    assert policy.decide(failure, attempt=1, elapsed=0, retry_after=0.0, jitter=0.5) == Retry(0.0)
     # Never shortened: sending before the server allows spends a request it refuses.
-    decision = policy.decide(Failure.SERVER_ERROR, attempt=1, elapsed=0, retry_after=500.0)
+    decision = policy.decide(
+        Failure.SERVER_ERROR, attempt=1, elapsed=0, retry_after=500.0, jitter=0.5
+    )
     assert decision == GiveUp(
         "the server asked to wait 500s (Retry-After), more than max_retry_after=10s",
         retry_after=500.0,
@@ -76,15 +93,17 @@ def test_retry_after_replaces_the_backoff_and_a_longer_one_gives_up() -> None:
 
 def test_a_wait_past_the_deadline_gives_up() -> None:
     policy = RetryPolicy(deadline=60.0, max_retry_after=120.0)
-    decision = policy.decide(Failure.RATE_LIMITED, attempt=1, elapsed=50.0, retry_after=11.0)
+    decision = policy.decide(
+        Failure.RATE_LIMITED, attempt=1, elapsed=50.0, retry_after=11.0, jitter=0.5
+    )
     assert isinstance(decision, GiveUp)
     assert "11s (Retry-After)" in decision.reason
     assert "60s deadline (10.000s left)" in decision.reason
     assert (decision.retry_after, decision.deadline_reached) == (11.0, True)
-    ok = policy.decide(Failure.RATE_LIMITED, attempt=1, elapsed=50.0, retry_after=10.0)
+    ok = policy.decide(Failure.RATE_LIMITED, attempt=1, elapsed=50.0, retry_after=10.0, jitter=0.5)
     assert ok == Retry(10.0)
-    backoff = RetryPolicy(deadline=60.0, initial_backoff=5.0, max_backoff=5.0, rng=random.Random(2))
-    decision = backoff.decide(Failure.TIMEOUT, attempt=1, elapsed=59.999)
+    backoff = RetryPolicy(deadline=60.0, initial_backoff=5.0, max_backoff=5.0)
+    decision = backoff.decide(Failure.TIMEOUT, attempt=1, elapsed=59.999, jitter=0.5)
     assert isinstance(decision, GiveUp)
     assert (decision.retry_after, decision.deadline_reached) == (None, True)
     assert "backoff" in decision.reason
@@ -92,7 +111,7 @@ def test_a_wait_past_the_deadline_gives_up() -> None:
 
 def test_running_out_of_attempts_is_not_blamed_on_retry_after() -> None:
     decision = RetryPolicy(attempts=2).decide(
-        Failure.RATE_LIMITED, attempt=2, elapsed=0, retry_after=500.0
+        Failure.RATE_LIMITED, attempt=2, elapsed=0, retry_after=500.0, jitter=0.5
     )
     assert decision == GiveUp("no attempts left after 2")
 
@@ -104,11 +123,13 @@ def test_max_wait_is_the_longest_single_wait() -> None:
 
 def test_attempts_bound_the_sends() -> None:
     policy = RetryPolicy(attempts=3)
-    assert isinstance(policy.decide(Failure.SERVER_ERROR, attempt=2, elapsed=0), Retry)
-    decision = policy.decide(Failure.SERVER_ERROR, attempt=3, elapsed=0)
+    assert isinstance(policy.decide(Failure.SERVER_ERROR, attempt=2, elapsed=0, jitter=0.5), Retry)
+    decision = policy.decide(Failure.SERVER_ERROR, attempt=3, elapsed=0, jitter=0.5)
     assert isinstance(decision, GiveUp)
     assert "attempts" in decision.reason
-    assert isinstance(RetryPolicy.never().decide(Failure.TIMEOUT, attempt=1, elapsed=0), GiveUp)
+    assert isinstance(
+        RetryPolicy.never().decide(Failure.TIMEOUT, attempt=1, elapsed=0, jitter=0.5), GiveUp
+    )
 
 
 @pytest.mark.parametrize(
@@ -127,7 +148,6 @@ def test_attempts_bound_the_sends() -> None:
         ("deadline", 10**6),
         ("max_retry_after", -1),
         ("max_retry_after", "10"),
-        ("rng", 42),
     ],
 )
 def test_options_are_validated(option: str, value: object) -> None:
@@ -149,8 +169,8 @@ policies = st.builds(
     max_backoff=st.floats(min_value=10.0, max_value=120.0),
     deadline=st.floats(min_value=0.001, max_value=600.0),
     max_retry_after=st.floats(min_value=0.0, max_value=300.0),
-    rng=st.integers(min_value=0, max_value=2**32).map(random.Random),
 )
+jitters = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
 retry_afters = st.none() | st.floats(min_value=0.0, max_value=1e6)
 
 
@@ -159,6 +179,7 @@ retry_afters = st.none() | st.floats(min_value=0.0, max_value=1e6)
     st.sampled_from(list(Failure)),
     st.integers(min_value=1, max_value=20),
     st.floats(min_value=0.0, max_value=700.0),
+    jitters,
     retry_afters,
 )
 def test_every_decision_keeps_its_bounds(
@@ -166,9 +187,12 @@ def test_every_decision_keeps_its_bounds(
     failure: Failure,
     attempt: int,
     elapsed: float,
+    jitter: float,
     retry_after: float | None,
 ) -> None:
-    decision = policy.decide(failure, attempt=attempt, elapsed=elapsed, retry_after=retry_after)
+    decision = policy.decide(
+        failure, attempt=attempt, elapsed=elapsed, jitter=jitter, retry_after=retry_after
+    )
     if isinstance(decision, GiveUp):
         if decision.retry_after is not None:
             # Given up because of the Retry-After, never for a shorter wait than asked.
@@ -193,19 +217,25 @@ def test_every_decision_keeps_its_bounds(
         max_size=13,
     ),
     st.lists(st.floats(min_value=0.0, max_value=5.0), min_size=13, max_size=13),
+    st.lists(jitters, min_size=13, max_size=13),
 )
 def test_a_run_of_failures_respects_attempts_and_deadline(
     policy: RetryPolicy,
     failures: list[tuple[Failure, float | None]],
     request_times: list[float],
+    draws: list[float],
 ) -> None:
     """Simulate a request failing over and over: sends and waits stay in budget."""
     elapsed = 0.0
     sends = 0
-    for (failure, retry_after), request_time in zip(failures, request_times, strict=False):
+    for (failure, retry_after), request_time, jitter in zip(
+        failures, request_times, draws, strict=True
+    ):
         sends += 1
         elapsed += request_time
-        decision = policy.decide(failure, attempt=sends, elapsed=elapsed, retry_after=retry_after)
+        decision = policy.decide(
+            failure, attempt=sends, elapsed=elapsed, jitter=jitter, retry_after=retry_after
+        )
         if isinstance(decision, GiveUp):
             break
         elapsed += decision.delay
