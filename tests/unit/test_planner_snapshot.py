@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from typing import Any, Literal
@@ -12,6 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from copper_async._engine import Search
+from copper_async._pages import RawPage
 from copper_async._planner import (
     READ_ON_REASON,
     Deliver,
@@ -265,10 +268,8 @@ def test_a_restored_planner_makes_the_same_requests_and_deliveries(
         assert again.end == original.end
 
 
-def test_restore_settles_a_window_whose_last_page_was_in_before_the_snapshot() -> None:
-    """Reading without a size, page 2 comes back empty while page 3 is in
-    flight: the restored planner ends the window (reading on) at once, as the
-    original does when page 3 comes back."""
+def planner_waiting_on_a_page_it_no_longer_needs() -> tuple[WindowPlanner, PageRequest]:
+    """Reading without a size, page 2 came back empty while page 3 is in flight."""
     records = [{"id": i, "date_created": i, "date_modified": i} for i in range(1, 11)]
     planner = WindowPlanner(cap=100, page_size=10)
     first = planner.next_request()
@@ -283,10 +284,16 @@ def test_restore_settles_a_window_whose_last_page_was_in_before_the_snapshot() -
     assert third is not None
     assert (second.page_number, third.page_number) == (2, 3)
     planner.feed(second, PageResult([], total=None))
+    return planner, third
+
+
+def test_restore_settles_a_window_whose_last_page_was_in_before_the_snapshot() -> None:
+    """The restored planner ends the window (reading on) at once, as the
+    original does when its page in flight comes back."""
+    planner, in_flight = planner_waiting_on_a_page_it_no_longer_needs()
     restored, settled = WindowPlanner.restore(planner.snapshot())
-    assert settled
     assert any(isinstance(e, WindowSplit) and e.reason == READ_ON_REASON for e in settled)
-    assert settled == planner.feed(third, PageResult([], total=None))
+    assert settled == planner.feed(in_flight, PageResult([], total=None))
     assert restored.windows == planner.windows
 
 
@@ -359,3 +366,26 @@ def test_restore_fills_the_stats_it_is_given_and_counts_on() -> None:
     assert stats.records_delivered == planner.stats.records_delivered > 0
     run(restored, api)
     assert stats.records_delivered == 3_000
+
+
+class Unreachable:
+    """A page source for a search that is built and never iterated."""
+
+    base_url = "http://127.0.0.1:9/developer_api/v1"
+    user_email = "nobody@example.com"
+
+    async def fetch_page(self, body: Any, **_: Any) -> RawPage:
+        raise AssertionError("no page should be fetched")
+
+
+def test_a_search_handles_the_events_a_restore_settled(caplog: pytest.LogCaptureFixture) -> None:
+    planner, in_flight = planner_waiting_on_a_page_it_no_longer_needs()
+    restored, settled = WindowPlanner.restore(planner.snapshot())
+    assert settled
+    with caplog.at_level(logging.DEBUG, logger="copper_async._engine"):
+        search: Search[dict[str, Any]] = Search(
+            Unreachable(), planner=restored, planner_events=settled
+        )
+    assert "reading on" in caplog.text
+    assert search.stats.windows_continued == restored.stats.windows_continued == 1
+    assert in_flight.page_number == 3
