@@ -389,4 +389,4 @@ class PhaseSteps:
     def _remove(self, state: WindowState) -> None:
         self._order.remove(state.window.key)
         del self._states[state.window.key]
-        self._memory.drop(state.window, self.windows)
+        self._memory.drop(state.window, (other.window for other in self._states.values()))
