@@ -228,7 +228,8 @@ class Search(AsyncClosing, Generic[T]):
 
     Use it as ``async for record in search`` (or ``search.pages()`` for whole
     pages); ``async with`` or :meth:`aclose` releases it early. Its
-    :attr:`stats` are live.
+    :attr:`stats` are live. ``planner_events`` are events a restored
+    ``planner`` returned, handled as if fed.
     """
 
     def __init__(
@@ -240,6 +241,7 @@ class Search(AsyncClosing, Generic[T]):
         structure: Callable[[list[dict[str, Any]]], list[T]] | None = None,
         clock: Clock | None = None,
         planner: WindowPlanner | None = None,
+        planner_events: Sequence[PlannerEvent] = (),
     ) -> None:
         if filter is not None and not isinstance(filter, OpportunityFilter):
             raise InvalidOptionError(
@@ -258,6 +260,8 @@ class Search(AsyncClosing, Generic[T]):
         self._records: deque[T] = deque()
         self._closed = False
         self._failure: BaseException | None = None
+        # What a restored planner settled at once (windows finished before a crash).
+        self._handle(planner_events)
 
     def _new_planner(self) -> WindowPlanner:
         bounds = [self.filter.date_bounds(field) for field in self._fields]

@@ -34,7 +34,7 @@ from copper_async._checkpoint import (
 from copper_async._clock import Clock
 from copper_async._engine import Search, SearchOptions, SearchStats
 from copper_async._pages import PageSource
-from copper_async._planner import WindowPlanner
+from copper_async._planner import Restored, WindowPlanner
 from copper_async._writers import ExportFormat, RecordWriter, open_writer, read_committed
 from copper_async.exceptions import CheckpointError, InvalidOptionError
 from copper_async.filters import OpportunityFilter
@@ -135,7 +135,7 @@ def _open_job(
     checkpoint: Path | None,
     *,
     resume: bool,
-) -> tuple[RecordWriter, WindowPlanner | None, Checkpoint | None] | ExportResult:
+) -> tuple[RecordWriter, Restored | None, Checkpoint | None] | ExportResult:
     """Open the output (cut back to its committed length on resume)."""
     if not resume:
         if checkpoint is not None and checkpoint.exists():
@@ -159,7 +159,7 @@ def _open_job(
     writer = open_writer(out, format, committed=state.committed_bytes, columns=state.csv_columns)
     fields = [field.record_key for field in options.split_fields]
     try:
-        planner = WindowPlanner.restore(
+        restored = WindowPlanner.restore(
             state.planner,
             max_passes=options.max_passes,
             delivered=read_committed(out, format, state.committed_bytes, fields),
@@ -167,7 +167,7 @@ def _open_job(
     except BaseException:
         writer.close()
         raise
-    return writer, planner, state
+    return writer, restored, state
 
 
 async def run_export(
@@ -215,13 +215,18 @@ async def run_export(
     opened = _open_job(job, fingerprint, options, out, format, checkpoint, resume=resume)
     if isinstance(opened, ExportResult):
         return opened
-    writer, planner, state = opened
+    writer, restored, state = opened
     committed = state.committed_bytes if state else 0
     records = state.records if state else 0
     previous_stats: dict[str, Any] = dict(state.stats) if state else {}
 
     search: Search[dict[str, Any]] = Search(
-        fetcher, filter, options=options, clock=clock, planner=planner
+        fetcher,
+        filter,
+        options=options,
+        clock=clock,
+        planner=restored.planner if restored else None,
+        planner_events=restored.events if restored else (),
     )
     if state is not None:
         # The first run's total covers the whole search; this run's first page

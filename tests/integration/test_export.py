@@ -24,7 +24,7 @@ import pytest_asyncio
 
 from copper_async._engine import SearchOptions, SearchStats
 from copper_async._export import run_export
-from copper_async._planner import WindowPlanner
+from copper_async._planner import Restored, WindowPlanner
 from copper_async._retry import RetryPolicy
 from copper_async.cli import ExitCode
 from copper_async.client import CopperClient
@@ -297,10 +297,10 @@ async def test_a_resume_keeps_the_options_max_passes(
     restored: list[WindowPlanner] = []
     original = WindowPlanner.restore.__func__  # type: ignore[attr-defined]
 
-    def spy(cls: type[WindowPlanner], *args: Any, **kwargs: Any) -> WindowPlanner:
-        planner: WindowPlanner = original(cls, *args, **kwargs)
-        restored.append(planner)
-        return planner
+    def spy(cls: type[WindowPlanner], *args: Any, **kwargs: Any) -> Restored:
+        result: Restored = original(cls, *args, **kwargs)
+        restored.append(result.planner)
+        return result
 
     monkeypatch.setattr(WindowPlanner, "restore", classmethod(spy))
     options = SearchOptions(page_size=PAGE, cap=CAP, max_passes=7)

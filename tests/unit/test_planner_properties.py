@@ -1,0 +1,163 @@
+"""Every id exactly once, whatever the data, the totals and the cap."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from copper_async._planner import (
+    READ_ON_REASON,
+    Deliver,
+    PageRequest,
+    WindowPlanner,
+    WindowSplit,
+)
+from copper_async.exceptions import CapExceededError
+from tests.unit.planner_model import (
+    FIELDS,
+    ModelAPI,
+    TotalMode,
+    assert_partition,
+    check_cap_error,
+    datasets,
+    leaves,
+    max_per_second_pair,
+    run,
+    skewed_records,
+)
+
+READ_ON = READ_ON_REASON
+
+
+# -- properties ----------------------------------------------------------------
+
+
+@settings(max_examples=100)
+@given(
+    records=datasets(),
+    page_size=st.sampled_from([1, 3, 5, 10]),
+    cap_pages=st.integers(min_value=1, max_value=6),
+    total_mode=st.sampled_from(["exact", "overcount", "capped", "absent"]),
+    order_seed=st.integers(0, 1000),
+    in_flight=st.integers(1, 6),
+)
+def test_every_id_once_and_leaves_partition_the_range(
+    records: list[dict[str, Any]],
+    page_size: int,
+    cap_pages: int,
+    total_mode: TotalMode,
+    order_seed: int,
+    in_flight: int,
+) -> None:
+    cap = page_size * cap_pages + (page_size // 2)
+    api = ModelAPI(records, cap=cap, total_mode=total_mode)
+    planner = WindowPlanner(cap=cap, page_size=page_size, split_fields=FIELDS)
+    crowded = max_per_second_pair(records)
+    try:
+        delivered, events = run(
+            planner, api, rng=random.Random(order_seed), max_in_flight=in_flight
+        )
+    except CapExceededError as error:
+        check_cap_error(error, crowded=crowded, cap=cap, total_mode=total_mode)
+        return
+    assert crowded <= cap, "records beyond the cap were lost without an error"
+    assert len(delivered) == len(set(delivered)), "an id was delivered twice"
+    assert sorted(delivered) == [r["id"] for r in records]
+    assert_partition(leaves(events), None, None)
+    # Every leaf that was read fits under the cap.
+    for window in leaves(events):
+        probe = PageRequest(window, 1, page_size, FIELDS[window.level], 0)
+        assert len(api.matches(probe)) <= cap
+
+
+@settings(max_examples=60)
+@given(records=datasets(), total_mode=st.sampled_from(["exact", "overcount", "capped", "absent"]))
+def test_a_window_is_only_read_once_it_is_known_to_fit(
+    records: list[dict[str, Any]], total_mode: TotalMode
+) -> None:
+    """No record is delivered from a window that is later cut. (Reading on past
+    a page boundary replaces a window that delivered, by design: see below.)"""
+    api = ModelAPI(records, cap=20, total_mode=total_mode)
+    planner = WindowPlanner(cap=20, page_size=5, split_fields=FIELDS, on_cap="warn")
+    _, events = run(planner, api)
+    delivering = {e.window.key for e in events if isinstance(e, Deliver)}
+    cut = {e.window.key for e in events if isinstance(e, WindowSplit) and e.reason != READ_ON}
+    assert not delivering & cut
+
+
+@settings(max_examples=60)
+@given(
+    lo=st.integers(0, 200),
+    width=st.integers(0, 200),
+    records=datasets(),
+    total_mode=st.sampled_from(["exact", "capped", "absent"]),
+)
+def test_user_bounds_are_split_inside(
+    lo: int, width: int, records: list[dict[str, Any]], total_mode: TotalMode
+) -> None:
+    lo += 1_000_000
+    hi = lo + width
+    api = ModelAPI(records, cap=12, total_mode=total_mode)
+    planner = WindowPlanner(
+        cap=12,
+        page_size=4,
+        split_fields=FIELDS,
+        bounds=[(lo, hi), (None, None)],
+        on_cap="warn",
+    )
+    delivered, events = run(planner, api)
+    for window in leaves(events):
+        wlo, whi = window.bounds[0]
+        assert wlo is not None
+        assert whi is not None
+        assert lo <= wlo <= whi <= hi
+    assert_partition(leaves(events), lo, hi)
+    if max_per_second_pair(records) <= 12:
+        expected = sorted(r["id"] for r in records if lo <= r["date_created"] <= hi)
+        assert sorted(delivered) == expected
+
+
+# -- a cap lower than the planner was told -----------------------------------------------
+
+
+@settings(max_examples=80)
+@given(
+    records=datasets(),
+    total_mode=st.sampled_from(["exact", "overcount", "capped", "absent"]),
+    refuse=st.booleans(),
+    hidden_pages=st.integers(1, 3),
+    order_seed=st.integers(0, 1000),
+)
+def test_an_api_that_caps_lower_than_configured_still_yields_every_id_once(
+    records: list[dict[str, Any]],
+    total_mode: TotalMode,
+    refuse: bool,
+    hidden_pages: int,
+    order_seed: int,
+) -> None:
+    """Pages that stop at a page boundary short of the count are read on from the
+    last value, so a wrong ``cap`` costs requests, not records."""
+    page_size = 5
+    hidden = page_size * hidden_pages
+    api = ModelAPI(
+        records, cap=100, total_mode=total_mode, hidden_cap=hidden, refuse_past_cap=refuse
+    )
+    planner = WindowPlanner(cap=100, page_size=page_size)
+    delivered, events = run(planner, api, rng=random.Random(order_seed))
+    assert len(delivered) == len(set(delivered)), "an id was delivered twice"
+    if max_per_second_pair(records) < hidden:
+        assert sorted(delivered) == [r["id"] for r in records]
+    assert_partition(leaves(events), None, None)
+
+
+def test_refused_pages_are_counted() -> None:
+    records = skewed_records(400, seed=8)
+    api = ModelAPI(records, cap=1_000, hidden_cap=100, refuse_past_cap=True)
+    planner = WindowPlanner(cap=1_000, page_size=50)
+    delivered, _ = run(planner, api, max_in_flight=1)
+    assert sorted(delivered) == [r["id"] for r in records]
+    assert planner.stats.pages_refused >= 1
+    assert planner.stats.windows_continued >= 3

@@ -1,0 +1,84 @@
+"""What a search costs in requests: close to one per page of data."""
+
+from __future__ import annotations
+
+import pytest
+
+from copper_async._planner import (
+    WindowPlanner,
+    WindowSplit,
+)
+from tests.unit.planner_model import (
+    FIELDS,
+    ModelAPI,
+    TotalMode,
+    leaves,
+    make_records,
+    run,
+    skewed_records,
+)
+
+# -- request efficiency ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("total_mode", ["exact", "capped", "overcount"])
+def test_requests_stay_near_the_ideal_when_a_total_is_sent(total_mode: TotalMode) -> None:
+    records = skewed_records(25_000, seed=1)
+    cap, page_size = 1_000, 50
+    api = ModelAPI(records, cap=cap, total_mode=total_mode)
+    planner = WindowPlanner(cap=cap, page_size=page_size, split_fields=FIELDS)
+    delivered, events = run(planner, api, max_in_flight=8)
+    assert sorted(delivered) == [r["id"] for r in records]
+    ideal = -(-len(records) // page_size)
+    leaf_count = len(leaves(events))
+    assert len(api.requests) <= 1.01 * ideal + 3 * leaf_count
+    # Cuts are sized from the data, so leaves are few: about N / cap.
+    assert leaf_count <= 2 * len(records) / cap + 2
+    if total_mode == "exact":
+        # One cut page per split; the rest of a cut is known to overflow without a look.
+        assert len(api.requests) <= ideal + leaf_count + 2
+
+
+def test_requests_without_a_total_are_still_close_to_the_ideal() -> None:
+    records = skewed_records(25_000, seed=2)
+    api = ModelAPI(records, cap=1_000, total_mode="absent")
+    planner = WindowPlanner(cap=1_000, page_size=50, split_fields=FIELDS)
+    delivered, events = run(planner, api, max_in_flight=8)
+    assert sorted(delivered) == [r["id"] for r in records]
+    ideal = -(-len(records) // 50)
+    assert len(api.requests) <= 1.2 * ideal + 3 * len(leaves(events))
+
+
+def test_a_query_that_fits_costs_exactly_its_pages() -> None:
+    records = skewed_records(990, seed=3)
+    api = ModelAPI(records, cap=1_000, total_mode="exact")
+    planner = WindowPlanner(cap=1_000, page_size=50)
+    delivered, events = run(planner, api)
+    assert len(api.requests) == 20
+    assert len(delivered) == 990
+    assert not any(isinstance(e, WindowSplit) for e in events)
+
+
+def test_without_a_total_a_fitting_query_costs_no_extra_page_once_learned() -> None:
+    records = skewed_records(2_490, seed=4)
+    api = ModelAPI(records, cap=1_000, total_mode="absent")
+    planner = WindowPlanner(cap=1_000, page_size=50)
+    delivered, _ = run(planner, api, max_in_flight=1)
+    assert sorted(delivered) == [r["id"] for r in records]
+    # 50 pages of data; the root's first look and cut pages are the only waste.
+    assert len(api.requests) <= 50 + 4 + 3
+
+
+# -- searches of any size ----------------------------------------------------------
+
+
+def test_a_search_of_hundreds_of_windows_does_not_trip_the_convergence_guard() -> None:
+    """Only splits a correct sort makes needless count towards the guard: the
+    chain of "rest" windows a long search cuts off one by one does not."""
+    records = make_records([i // 3 for i in range(30_000)], [0] * 30_000)
+    api = ModelAPI(records, cap=100, total_mode="exact")
+    planner = WindowPlanner(cap=100, page_size=10)
+    delivered, events = run(planner, api, max_in_flight=4)
+    assert len(leaves(events)) > 300
+    assert sorted(delivered) == [r["id"] for r in records]
+    assert max(w.depth for w in leaves(events)) <= 2
