@@ -31,10 +31,13 @@ from copper_async._checkpoint import (
     remove_stale_temp_files,
     save_checkpoint,
 )
-from copper_async._clock import Clock
-from copper_async._engine import Search, SearchOptions, SearchStats
+from copper_async._clock import Clock, LoopClock
+from copper_async._engine import Search
+from copper_async._options import SearchOptions
 from copper_async._pages import PageSource
-from copper_async._planner import WindowPlanner
+from copper_async._planner import PlannerStats, WindowPlanner
+from copper_async._resources import OPPORTUNITIES
+from copper_async._stats import SearchStats, merge_stats
 from copper_async._writers import ExportFormat, RecordWriter, open_writer, read_committed
 from copper_async.exceptions import CheckpointError, InvalidOptionError
 from copper_async.filters import OpportunityFilter
@@ -193,6 +196,7 @@ async def run_export(
     """
     filter = filter if filter is not None else OpportunityFilter()
     options = options if options is not None else SearchOptions()
+    clock = clock if clock is not None else LoopClock()
     if format not in ("jsonl", "csv"):
         raise InvalidOptionError("format", f"must be 'jsonl' or 'csv', not {format!r}")
     if resume and checkpoint is None:
@@ -220,8 +224,15 @@ async def run_export(
     records = state.records if state else 0
     previous_stats: dict[str, Any] = dict(state.stats) if state else {}
 
+    stats = SearchStats(clock=clock) if planner is None else _count_on(planner, clock)
     search: Search[dict[str, Any]] = Search(
-        fetcher, filter, options=options, clock=clock, planner=planner
+        fetcher,
+        filter,
+        resource=OPPORTUNITIES,
+        options=options,
+        clock=clock,
+        planner=planner,
+        stats=stats,
     )
     if state is not None:
         # The first run's total covers the whole search; this run's first page
@@ -236,8 +247,8 @@ async def run_export(
             job=job,
             committed_bytes=committed,
             records=records,
-            planner=search.planner.snapshot(include_seen=False),
-            stats=_merge(previous_stats, search.stats.as_dict()),
+            planner=_planner_snapshot(search.planner),
+            stats=merge_stats(previous_stats, search.stats.as_dict()),
             csv_columns=getattr(writer, "columns", None),
             complete=complete,
         )
@@ -277,7 +288,7 @@ async def run_export(
         await pages.aclose()
         writer.close()
     return ExportResult(
-        out, records, committed, _merge(previous_stats, search.stats.as_dict()), resume
+        out, records, committed, merge_stats(previous_stats, search.stats.as_dict()), resume
     )
 
 
@@ -292,10 +303,17 @@ async def _in_thread(commit: Callable[[Checkpoint], int], state: Checkpoint) -> 
         raise
 
 
-def _merge(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-    """Counters add up over resumed runs; the rest is the latest."""
-    merged = dict(current)
-    for key, value in previous.items():
-        if key in ("requests", "pages", "records", "bytes", "retries", "rate_limited", "elapsed"):
-            merged[key] = (value or 0) + (current.get(key) or 0)
-    return merged
+def _planner_snapshot(planner: WindowPlanner) -> dict[str, Any]:
+    """SHIM until the planner snapshots its stats as ``PlannerStats`` (whatever
+    subclass it counts into): only the planner's own counters are its state."""
+    state = planner.snapshot(include_seen=False)
+    state["stats"] = {name: state["stats"][name] for name in attrs.fields_dict(PlannerStats)}
+    return state
+
+
+def _count_on(planner: WindowPlanner, clock: Clock) -> SearchStats:
+    """SHIM until ``WindowPlanner.restore`` takes ``stats=``: the search's stats,
+    holding the counts the planner restored, which the planner counts into."""
+    stats = SearchStats(clock=clock, **attrs.asdict(planner.stats))
+    planner.stats = stats
+    return stats
