@@ -52,9 +52,8 @@ class OptionSpec:
 
     def allowed(self) -> str:
         """The allowed values, in words (for help and tables)."""
-        if self.choices:
-            return ", ".join(self.choices)
-        return f"{self.low} to {self.high}" + (", or None" if self.optional else "")
+        allowed = ", ".join(self.choices) if self.choices else f"{self.low:_} to {self.high:_}"
+        return allowed + (", or None" if self.optional else "")
 
 
 def option_spec(field: attrs.Attribute[Any]) -> OptionSpec:
@@ -66,6 +65,12 @@ def option_spec(field: attrs.Attribute[Any]) -> OptionSpec:
 
 def _declared(**spec: Any) -> dict[str, OptionSpec]:
     return {_SPEC: OptionSpec(**spec)}
+
+
+def _option(default: Any, **spec: Any) -> Any:
+    """The field of an option without a converter: its default, and the
+    declaration that validates it."""
+    return attrs.field(default=default, validator=_check, metadata=_declared(**spec))
 
 
 def _check(instance: object, field: attrs.Attribute[Any], value: Any) -> None:
@@ -137,21 +142,18 @@ class SearchOptions:
     it defaults to the moment the search starts.
     """
 
-    page_size: int = attrs.field(
-        default=MAX_PAGE_SIZE,
-        validator=_check,
-        metadata=_declared(low=1, high=MAX_PAGE_SIZE, help="Records asked for per request."),
+    page_size: int = _option(
+        MAX_PAGE_SIZE, low=1, high=MAX_PAGE_SIZE, help="Records asked for per request."
     )
-    cap: int = attrs.field(
-        default=SEARCH_CAP,
-        validator=_check,
-        metadata=_declared(
-            low=1,
-            high=_MAX_CAP,
-            help="The API's search cap: the most records one query returns "
-            "(lower it only for a test server).",
-        ),
+    cap: int = _option(
+        SEARCH_CAP,
+        low=1,
+        high=_MAX_CAP,
+        help="The API's search cap: the most records one query returns "
+        "(lower it only for a test server).",
     )
+    # attrs.field itself where a converter widens what __init__ takes, so
+    # that type checkers see the converter's input type.
     split_field: DateField = attrs.field(
         default=DateField.CREATED,
         converter=_split_field,
@@ -172,45 +174,33 @@ class SearchOptions:
             "auto (the other date field), or None to never split it.",
         ),
     )
-    on_cap: OnCap = attrs.field(
-        default="error",
-        validator=_check,
-        metadata=_declared(
-            choices=("error", "warn"),
-            help="When records share one second past the cap: stop, or read "
-            "what is reachable and warn.",
-        ),
+    on_cap: OnCap = _option(  # noqa: RUF009 - an attrs field, built once
+        "error",
+        choices=("error", "warn"),
+        help="When records share one second past the cap: stop, or read "
+        "what is reachable and warn.",
     )
-    concurrency: int = attrs.field(
-        default=4,
-        validator=_check,
-        metadata=_declared(
-            low=1,
-            high=_MAX_CONCURRENCY,
-            help="Page requests in flight at once (under the client's one rate limit).",
-        ),
+    concurrency: int = _option(
+        4,
+        low=1,
+        high=_MAX_CONCURRENCY,
+        help="Page requests in flight at once (under the client's one rate limit).",
     )
-    max_passes: int = attrs.field(
-        default=3,
-        validator=_check,
-        metadata=_declared(
-            low=1,
-            high=_MAX_PASSES,
-            flag=False,
-            help="Readings of one window at most, when its records move while it is read.",
-        ),
+    max_passes: int = _option(
+        3,
+        low=1,
+        high=_MAX_PASSES,
+        flag=False,
+        help="Readings of one window at most, when its records move while it is read.",
     )
-    end_at: int | None = attrs.field(
-        default=None,
-        validator=_check,
-        metadata=_declared(
-            low=0,
-            high=MAX_TIMESTAMP,
-            optional=True,
-            flag=False,
-            help="Upper bound (Unix seconds) on date_created when the filter "
-            "has none; None: the moment the search starts.",
-        ),
+    end_at: int | None = _option(
+        None,
+        low=0,
+        high=MAX_TIMESTAMP,
+        optional=True,
+        flag=False,
+        help="Upper bound (Unix seconds) on date_created when the filter "
+        "has none; None: the moment the search starts.",
     )
 
     def __attrs_post_init__(self) -> None:

@@ -33,21 +33,24 @@ def _counter(merge: Merge = "sum") -> Any:
     return attrs.field(default=0, metadata={_MERGE: merge})
 
 
-def _planner_fields_carry_over(
-    cls: type, fields: list[attrs.Attribute[Any]]
-) -> list[attrs.Attribute[Any]]:
-    """The planner's counters come back with its snapshot on resume, so the
-    latest run's value already covers the earlier runs."""
+def _merge_rules(cls: type, fields: list[attrs.Attribute[Any]]) -> list[attrs.Attribute[Any]]:
+    """Every field says how it merges (None: not data); the planner's counters
+    come back with its snapshot on resume, so the latest run's value already
+    covers the earlier runs."""
     planners = attrs.fields_dict(PlannerStats)
-    return [
+    ruled = [
         field.evolve(metadata={_MERGE: "last", **field.metadata})
         if field.name in planners
         else field
         for field in fields
     ]
+    unruled = [field.name for field in ruled if _MERGE not in field.metadata]
+    if unruled:
+        raise TypeError(f"{cls.__name__} fields without a merge rule: {', '.join(unruled)}")
+    return ruled
 
 
-@attrs.define(field_transformer=_planner_fields_carry_over)
+@attrs.define(field_transformer=_merge_rules)
 class SearchStats(PlannerStats):
     """Live counters of one search; read them during the run or after it.
 
@@ -71,7 +74,9 @@ class SearchStats(PlannerStats):
     total_hint: int | None = attrs.field(default=None, metadata={_MERGE: "first"})
     started_at: float | None = attrs.field(default=None, metadata={_MERGE: "last"})
     finished_at: float | None = attrs.field(default=None, metadata={_MERGE: "last"})
-    _clock: Clock | None = attrs.field(default=None, repr=False, eq=False, alias="clock")
+    _clock: Clock | None = attrs.field(
+        default=None, repr=False, eq=False, alias="clock", metadata={_MERGE: None}
+    )
 
     @property
     def elapsed(self) -> float:
@@ -85,7 +90,7 @@ class SearchStats(PlannerStats):
 
     def as_dict(self) -> dict[str, Any]:
         """The counters as plain data (for logs, summaries and checkpoints)."""
-        data = attrs.asdict(self, filter=lambda field, _: field.name != "_clock")
+        data = attrs.asdict(self, filter=lambda field, _: field.metadata[_MERGE] is not None)
         data["elapsed"] = round(self.elapsed, 3)
         return data
 
@@ -95,7 +100,7 @@ _MERGE_RULES: dict[str, Merge] = {
     **{
         field.name: field.metadata[_MERGE]
         for field in attrs.fields(SearchStats)
-        if _MERGE in field.metadata
+        if field.metadata[_MERGE] is not None
     },
     "elapsed": "sum",
 }

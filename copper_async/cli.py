@@ -297,7 +297,7 @@ class _LazyGroup(click.Group):
     """Commands that need the fake server (and its dataset) are imported only
     when run, so that ``export`` and ``--help`` start without them."""
 
-    # name: (module, attribute, short help shown in the command list)
+    # name: (module, attribute, the help line the command list shows)
     lazy: ClassVar[dict[str, tuple[str, str, str]]] = {
         "fake-server": (
             "copper_async.testing._command",
@@ -311,9 +311,9 @@ class _LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy and cmd_name not in self.commands:
-            module, attribute, short_help = self.lazy[cmd_name]
+            module, attribute, help_line = self.lazy[cmd_name]
             if ctx.meta.get(_LISTING):
-                return click.Command(cmd_name, short_help=short_help)
+                return click.Command(cmd_name, help=help_line)
             self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
         return super().get_command(ctx, cmd_name)
 
