@@ -1,10 +1,12 @@
 """The streaming engine: runs the window planner over the HTTP client.
 
 :class:`Search` is what ``client.opportunities.search(...)`` returns: an async
-iterator of records (typed :class:`~copper_async._records.Opportunity`, or
-plain dicts in raw mode) that keeps up to ``concurrency`` page requests in
-flight, feeds each answer to the :class:`~copper_async._planner.WindowPlanner`
-and yields what it delivers. The planner decides every request; this module
+iterator of the records of one :class:`~copper_async._resources.Resource`
+(typed, e.g. :class:`~copper_async._records.Opportunity`, or plain dicts in
+raw mode) that keeps up to ``concurrency`` page requests in flight, feeds each
+answer to the :class:`~copper_async._planner.WindowPlanner` and yields what it
+delivers. The resource says where to send them and what comes back; the
+planner and this module know nothing more of it. The planner decides every request; this module
 only sends them, keeps order of nothing but its own bookkeeping, and cleans
 up: closing a search early (``break``, :meth:`Search.aclose`, cancelling the
 task) cancels the requests in flight.
