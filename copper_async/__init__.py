@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from copper_async._engine import MultiSearch, Search, SearchOptions, SearchStats
+from copper_async._engine import MultiSearch, Search
+from copper_async._options import SearchOptions
 from copper_async._ratelimit import RateLimit
 from copper_async._records import ABSENT, CustomFieldValue, LeadConversion, Opportunity
 from copper_async._retry import RetryPolicy
+from copper_async._stats import SearchStats
 from copper_async._writers import read_list_cell
 from copper_async.client import ClientStats, CopperClient, RawPage, SearchPage
 from copper_async.exceptions import (

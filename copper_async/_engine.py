@@ -1,10 +1,12 @@
 """The streaming engine: runs the window planner over the HTTP client.
 
 :class:`Search` is what ``client.opportunities.search(...)`` returns: an async
-iterator of records (typed :class:`~copper_async._records.Opportunity`, or
-plain dicts in raw mode) that keeps up to ``concurrency`` page requests in
-flight, feeds each answer to the :class:`~copper_async._planner.WindowPlanner`
-and yields what it delivers. The planner decides every request; this module
+iterator of the records of one :class:`~copper_async._resources.Resource`
+(typed, e.g. :class:`~copper_async._records.Opportunity`, or plain dicts in
+raw mode) that keeps up to ``concurrency`` page requests in flight, feeds each
+answer to the :class:`~copper_async._planner.WindowPlanner` and yields what it
+delivers. The resource says where to send them and what comes back; the
+planner and this module know nothing more of it. The planner decides every request; this module
 only sends them, keeps order of nothing but its own bookkeeping, and cleans
 up: closing a search early (``break``, :meth:`Search.aclose`, cancelling the
 task) cancels the requests in flight.
@@ -18,16 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import warnings
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
-from typing import Any, Generic, Literal, TypeVar
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 import attrs
 
 from copper_async._clock import Clock, LoopClock
 from copper_async._closing import AsyncClosing
+from copper_async._options import SEARCH_CAP, SearchOptions
 from copper_async._pages import PageSource, RawPage
 from copper_async._planner import (
     CapLimited,
@@ -36,7 +38,6 @@ from copper_async._planner import (
     PageRequest,
     PageResult,
     PlannerEvent,
-    PlannerStats,
     TotalsDistrusted,
     Window,
     WindowDone,
@@ -44,7 +45,8 @@ from copper_async._planner import (
     WindowSplit,
 )
 from copper_async._protocol import page_refused
-from copper_async._records import Opportunity, structure_page
+from copper_async._resources import Resource, SearchFilter
+from copper_async._stats import SearchStats
 from copper_async.exceptions import (
     CopperError,
     InvalidOptionError,
@@ -52,7 +54,7 @@ from copper_async.exceptions import (
     RecordError,
     SearchCapWarning,
 )
-from copper_async.filters import MAX_PAGE_SIZE, DateField, OpportunityFilter
+from copper_async.filters import DateField
 
 __all__ = [
     "SEARCH_CAP",
@@ -65,153 +67,20 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Copper returns only this many records of any one query.
-SEARCH_CAP = 100_000
 # Copper's clock and ours may differ: a search ends this far past our "now".
 _CLOCK_SKEW_ALLOWANCE = 300
-_MAX_CONCURRENCY = 64
 
 T = TypeVar("T")
-OnCap = Literal["error", "warn"]
-# The planner's counters that SearchStats mirrors (records are counted at hand-out).
-_PLANNER_COUNTERS = tuple(
-    field.name for field in attrs.fields(PlannerStats) if field.name != "records_delivered"
-)
 
 
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidOptionError(name, f"must be an integer, not {value!r}")
-    if not low <= value <= high:
-        raise InvalidOptionError(name, f"must be between {low} and {high}, not {value}")
-
-
-def _date_field(value: DateField | str, name: str = "split_field") -> DateField:
-    if isinstance(value, DateField):
-        return value
-    for member in DateField:
-        if value in (member.value, member.record_key, member.name.lower()):
-            return member
-    raise InvalidOptionError(name, f"unknown date field {value!r}")
-
-
-@attrs.frozen(kw_only=True)
-class SearchOptions:
-    """How one search pages and splits. Every option has a safe default.
-
-    ``split_field`` must be a field the API can both filter and sort on and
-    that no record leaves empty: ``date_created`` (default; it never changes,
-    so records cannot move between windows while a search runs) or
-    ``date_modified``. ``secondary_field`` splits a single second that holds
-    more than the cap (by default the other of the two; ``None`` to never).
-    ``end_at`` bounds ``date_created`` from above when the filter does not,
-    so that records created while the search runs do not shift its pages;
-    it defaults to the moment the search starts.
-    """
-
-    page_size: int = MAX_PAGE_SIZE
-    cap: int = SEARCH_CAP
-    split_field: DateField = attrs.field(default=DateField.CREATED, converter=_date_field)
-    secondary_field: DateField | Literal["auto"] | None = "auto"
-    on_cap: OnCap = "error"
-    concurrency: int = 4
-    max_passes: int = 3
-    end_at: int | None = None
-
-    def __attrs_post_init__(self) -> None:
-        _check_int("page_size", self.page_size, 1, MAX_PAGE_SIZE)
-        _check_int("cap", self.cap, 1, 10**9)
-        if self.cap < self.page_size:
-            raise InvalidOptionError("cap", f"must be at least page_size ({self.page_size})")
-        if not self.split_field.splittable:
-            raise InvalidOptionError(
-                "split_field",
-                f"{self.split_field.record_key!r} cannot split a search: it must be sortable "
-                "and never empty (use date_created or date_modified)",
-            )
-        if self.secondary_field not in ("auto", None):
-            secondary = _date_field(self.secondary_field, "secondary_field")
-            if not secondary.splittable or secondary is self.split_field:
-                raise InvalidOptionError(
-                    "secondary_field", "must be the other of date_created and date_modified"
-                )
-            object.__setattr__(self, "secondary_field", secondary)
-        if self.on_cap not in ("error", "warn"):
-            raise InvalidOptionError("on_cap", f"must be 'error' or 'warn', not {self.on_cap!r}")
-        _check_int("concurrency", self.concurrency, 1, _MAX_CONCURRENCY)
-        _check_int("max_passes", self.max_passes, 1, 10)
-        if self.end_at is not None:
-            _check_int("end_at", self.end_at, 0, 253_402_300_799)
-
-    @property
-    def split_fields(self) -> tuple[DateField, ...]:
-        """The primary split field, then the one that splits hot seconds."""
-        if self.secondary_field is None:
-            return (self.split_field,)
-        if self.secondary_field == "auto":
-            other = (
-                DateField.MODIFIED if self.split_field is DateField.CREATED else DateField.CREATED
-            )
-            return (self.split_field, other)
-        assert isinstance(self.secondary_field, DateField)
-        return (self.split_field, self.secondary_field)
-
-
-@attrs.define
-class SearchStats:
-    """Live counters of one search; read them during the run or after it.
-
-    ``records`` counts records handed to the caller. The planner's counters
-    (see :class:`~copper_async._planner.PlannerStats`) are mirrored here:
-    ``overcounted_windows`` had a stable total above their records (Copper's
-    total is an upper bound), ``shifted_reads`` ids came twice in one reading
-    of a window (its offsets moved: it is read again), ``windows_continued``
-    stopped at a page boundary short of their count and were read on,
-    ``pages_refused`` got an error status past page 1 (taken as the end), and
-    ``totals_distrusted`` is set once a page contradicted its own total.
-    """
-
-    requests: int = 0
-    pages: int = 0
-    records: int = 0
-    bytes: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    windows_planned: int = 0
-    windows_split: int = 0
-    windows_done: int = 0
-    hot_spots: int = 0
-    duplicates_dropped: int = 0
-    count_mismatches: int = 0
-    rereads: int = 0
-    pages_discarded: int = 0
-    cap_limited_windows: int = 0
-    unreachable_records: int = 0
-    overcounted_windows: int = 0
-    shifted_reads: int = 0
-    windows_continued: int = 0
-    pages_refused: int = 0
-    totals_distrusted: bool = False
-    total_hint: int | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    _clock: Clock | None = attrs.field(default=None, repr=False, eq=False, alias="clock")
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds since the first request (up to the end, once finished)."""
-        if self.started_at is None:
-            return 0.0
-        end = self.finished_at
-        if end is None:
-            end = self._clock.monotonic() if self._clock is not None else self.started_at
-        return max(end - self.started_at, 0.0)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The counters as plain data (for logs, summaries and checkpoints)."""
-        data = attrs.asdict(self, filter=lambda a, _: not a.name.startswith("_"))
-        data["elapsed"] = round(self.elapsed, 3)
-        return data
+def _located(error: RecordError, where: Mapping[str, Any]) -> RecordError:
+    """The same error, naming the window and page it came from."""
+    return RecordError(
+        error.path,
+        error.reason,
+        record_id=error.record_id,
+        context={**error.context, **where},
+    )
 
 
 @attrs.frozen
@@ -235,26 +104,40 @@ class Search(AsyncClosing, Generic[T]):
     def __init__(
         self,
         fetcher: PageSource,
-        filter: OpportunityFilter | None = None,
+        filter: Any = None,
         *,
+        resource: Resource[Any, Any],
         options: SearchOptions | None = None,
         structure: Callable[[list[dict[str, Any]]], list[T]] | None = None,
         clock: Clock | None = None,
         planner: WindowPlanner | None = None,
         planner_events: Sequence[PlannerEvent] = (),
+        stats: SearchStats | None = None,
     ) -> None:
-        if filter is not None and not isinstance(filter, OpportunityFilter):
+        if filter is not None and not isinstance(filter, resource.filter_class):
             raise InvalidOptionError(
-                "filter", f"must be an OpportunityFilter or None, not {type(filter).__name__}"
+                "filter",
+                f"must be an {resource.filter_class.__name__} or None, not {type(filter).__name__}",
             )
-        self.filter = filter if filter is not None else OpportunityFilter()
+        self.resource = resource
+        self.filter: SearchFilter = filter if filter is not None else resource.filter_class()
         self.options = options if options is not None else SearchOptions()
         self._fetcher = fetcher
         self._structure = structure
         self._clock = clock if clock is not None else LoopClock()
-        self.stats = SearchStats(clock=self._clock)
         self._fields = self.options.split_fields
+        unsplittable = [f.record_key for f in self._fields if f not in resource.split_fields]
+        if unsplittable:
+            raise InvalidOptionError(
+                "split_field", f"{resource.name} cannot be split on {', '.join(unsplittable)}"
+            )
+        # One stats object: the planner counts into it, the engine adds page counters.
+        self.stats = stats if stats is not None else SearchStats(clock=self._clock)
         self.planner = planner if planner is not None else self._new_planner()
+        if self.planner.stats is not self.stats:
+            raise InvalidOptionError(
+                "planner", "must count into this search's stats (restore it with stats=)"
+            )
         self._tasks: dict[asyncio.Task[RawPage], PageRequest] = {}
         self._ready: deque[ResultPage[T]] = deque()
         self._records: deque[T] = deque()
@@ -269,7 +152,7 @@ class Search(AsyncClosing, Generic[T]):
         if created >= 0 and bounds[created][1] is None:
             end_at = self.options.end_at
             if end_at is None:
-                end_at = int(time.time()) + _CLOCK_SKEW_ALLOWANCE
+                end_at = int(self._clock.time()) + _CLOCK_SKEW_ALLOWANCE
             lo = bounds[created][0]
             bounds[created] = (lo, end_at if lo is None or end_at >= lo else lo)
         return WindowPlanner(
@@ -279,6 +162,8 @@ class Search(AsyncClosing, Generic[T]):
             bounds=bounds,
             on_cap=self.options.on_cap,
             max_passes=self.options.max_passes,
+            id_field=self.resource.id_field,
+            stats=self.stats,
         )
 
     # -- the async iterator protocol ------------------------------------------
@@ -363,7 +248,9 @@ class Search(AsyncClosing, Generic[T]):
                 return
             body = self._body(request)
             context = self._where(request.window, request.page_number)
-            task = asyncio.ensure_future(self._fetcher.fetch_page(body, context=context))
+            task = asyncio.ensure_future(
+                self._fetcher.fetch_page(body, path=self.resource.path, context=context)
+            )
             self._tasks[task] = request
             self.stats.requests += 1
 
@@ -402,12 +289,11 @@ class Search(AsyncClosing, Generic[T]):
             self._account(page)
             result = PageResult(page.records, page.total)
         try:
-            self._handle(self.planner.feed(request, result))
+            events = self.planner.feed(request, result)
         except RecordError as error:
             # A malformed record names its window and page, like a failed request.
-            for key, value in self._where(request.window, request.page_number).items():
-                error.context.setdefault(key, value)
-            raise
+            raise _located(error, self._where(request.window, request.page_number)) from error
+        self._handle(events)
 
     def _account(self, page: RawPage) -> None:
         stats = self.stats
@@ -419,8 +305,6 @@ class Search(AsyncClosing, Generic[T]):
             stats.total_hint = page.total
 
     def _handle(self, events: Sequence[PlannerEvent]) -> None:
-        planner_stats = self.planner.stats
-        stats = self.stats
         for event in events:
             if isinstance(event, Deliver):
                 records: list[Any] = event.records
@@ -428,8 +312,8 @@ class Search(AsyncClosing, Generic[T]):
                     try:
                         records = self._structure(records)
                     except RecordError as error:
-                        error.context.update(self._where(event.window, event.page_number))
-                        raise
+                        where = self._where(event.window, event.page_number)
+                        raise _located(error, where) from error
                 self._ready.append(ResultPage(event.window, event.page_number, records))
             elif isinstance(event, WindowSplit):
                 logger.debug(
@@ -468,8 +352,6 @@ class Search(AsyncClosing, Generic[T]):
                 warnings.warn(message, SearchCapWarning, stacklevel=4)
             elif isinstance(event, WindowDone):
                 logger.debug("window %s done: %d records", event.window.bounds, event.delivered)
-        for name in _PLANNER_COUNTERS:
-            setattr(stats, name, getattr(planner_stats, name))
 
 
 class MultiSearch(AsyncClosing, Generic[T]):
@@ -588,8 +470,3 @@ async def _pump(
         await queue.put((index, error))
         return
     await queue.put((index, None))
-
-
-def typed_structure(records: list[dict[str, Any]]) -> list[Opportunity]:
-    """Structure one page of records into :class:`Opportunity` objects."""
-    return structure_page(records)

@@ -31,10 +31,13 @@ from copper_async._checkpoint import (
     remove_stale_temp_files,
     save_checkpoint,
 )
-from copper_async._clock import Clock
-from copper_async._engine import Search, SearchOptions, SearchStats
+from copper_async._clock import Clock, LoopClock
+from copper_async._engine import Search
+from copper_async._options import SearchOptions
 from copper_async._pages import PageSource
 from copper_async._planner import Restored, WindowPlanner
+from copper_async._resources import OPPORTUNITIES
+from copper_async._stats import SearchStats, merge_stats
 from copper_async._writers import ExportFormat, RecordWriter, open_writer, read_committed
 from copper_async.exceptions import CheckpointError, InvalidOptionError
 from copper_async.filters import OpportunityFilter
@@ -133,6 +136,7 @@ def _open_job(
     out: Path,
     format: ExportFormat,
     checkpoint: Path | None,
+    stats: SearchStats,
     *,
     resume: bool,
 ) -> tuple[RecordWriter, Restored | None, Checkpoint | None] | ExportResult:
@@ -163,6 +167,7 @@ def _open_job(
             state.planner,
             max_passes=options.max_passes,
             delivered=read_committed(out, format, state.committed_bytes, fields),
+            stats=stats,
         )
     except BaseException:
         writer.close()
@@ -193,6 +198,7 @@ async def run_export(
     """
     filter = filter if filter is not None else OpportunityFilter()
     options = options if options is not None else SearchOptions()
+    clock = clock if clock is not None else LoopClock()
     if format not in ("jsonl", "csv"):
         raise InvalidOptionError("format", f"must be 'jsonl' or 'csv', not {format!r}")
     if resume and checkpoint is None:
@@ -212,7 +218,9 @@ async def run_export(
     if checkpoint is not None:
         remove_stale_temp_files(checkpoint)
 
-    opened = _open_job(job, fingerprint, options, out, format, checkpoint, resume=resume)
+    # One stats object: a restored planner counts into it from its snapshot on.
+    stats = SearchStats(clock=clock)
+    opened = _open_job(job, fingerprint, options, out, format, checkpoint, stats, resume=resume)
     if isinstance(opened, ExportResult):
         return opened
     writer, restored, state = opened
@@ -223,10 +231,12 @@ async def run_export(
     search: Search[dict[str, Any]] = Search(
         fetcher,
         filter,
+        resource=OPPORTUNITIES,
         options=options,
         clock=clock,
         planner=restored.planner if restored else None,
         planner_events=restored.events if restored else (),
+        stats=stats,
     )
     if state is not None:
         # The first run's total covers the whole search; this run's first page
@@ -242,7 +252,7 @@ async def run_export(
             committed_bytes=committed,
             records=records,
             planner=search.planner.snapshot(include_seen=False),
-            stats=_merge(previous_stats, search.stats.as_dict()),
+            stats=merge_stats(previous_stats, search.stats.as_dict()),
             csv_columns=getattr(writer, "columns", None),
             complete=complete,
         )
@@ -282,7 +292,7 @@ async def run_export(
         await pages.aclose()
         writer.close()
     return ExportResult(
-        out, records, committed, _merge(previous_stats, search.stats.as_dict()), resume
+        out, records, committed, merge_stats(previous_stats, search.stats.as_dict()), resume
     )
 
 
@@ -295,12 +305,3 @@ async def _in_thread(commit: Callable[[Checkpoint], int], state: Checkpoint) -> 
     except asyncio.CancelledError:
         await task
         raise
-
-
-def _merge(previous: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-    """Counters add up over resumed runs; the rest is the latest."""
-    merged = dict(current)
-    for key, value in previous.items():
-        if key in ("requests", "pages", "records", "bytes", "retries", "rate_limited", "elapsed"):
-            merged[key] = (value or 0) + (current.get(key) or 0)
-    return merged

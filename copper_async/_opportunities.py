@@ -1,37 +1,30 @@
 """``client.opportunities``: the searches users start.
 
 Each method only validates and assembles; the work happens in
-:mod:`copper_async._engine`.
+:mod:`copper_async._engine`. :class:`ResourceAPI` serves any
+:class:`~copper_async._resources.Resource`; :class:`OpportunitiesAPI` is the
+one for opportunities.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal, overload
+from typing import Any, Generic, Literal, TypeVar, Unpack, overload
 
 from copper_async._clock import Clock
-from copper_async._engine import (
-    SEARCH_CAP,
-    MultiSearch,
-    Search,
-    SearchOptions,
-)
+from copper_async._engine import MultiSearch, Search
+from copper_async._options import SearchKwargs, SearchOptions
 from copper_async._pages import PageSource
-from copper_async._records import Opportunity, structure_page
+from copper_async._records import Opportunity
+from copper_async._resources import OPPORTUNITIES, Resource
 from copper_async.exceptions import InvalidOptionError
-from copper_async.filters import MAX_PAGE_SIZE, DateField, OpportunityFilter
+from copper_async.filters import OpportunityFilter
 
-__all__ = ["OpportunitiesAPI"]
+__all__ = ["OpportunitiesAPI", "ResourceAPI"]
 
 RawRecord = dict[str, Any]
-
-
-def _raw_id(record: RawRecord) -> int:
-    return int(record["id"])
-
-
-def _typed_id(record: Opportunity) -> int:
-    return record.id
+R = TypeVar("R")
+F = TypeVar("F")
 
 
 def _check_flag(name: str, value: object) -> None:
@@ -40,107 +33,90 @@ def _check_flag(name: str, value: object) -> None:
         raise InvalidOptionError(name, f"must be True or False, not {value!r}")
 
 
-class OpportunitiesAPI:
-    """Searches over one client; every request goes through its rate limiter."""
+class ResourceAPI(Generic[R, F]):
+    """Searches of one resource over one client; every request goes through
+    the client's rate limiter."""
 
-    def __init__(self, fetcher: PageSource, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, fetcher: PageSource, resource: Resource[R, Any], *, clock: Clock | None = None
+    ) -> None:
         self._fetcher = fetcher
         self._clock = clock
+        self.resource = resource
 
     @overload
     def search(
         self,
-        filter: OpportunityFilter | None = ...,
+        filter: F | None = ...,
         *,
         raw: Literal[False] = ...,
-        page_size: int = ...,
-        split_field: DateField | str = ...,
-        secondary_field: DateField | str | None = ...,
-        on_cap: Literal["error", "warn"] = ...,
-        concurrency: int = ...,
-        max_passes: int = ...,
-        end_at: int | None = ...,
-        cap: int = ...,
-    ) -> Search[Opportunity]: ...
+        **options: Unpack[SearchKwargs],
+    ) -> Search[R]: ...
 
     @overload
     def search(
-        self,
-        filter: OpportunityFilter | None = ...,
-        *,
-        raw: Literal[True],
-        page_size: int = ...,
-        split_field: DateField | str = ...,
-        secondary_field: DateField | str | None = ...,
-        on_cap: Literal["error", "warn"] = ...,
-        concurrency: int = ...,
-        max_passes: int = ...,
-        end_at: int | None = ...,
-        cap: int = ...,
+        self, filter: F | None = ..., *, raw: Literal[True], **options: Unpack[SearchKwargs]
     ) -> Search[RawRecord]: ...
 
     def search(
-        self,
-        filter: OpportunityFilter | None = None,
-        *,
-        raw: bool = False,
-        page_size: int = MAX_PAGE_SIZE,
-        split_field: DateField | str = DateField.CREATED,
-        secondary_field: DateField | str | None = "auto",
-        on_cap: Literal["error", "warn"] = "error",
-        concurrency: int = 4,
-        max_passes: int = 3,
-        end_at: int | None = None,
-        cap: int = SEARCH_CAP,
-    ) -> Search[Opportunity] | Search[RawRecord]:
-        """Every opportunity ``filter`` matches, each exactly once, as an async iterator.
+        self, filter: F | None = None, *, raw: bool = False, **options: Unpack[SearchKwargs]
+    ) -> Search[R] | Search[RawRecord]:
+        """Every record ``filter`` matches, each exactly once, as an async iterator.
 
         Past the 100,000-record search cap the date range is split into windows
         that fit (see :mod:`copper_async._planner`). ``raw=True`` yields the
-        records as plain dicts, skipping the typed structuring. Invalid
-        options raise :class:`~copper_async.exceptions.InvalidOptionError`
-        here, before any request.
+        records as plain dicts, skipping the typed structuring. The options
+        are :class:`~copper_async._options.SearchOptions`'; invalid ones raise
+        :class:`~copper_async.exceptions.InvalidOptionError` here, before any
+        request.
         """
-        _check_flag("raw", raw)
-        options = SearchOptions(
-            page_size=page_size,
-            split_field=split_field,
-            secondary_field=secondary_field,  # type: ignore[arg-type]
-            on_cap=on_cap,
-            concurrency=concurrency,
-            max_passes=max_passes,
-            end_at=end_at,
-            cap=cap,
-        )
-        if raw:
-            return Search[RawRecord](self._fetcher, filter, options=options, clock=self._clock)
-        return Search[Opportunity](
-            self._fetcher, filter, options=options, structure=structure_page, clock=self._clock
-        )
+        return self._start(filter, raw=raw, options=SearchOptions(**options))
 
     def search_many(
         self,
-        filters: Iterable[OpportunityFilter | None],
+        filters: Iterable[F | None],
         *,
         union: bool = False,
         raw: bool = False,
-        **options: Any,
+        **options: Unpack[SearchKwargs],
     ) -> MultiSearch[Any]:
         """Run several searches concurrently; yield records from all as they arrive.
 
         ``union=True`` yields a record matched by several filters once. Takes
         the same keyword options as :meth:`search`, applied to each.
         """
-        if isinstance(filters, OpportunityFilter):
+        if isinstance(filters, self.resource.filter_class):
             raise InvalidOptionError("filters", "must be a list of filters, not one filter")
         if isinstance(filters, str | bytes | dict) or not isinstance(filters, Iterable):
             raise InvalidOptionError(
                 "filters", f"must be a list of filters, not {type(filters).__name__}"
             )
         _check_flag("union", union)
-        searches: list[Search[Any]] = [
-            self.search(f, raw=raw, **options)  # type: ignore[call-overload]
-            for f in filters
-        ]
-        id_of = _raw_id if raw else _typed_id
+        search_options = SearchOptions(**options)
+        searches = [self._start(f, raw=raw, options=search_options) for f in filters]
+        id_of = self.resource.raw_id if raw else self.resource.typed_id
         return MultiSearch(searches, union=union, id_of=id_of)
+
+    def _start(
+        self, filter: F | None, *, raw: bool, options: SearchOptions
+    ) -> Search[R] | Search[RawRecord]:
+        _check_flag("raw", raw)
+        if raw:
+            return Search[RawRecord](
+                self._fetcher, filter, resource=self.resource, options=options, clock=self._clock
+            )
+        return Search[R](
+            self._fetcher,
+            filter,
+            resource=self.resource,
+            options=options,
+            structure=self.resource.structure_page,
+            clock=self._clock,
+        )
+
+
+class OpportunitiesAPI(ResourceAPI[Opportunity, OpportunityFilter]):
+    """``client.opportunities``: searches over every opportunity."""
+
+    def __init__(self, fetcher: PageSource, *, clock: Clock | None = None) -> None:
+        super().__init__(fetcher, OPPORTUNITIES, clock=clock)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
+import importlib
 import logging
 import math
 import os
@@ -14,17 +16,19 @@ import time
 import warnings
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, NoReturn, TextIO, TypeVar
+from typing import Any, ClassVar, NoReturn, TextIO, TypeVar
 
+import attrs
 import click
 import orjson
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from copper_async import __version__
-from copper_async._engine import SEARCH_CAP, SearchOptions, SearchStats
 from copper_async._export import ExportResult, run_export
+from copper_async._options import SearchOptions, option_spec
 from copper_async._protocol import DEFAULT_BASE_URL
 from copper_async._ratelimit import RateLimit
+from copper_async._stats import SearchStats
 from copper_async.client import CopperClient
 from copper_async.exceptions import (
     AuthenticationError,
@@ -39,8 +43,7 @@ from copper_async.exceptions import (
     ServerError,
     TransportError,
 )
-from copper_async.filters import OpportunityFilter
-from copper_async.testing._command import fake_server
+from copper_async.filters import DateField, OpportunityFilter
 
 __all__ = ["ExitCode", "main"]
 
@@ -273,21 +276,6 @@ def _rate_limit(value: str) -> RateLimit | None:
         _fail(ExitCode.USAGE, str(error))
 
 
-def _search_options(
-    page_size: int, cap: int, split_field: str, on_cap: str, concurrency: int
-) -> SearchOptions:
-    try:
-        return SearchOptions(
-            page_size=page_size,
-            cap=cap,
-            split_field=split_field,
-            on_cap=on_cap,  # type: ignore[arg-type]
-            concurrency=concurrency,
-        )
-    except InvalidInputError as error:
-        _fail(ExitCode.USAGE, str(error))
-
-
 def _summary(result: ExportResult, *, ideal: int | None = None) -> list[str]:
     stats = result.stats
     return [
@@ -305,32 +293,85 @@ def _summary(result: ExportResult, *, ideal: int | None = None) -> list[str]:
     ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """Commands that need the fake server (and its dataset) are imported only
+    when run, so that ``export`` and ``--help`` start without them."""
+
+    # name: (module, attribute, the help line the command list shows)
+    lazy: ClassVar[dict[str, tuple[str, str, str]]] = {
+        "fake-server": (
+            "copper_async.testing._command",
+            "fake_server",
+            "Serve Copper's opportunity search on loopback, from generated or given records.",
+        ),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, attribute, help_line = self.lazy[cmd_name]
+            if ctx.meta.get(_LISTING):
+                return click.Command(cmd_name, help=help_line)
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        ctx.meta[_LISTING] = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            ctx.meta[_LISTING] = False
+
+
+_LISTING = "copper_async.cli.listing"
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="copper-async")
 def main() -> None:
     """Stream Copper CRM opportunities out of the search API, exactly once."""
 
 
+def _search_flag(field: attrs.Attribute[Any]) -> Callable[[Callable[..., Any]], Any]:
+    """One :class:`SearchOptions` field as a flag: its bounds, default and help."""
+    spec = option_spec(field)
+    kind = click.Choice(spec.choices) if spec.choices else click.IntRange(spec.low, spec.high)
+    default = field.default.record_key if isinstance(field.default, DateField) else field.default
+    return click.option(
+        f"--{field.name.replace('_', '-')}",
+        field.name,
+        type=kind,
+        default=default,
+        show_default=True,
+        help=spec.help,
+    )
+
+
+def _search_flags(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A flag for every search option that has one; the command gets them as
+    one ``options`` (checks across options fail with exit code 2)."""
+    flagged = [field for field in attrs.fields(SearchOptions) if option_spec(field).flag]
+
+    @functools.wraps(function)
+    def command(**params: Any) -> Any:
+        values = {field.name: params.pop(field.name) for field in flagged}
+        try:
+            options = SearchOptions(**values)
+        except InvalidInputError as error:
+            _fail(ExitCode.USAGE, str(error))
+        return function(options=options, **params)
+
+    for field in reversed(flagged):
+        command = _search_flag(field)(command)
+    return command
+
+
 def _common_export_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.option("--format", "format_", type=click.Choice(["jsonl", "csv"]), default="jsonl"),
-        click.option("--page-size", type=click.IntRange(1, 200), default=200, show_default=True),
-        click.option(
-            "--split-field",
-            type=click.Choice(["date_created", "date_modified"]),
-            default="date_created",
-            show_default=True,
-            help="Date field the search is split on past the cap.",
-        ),
-        click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True),
-        click.option(
-            "--on-cap",
-            type=click.Choice(["error", "warn"]),
-            default="error",
-            show_default=True,
-            help="When records share one second past the cap: stop, or export what is "
-            "reachable and warn.",
-        ),
+        _search_flags,
         click.option("--quiet", "-q", is_flag=True, help="Only errors on stderr."),
         click.option("--verbose", "-v", is_flag=True, help="Debug logging (never credentials)."),
     ]
@@ -367,13 +408,6 @@ def _common_export_options(function: Callable[..., Any]) -> Callable[..., Any]:
     help="Checkpoint file, written after each committed page.",
 )
 @click.option("--resume", is_flag=True, help="Continue the export recorded in --checkpoint.")
-@click.option(
-    "--cap",
-    type=click.IntRange(1),
-    default=SEARCH_CAP,
-    show_default=True,
-    help="The API's search cap (for test servers).",
-)
 @click.option("--token", envvar="COPPER_ACCESS_TOKEN", help="Or COPPER_ACCESS_TOKEN.")
 @click.option("--email", envvar="COPPER_USER_EMAIL", help="Or COPPER_USER_EMAIL.")
 @click.option("--allow-insecure-http", is_flag=True, help="Allow http:// to a non-local host.")
@@ -381,17 +415,13 @@ def export(
     out: Path,
     filter_source: str | None,
     format_: str,
-    page_size: int,
-    split_field: str,
-    concurrency: int,
-    on_cap: str,
+    options: SearchOptions,
     quiet: bool,
     verbose: bool,
     rate_limit: str,
     base_url: str | None,
     checkpoint: Path | None,
     resume: bool,
-    cap: int,
     token: str | None,
     email: str | None,
     allow_insecure_http: bool,
@@ -406,7 +436,6 @@ def export(
         _fail(ExitCode.USAGE, "--resume needs --checkpoint")
     query = _read_filter(filter_source)
     limit = _rate_limit(rate_limit)
-    options = _search_options(page_size, cap, split_field, on_cap, concurrency)
     try:
         client = CopperClient(
             access_token=token,
@@ -449,25 +478,14 @@ def export(
     help="Output file (default: a temporary file, removed after the check).",
 )
 @_common_export_options
-@click.option(
-    "--cap",
-    type=click.IntRange(1),
-    default=SEARCH_CAP,
-    show_default=True,
-    help="The fake server's search cap.",
-)
 def demo(
     count: int,
     seed: int,
     out: Path | None,
     format_: str,
-    page_size: int,
-    split_field: str,
-    concurrency: int,
-    on_cap: str,
+    options: SearchOptions,
     quiet: bool,
     verbose: bool,
-    cap: int,
 ) -> None:
     """Export N generated records from the embedded fake server and check the file.
 
@@ -483,7 +501,6 @@ def demo(
         handle, name = tempfile.mkstemp(prefix="copper-demo-", suffix=f".{format_}")
         os.close(handle)
         out = Path(name)
-    search_options = _search_options(page_size, cap, split_field, on_cap, concurrency)
     progress = Progress(stream=sys.stderr, enabled=not quiet)
 
     async def job() -> tuple[ExportResult, set[int], float]:
@@ -496,7 +513,7 @@ def demo(
                 f"generated {len(dataset)} records in {time.monotonic() - started:.1f} s",
                 err=True,
             )
-        server_options = FakeServerOptions(cap=cap)
+        server_options = FakeServerOptions(cap=options.cap)
         async with FakeCopperServer(dataset, options=server_options) as server:
             async with CopperClient(
                 access_token=server_options.access_token,
@@ -508,7 +525,7 @@ def demo(
                     client,
                     out=out,
                     format=format_,  # type: ignore[arg-type]
-                    options=search_options,
+                    options=options,
                     progress=progress,
                 )
             truth = set(dataset.ids())
@@ -521,7 +538,7 @@ def demo(
         if not keep:
             out.unlink(missing_ok=True)
     unique = set(written)
-    ideal = math.ceil(len(truth) / page_size)
+    ideal = math.ceil(len(truth) / options.page_size)
     click.echo(f"output            {out if keep else '(temporary, removed)'}")
     for line in _summary(result, ideal=ideal):
         click.echo(line)
@@ -545,6 +562,3 @@ def _ids_in(path: Path, format_: str) -> list[int]:
 
     with open(path, newline="") as file:
         return [int(row["id"]) for row in csv.DictReader(file)]
-
-
-main.add_command(fake_server, name="fake-server")

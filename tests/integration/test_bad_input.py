@@ -630,6 +630,10 @@ async def test_a_malformed_answer_is_a_typed_error_naming_what_and_where(
     # Where it happened: the window and the page, as for a failed request.
     assert raised.value.context["page_number"] == 1
     assert set(raised.value.context["window"]) == {"date_created", "date_modified"}
+    if error is RecordError:
+        # Located once: a new error, raised from the record's own, which is left as raised.
+        assert isinstance(raised.value.__cause__, RecordError)
+        assert "window" not in raised.value.__cause__.context
     # Never retried when a retry cannot help; retried to the budget when it may.
     assert proxy.requests == requests
     assert TOKEN not in str(raised.value)

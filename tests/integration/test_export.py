@@ -290,6 +290,27 @@ async def test_a_resume_shows_progress_from_the_file_and_the_first_total(
     assert json.loads(checkpoint.read_bytes())["stats"]["total_hint"] == first_total
 
 
+async def test_the_stats_of_a_resumed_export_cover_every_run(
+    server: FakeCopperServer, records: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """Requests and records add up over the runs; the planner's counters come
+    back with its state, so the last run's already cover the first."""
+    out, checkpoint = tmp_path / "out.jsonl", tmp_path / "job.ckpt"
+    async with client_for(server) as client:
+        first = (await interrupted_export(client, out, checkpoint))["stats"]
+        before = server.stats["requests"]
+        result = await run_export(
+            client, out=out, options=search_options(), checkpoint=checkpoint, resume=True
+        )
+    stats = result.stats
+    assert first["requests"] > 0
+    assert stats["requests"] == first["requests"] + server.stats["requests"] - before
+    assert stats["records"] == stats["records_delivered"] == len(records)
+    assert first["windows_done"] < stats["windows_done"]
+    assert stats["total_hint"] == first["total_hint"] == len(records)
+    assert json.loads(checkpoint.read_bytes())["stats"] == stats
+
+
 async def test_a_resume_keeps_the_options_max_passes(
     server: FakeCopperServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

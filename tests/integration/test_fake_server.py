@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 import attrs
+import click
 import orjson
 import pytest
 import pytest_asyncio
@@ -1120,7 +1121,7 @@ def test_bad_flags_are_one_line_usage_errors(
 def test_the_command_is_registered_on_the_main_cli() -> None:
     from copper_async.cli import main
 
-    assert main.commands["fake-server"] is fake_server
+    assert main.get_command(click.Context(main), "fake-server") is fake_server
 
 
 @pytest.mark.asyncio

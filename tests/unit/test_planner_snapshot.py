@@ -24,6 +24,8 @@ from copper_async._planner import (
     WindowPlanner,
     WindowSplit,
 )
+from copper_async._resources import OPPORTUNITIES
+from copper_async._stats import SearchStats
 from copper_async.exceptions import CapExceededError, CheckpointError
 from tests.unit.planner_model import (
     TOTAL_MODES,
@@ -380,11 +382,16 @@ class Unreachable:
 
 def test_a_search_handles_the_events_a_restore_settled(caplog: pytest.LogCaptureFixture) -> None:
     planner, in_flight = planner_waiting_on_a_page_it_no_longer_needs()
-    restored, settled = WindowPlanner.restore(planner.snapshot())
+    stats = SearchStats()
+    restored, settled = WindowPlanner.restore(planner.snapshot(), stats=stats)
     assert settled
     with caplog.at_level(logging.DEBUG, logger="copper_async._engine"):
         search: Search[dict[str, Any]] = Search(
-            Unreachable(), planner=restored, planner_events=settled
+            Unreachable(),
+            resource=OPPORTUNITIES,
+            planner=restored,
+            planner_events=settled,
+            stats=stats,
         )
     assert "reading on" in caplog.text
     assert search.stats.windows_continued == restored.stats.windows_continued == 1
