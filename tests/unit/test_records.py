@@ -25,8 +25,8 @@ from cattrs.errors import ClassValidationError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import copper_async._records as records_module
-from copper_async._converter import converter, structure_detailed
+import copper_async._converter as converter_module
+from copper_async._converter import REFUSALS, converter, structure_detailed
 from copper_async._records import (
     ABSENT,
     CustomFieldValue,
@@ -59,9 +59,14 @@ def assert_same_json(actual: Any, expected: Any, path: str = "$") -> None:
 
 
 def fast_accepts(data: Any) -> bool:
+    """Whether the fast path (no detailed validation) takes ``data`` as an Opportunity.
+
+    Anything it raises other than REFUSALS escapes and fails the test: structure_page
+    would not explain it.
+    """
     try:
-        records_module._structure_opportunity_fast(data)
-    except Exception:
+        converter.structure(data, Opportunity)
+    except REFUSALS:
         return False
     return True
 
@@ -225,10 +230,21 @@ def test_generated_record_round_trips_exactly(record: dict[str, Any]) -> None:
 
 @settings(max_examples=60)
 @given(record_dicts)
-def test_fast_path_agrees_with_converter(record: dict[str, Any]) -> None:
-    fast = records_module._structure_opportunity_fast(record)
-    assert fast == converter.structure(record, Opportunity)
+def test_fast_path_agrees_with_detailed_validation(record: dict[str, Any]) -> None:
+    fast = converter.structure(record, Opportunity)
+    assert fast == converter_module._explaining.structure(record, Opportunity)
     assert structure_page([record]) == [fast]
+
+
+def test_fast_path_runs_without_detailed_validation() -> None:
+    assert converter.detailed_validation is False
+    assert converter_module._explaining.detailed_validation is True
+    # The fast path refuses with the plain error; only the explaining copy groups them.
+    with pytest.raises(TypeError) as caught:
+        converter.structure({"id": 1, "name": 5}, Opportunity)
+    assert not isinstance(caught.value, ClassValidationError)
+    with pytest.raises(ClassValidationError):
+        converter_module._explaining.structure({"id": 1, "name": 5}, Opportunity)
 
 
 @settings(max_examples=30)
@@ -240,17 +256,15 @@ def test_structure_page_matches_from_dict(page: list[dict[str, Any]]) -> None:
 def test_custom_values_keep_their_exact_json_types() -> None:
     values: list[Any] = [True, 1, False, 0, 5000.0, 5000, -0.0, 0.0, None, "1", [1, True, 1.0]]
     entries = [{"custom_field_definition_id": 7, "value": v} for v in values]
-    # Twice: the second time the entries come from the intern cache.
-    for _ in range(2):
-        opportunity = Opportunity.from_dict({"id": 1, "custom_fields": copy.deepcopy(entries)})
-        assert opportunity.custom_fields is not ABSENT
-        assert opportunity.custom_fields is not None
-        got = [entry.value for entry in opportunity.custom_fields]
-        assert [type(v) for v in got[:-1]] == [type(v) for v in values[:-1]]
-        assert repr(got[6]) == "-0.0"
-        assert got[-1] == (1, True, 1.0)
-        assert [type(v) for v in got[-1]] == [int, bool, float]
-        assert_same_json(opportunity.to_dict()["custom_fields"], entries)
+    opportunity = Opportunity.from_dict({"id": 1, "custom_fields": copy.deepcopy(entries)})
+    assert opportunity.custom_fields is not ABSENT
+    assert opportunity.custom_fields is not None
+    got = [entry.value for entry in opportunity.custom_fields]
+    assert [type(v) for v in got[:-1]] == [type(v) for v in values[:-1]]
+    assert repr(got[6]) == "-0.0"
+    assert got[-1] == (1, True, 1.0)
+    assert [type(v) for v in got[-1]] == [int, bool, float]
+    assert_same_json(opportunity.to_dict()["custom_fields"], entries)
 
 
 def test_absent_is_distinct_from_null() -> None:
