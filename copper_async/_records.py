@@ -32,6 +32,7 @@ from copper_async._converter import (
     RecordId,
     converter,
     extra_field,
+    record_error,
     structure,
 )
 from copper_async.exceptions import ResponseFormatError
@@ -164,12 +165,11 @@ def structure_page(items: list[Any]) -> list[Opportunity]:
     if items.__class__ is not list:
         raise ResponseFormatError(f"expected a JSON array of records, got {type(items).__name__}")
     hook = _structure_opportunity
+    records: list[Opportunity] = []
     try:
-        return [hook(item, Opportunity) for item in items]
-    except REFUSALS:
-        # Redo the page one record at a time, so the error names the refused record's
-        # field path (detailed validation) and its position in the page.
-        return [
-            structure(item, Opportunity, context={"index": index})
-            for index, item in enumerate(items)
-        ]
+        for item in items:
+            records.append(hook(item, Opportunity))
+    except REFUSALS as exc:
+        index = len(records)
+        raise record_error(items[index], exc, context={"index": index}) from exc
+    return records
