@@ -158,19 +158,12 @@ def _format_close_date(value: date) -> str:
 
 @lru_cache(maxsize=4096)
 def _parse_close_date(text: str) -> date:
-    parts = text.split("/")
-    if (
-        len(parts) != 3
-        or len(parts[2]) != 4
-        or not all(part.isascii() and part.isdigit() for part in parts)
-    ):
-        raise ValueError(f"{text!r} is not an M/D/YYYY date")
-    month, day, year = (int(part) for part in parts)
     try:
-        result = date(year, month, day)
+        result = datetime.strptime(text, "%m/%d/%Y").date()
     except ValueError as exc:
-        raise ValueError(f"{text!r} is not a valid M/D/YYYY date: {exc}") from None
-    # Only the unpadded spelling round-trips exactly, so it is the only one accepted.
+        raise ValueError(f"{text!r} is not an M/D/YYYY date: {exc}") from None
+    # strptime also takes zero-padded and spaced spellings; only the unpadded one
+    # round-trips exactly, so it is the only one accepted.
     if _format_close_date(result) != text:
         raise ValueError(f"{text!r} is not an M/D/YYYY date without zero padding")
     return result
