@@ -94,9 +94,10 @@ _EXTRA_METADATA_KEY: Final = "copper_async.extra"
 EMPTY_EXTRA: Final[Mapping[str, Any]] = MappingProxyType({})
 """The ``extra`` of a record that carried no unknown key (shared, read-only)."""
 
-REFUSALS: Final = (ClassValidationError, TypeError)
-"""What structuring raises on a refused record: cattrs' grouped field errors, or a
-TypeError when the record is not a JSON object at all."""
+REFUSALS: Final = (ClassValidationError, TypeError, RecursionError)
+"""What structuring raises on a refused record: cattrs' grouped field errors, a
+TypeError when the record is not a JSON object at all, or a RecursionError when its
+unknown keys nest too deep to copy (orjson reads up to 1024 levels)."""
 
 
 def extra_field() -> Any:

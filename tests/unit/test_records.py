@@ -478,6 +478,18 @@ def test_every_bad_path_is_listed() -> None:
     assert isinstance(caught.value.__cause__, ClassValidationError)
 
 
+@pytest.mark.parametrize("where", ["record", "custom field"])
+def test_unknown_key_nested_too_deep_to_copy_is_a_record_error(where: str) -> None:
+    deep = orjson.loads(b"[" * 1000 + b"]" * 1000)  # orjson reads up to 1024 levels
+    record: dict[str, Any] = {"id": 5, "deep": deep}
+    if where == "custom field":
+        record = {"id": 5, "custom_fields": [{"custom_field_definition_id": 1, "deep": deep}]}
+    with pytest.raises(RecordError) as caught:
+        structure_page([{"id": 1}, record])
+    assert caught.value.path == ("" if where == "record" else "custom_fields[0]")
+    assert (caught.value.record_id, caught.value.context["index"]) == (5, 1)
+
+
 def test_page_that_is_not_a_list_is_a_response_format_error() -> None:
     with pytest.raises(ResponseFormatError):
         structure_page({"id": 1})  # type: ignore[arg-type]
