@@ -17,7 +17,7 @@ each page; malformed records raise :class:`~copper_async.exceptions.RecordError`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -25,14 +25,15 @@ import attrs
 
 from copper_async._converter import (
     ABSENT,
+    REFUSALS,
     AbsentType,
     CustomScalar,
     CustomValue,
     RecordId,
+    converter,
     extra_field,
-    make_record_structurer,
-    make_record_unstructurer,
-    structure_detailed,
+    record_error,
+    structure,
 )
 from copper_async.exceptions import ResponseFormatError
 
@@ -61,7 +62,7 @@ class LeadConversion:
     @classmethod
     def from_dict(cls, data: Any) -> LeadConversion:
         """Structure one JSON object; raises RecordError (path relative to it)."""
-        return _structure_lead(data)
+        return structure(data, cls)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object this entry came from."""
@@ -79,7 +80,7 @@ class CustomFieldValue:
     @classmethod
     def from_dict(cls, data: Any) -> CustomFieldValue:
         """Structure one JSON object; raises RecordError (path relative to it)."""
-        return _structure_custom(data)
+        return structure(data, cls)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object this entry came from."""
@@ -133,20 +134,26 @@ class Opportunity:
 
         Raises RecordError naming the bad field path and the record id.
         """
-        return _structure_opportunity(data)
+        return structure(data, cls)
 
     def to_dict(self) -> dict[str, Any]:
         """The record as Copper sent it: same keys, values and JSON types."""
         return _unstructure_opportunity(self)
 
 
-_structure_lead = make_record_structurer(LeadConversion)
-_unstructure_lead = make_record_unstructurer(LeadConversion)
-_structure_custom = make_record_structurer(CustomFieldValue)
-_unstructure_custom = make_record_unstructurer(CustomFieldValue)
-_structure_opportunity = make_record_structurer(Opportunity)
-_structure_opportunity_fast = make_record_structurer(Opportunity, fast_only=True)
-_unstructure_opportunity = make_record_unstructurer(Opportunity)
+# cattrs' generated functions for each class, looked up once.
+_unstructure_lead: Callable[[LeadConversion], dict[str, Any]] = converter.get_unstructure_hook(
+    LeadConversion
+)
+_unstructure_custom: Callable[[CustomFieldValue], dict[str, Any]] = converter.get_unstructure_hook(
+    CustomFieldValue
+)
+_unstructure_opportunity: Callable[[Opportunity], dict[str, Any]] = converter.get_unstructure_hook(
+    Opportunity
+)
+_structure_opportunity: Callable[[Any, Any], Opportunity] = converter.get_structure_hook(
+    Opportunity
+)
 
 
 def structure_page(items: list[Any]) -> list[Opportunity]:
@@ -157,17 +164,12 @@ def structure_page(items: list[Any]) -> list[Opportunity]:
     """
     if items.__class__ is not list:
         raise ResponseFormatError(f"expected a JSON array of records, got {type(items).__name__}")
-    fast = _structure_opportunity_fast
+    hook = _structure_opportunity
+    records: list[Opportunity] = []
     try:
-        return [fast(item) for item in items]
-    except Exception:
-        pass
-    # Some record failed the fast checks: redo the page one record at a time so the
-    # error names the record's position.
-    page: list[Opportunity] = []
-    for index, item in enumerate(items):
-        try:
-            page.append(fast(item))
-        except Exception:
-            page.append(structure_detailed(item, Opportunity, context={"index": index}))
-    return page
+        for item in items:
+            records.append(hook(item, Opportunity))
+    except REFUSALS as exc:
+        index = len(records)
+        raise record_error(items[index], exc, context={"index": index}) from exc
+    return records
