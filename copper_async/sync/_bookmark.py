@@ -38,6 +38,7 @@ __all__ = [
     "choose_mode",
     "incremental_filter",
     "job_identity",
+    "modified_since",
     "next_bookmark",
     "read_from",
     "replaces",
@@ -98,7 +99,12 @@ def incremental_filter(
 ) -> OpportunityFilter | None:
     """``base`` narrowed to the records modified since ``bookmark`` (minus the
     overlap); None when ``base``'s own ``maximum_modified_date`` leaves nothing."""
-    start = read_from(bookmark, overlap=overlap)
+    return modified_since(base, read_from(bookmark, overlap=overlap))
+
+
+def modified_since(base: OpportunityFilter, start: int | None) -> OpportunityFilter | None:
+    """``base`` narrowed to ``minimum_modified_date >= start`` (None: unchanged);
+    None when ``base``'s own ``maximum_modified_date`` leaves nothing."""
     if start is None:
         return base
     low, high = base.date_bounds(DateField.MODIFIED)
