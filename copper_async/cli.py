@@ -548,3 +548,10 @@ def _ids_in(path: Path, format_: str) -> list[int]:
 
 
 main.add_command(fake_server, name="fake-server")
+
+# The sync commands live in copper_async.sync and reuse this module's helpers.
+from copper_async.sync._cli import sync  # noqa: E402
+from copper_async.sync._demo import demo_sync  # noqa: E402
+
+main.add_command(sync)
+main.add_command(demo_sync, name="demo-sync")
