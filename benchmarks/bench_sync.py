@@ -257,6 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     tables: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as name:
         folder = Path(name)
+        # First, while this process is small: a forked child's peak RSS counts the
+        # parent's pages until it execs.
+        if "memory" not in skip:
+            print(f"memory, N = {sizes}", flush=True)
+            rows = _memory(sizes, cap, folder)
+            tables["memory"] = rows
+            ratio = rows[-1][1] / rows[0][1]
+            checks.append(_common.check("peak RSS ratio", round(ratio, 3), "<= 1.2", ratio <= 1.2))
         if "cost" not in skip:
             print(f"incremental cost, N = {records:,}, cap {cap:,}", flush=True)
             rows = asyncio.run(_incremental(records, ks, cap, folder))
@@ -275,12 +283,6 @@ def main(argv: list[str] | None = None) -> int:
                     _common.check(f"{store} ours / bare", round(ratio, 3), ">= 0.7", ratio >= 0.7)
                 )
                 checks.append(_common.check(f"{store} records/s", ours, ">= 10000", ours >= 10_000))
-        if "memory" not in skip:
-            print(f"memory, N = {sizes}", flush=True)
-            rows = _memory(sizes, cap, folder)
-            tables["memory"] = rows
-            ratio = rows[-1][1] / rows[0][1]
-            checks.append(_common.check("peak RSS ratio", round(ratio, 3), "<= 1.2", ratio <= 1.2))
     columns = ["table", "rows"]
     flat = [[key, orjson.dumps(value, default=str).decode()] for key, value in tables.items()]
     notes.append("cost rows: case, k, requests, target, seconds, table exact")
