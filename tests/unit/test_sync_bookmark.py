@@ -104,7 +104,7 @@ def test_the_job_names_filter_server_and_account_but_never_the_email() -> None:
     assert len({key, other, other_filter}) == 3
 
 
-@pytest.mark.parametrize("module", ["sqlite3", "psycopg", "click"])
+@pytest.mark.parametrize("module", ["psycopg", "click"])
 def test_the_rules_import_no_database_or_cli(module: str) -> None:
     import subprocess
     import sys
@@ -113,3 +113,19 @@ def test_the_rules_import_no_database_or_cli(module: str) -> None:
         f"import sys, copper_async.sync._bookmark; sys.exit(1 if {module!r} in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_the_rules_module_imports_only_pure_modules() -> None:
+    import ast
+    import inspect
+
+    from copper_async.sync import _bookmark
+
+    tree = ast.parse(inspect.getsource(_bookmark))
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported == {"__future__", "hashlib", "typing", "orjson", "copper_async.filters"}
