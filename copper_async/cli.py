@@ -304,6 +304,16 @@ class _LazyGroup(click.Group):
             "fake_server",
             "Serve Copper's opportunity search on loopback, from generated or given records.",
         ),
+        "sync": (
+            "copper_async.sync._cli",
+            "sync",
+            "Mirror opportunities into SQLite or PostgreSQL, reading only what changed.",
+        ),
+        "demo-sync": (
+            "copper_async.sync._demo",
+            "demo_sync",
+            "Load the fake server into SQLite, play a day of changes, sync them, check the table.",
+        ),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

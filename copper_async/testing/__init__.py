@@ -6,10 +6,11 @@
 rate limits, faults, latency and drift.
 """
 
-from copper_async.testing._dataset import Dataset, HotSpot
+from copper_async.testing._dataset import Changes, Dataset, HotSpot
 from copper_async.testing._faults import FAULT_KINDS, DriftPlan, Fault, FaultPlan
 from copper_async.testing._query import Paging, Query, QueryError, parse_search_body
 from copper_async.testing._server import (
+    CHANGES_ROUTE,
     SEARCH_ROUTE,
     STATS_ROUTE,
     TRUTH_ROUTE,
@@ -18,10 +19,12 @@ from copper_async.testing._server import (
 )
 
 __all__ = [
+    "CHANGES_ROUTE",
     "FAULT_KINDS",
     "SEARCH_ROUTE",
     "STATS_ROUTE",
     "TRUTH_ROUTE",
+    "Changes",
     "Dataset",
     "DriftPlan",
     "FakeCopperServer",

@@ -30,6 +30,7 @@ import bisect
 import collections
 import datetime as dt
 import functools
+import heapq
 import itertools
 import math
 import operator
@@ -54,7 +55,7 @@ from copper_async.testing._query import (
     Query,
 )
 
-__all__ = ["Dataset", "HotSpot"]
+__all__ = ["Changes", "Dataset", "HotSpot"]
 
 _UTC = dt.UTC
 _DAY = 86_400
@@ -132,6 +133,15 @@ class HotSpot:
     created: int = attrs.field(validator=_whole)
     count: int = attrs.field(validator=_whole)
     modified_spread: int = attrs.field(default=_DAY, validator=_whole)
+
+
+@attrs.frozen
+class Changes:
+    """The ids one :meth:`Dataset.apply_changes` batch edited, created and deleted."""
+
+    edited: list[int]
+    created: list[int]
+    deleted: list[int]
 
 
 class _Ids(Sequence[int]):
@@ -655,18 +665,29 @@ class Dataset:
         self._count -= 1
         self._changed()
 
-    def modify(self, record_id: int, rng: random.Random) -> None:
-        """Edit a record as a user would: ``date_modified`` moves later, an
-        interaction is counted, maybe the value changes; ``date_created``,
-        ``id`` and ``followed`` never change."""
+    def modify(self, record_id: int, rng: random.Random, *, now: int | None = None) -> None:
+        """Edit a record as a user would: ``date_modified`` moves later (to ``now``
+        when given, as Copper stamps an edit), an interaction is counted, maybe the
+        value changes; ``date_created``, ``id`` and ``followed`` never change."""
         slot = self._existing_slot(record_id)
-        record = orjson.loads(self._stored(slot))
-        cols = self._cols
-        base = next(
-            (v for v in (cols["date_modified"][slot], cols["date_created"][slot]) if v is not None),
-            0,
-        )
-        modified = int(base) + rng.randint(1, 30 * _DAY)
+        record = self._edited(slot, rng, now)
+        for field in _ORDERED:
+            self._displace(field, slot)
+        self._json[slot] = _exact_copy(orjson.dumps(record))
+        self._fill(slot, record)
+        for field in _ORDERED:
+            self._place(field, slot)
+        self._changed()
+
+    def _edited(self, slot: int, rng: random.Random, now: int | None) -> dict[str, Any]:
+        """The record at ``slot`` after one user edit (not stored)."""
+        record: dict[str, Any] = orjson.loads(self._stored(slot))
+        if now is None:
+            dates = (self._cols["date_modified"][slot], self._cols["date_created"][slot])
+            base = next((v for v in dates if v is not None), 0)
+            modified = int(base) + rng.randint(1, 30 * _DAY)
+        else:
+            modified = now
         record["date_modified"] = modified
         record["interaction_count"] = (_number(record.get("interaction_count")) or 0) + 1
         if rng.random() < 0.5:
@@ -675,15 +696,76 @@ class Dataset:
             value = (1 + rng.randrange(400)) * 250
             record["monetary_value"] = value
             if "converted_value" in record:
-                rate = _TO_USD.get(record.get("monetary_unit"), 1.0)
+                unit = record.get("monetary_unit")
+                rate = _TO_USD.get(unit, 1.0) if isinstance(unit, str) else 1.0
                 record["converted_value"] = round(value * rate, 2)
+        return record
+
+    def apply_changes(
+        self, rng: random.Random, *, now: int, edits: int = 0, creates: int = 0, deletes: int = 0
+    ) -> Changes:
+        """Play a batch of user activity at the server time ``now``, as Copper records it.
+
+        ``edits`` distinct live records are edited (``date_modified`` becomes
+        ``now``), ``deletes`` other ones removed, and ``creates`` new records
+        added with the next ids, created and modified at ``now``. The date
+        orders are rebuilt once for the batch (linear), not once a record.
+        """
+        for name, count in (("edits", edits), ("creates", creates), ("deletes", deletes)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise InvalidOptionError(name, f"must be an integer >= 0, not {count!r}")
+        if edits + deletes > self._count:
+            raise InvalidOptionError(
+                "edits", f"{edits} edits and {deletes} deletions: only {self._count} records"
+            )
+        live = self._live()
+        picked = sorted(rng.sample(range(len(live)), edits + deletes))
+        rng.shuffle(picked)
+        edited = sorted(live[p] for p in picked[:edits])
+        deleted = sorted(live[p] for p in picked[edits:])
+        touched = [*edited, *deleted]
+        for slot in edited:
+            record = self._edited(slot, rng, now)
+            self._json[slot] = _exact_copy(orjson.dumps(record))
+            self._fill(slot, record)
+        for slot in deleted:
+            self._alive[slot] = 0
+            self._json[slot] = None
+        self._count -= len(deleted)
+        first_new = len(self._id)
+        ids = range(self._next_id, self._next_id + creates)
+        _generate_into(self, rng, ids, [now] * creates, [now] * creates)
+        touched += range(first_new, len(self._id))
         for field in _ORDERED:
-            self._displace(field, slot)
-        self._json[slot] = _exact_copy(orjson.dumps(record))
-        self._fill(slot, record)
-        for field in _ORDERED:
-            self._place(field, slot)
+            self._reorder(field, touched)
         self._changed()
+        return Changes(
+            edited=[self._id[s] for s in edited],
+            created=list(ids),
+            deleted=[self._id[s] for s in deleted],
+        )
+
+    def _reorder(self, field: str, touched: Sequence[int]) -> None:
+        """Re-index ``touched`` slots (edited, deleted or new) in one merge pass."""
+        column, nulls, alive = self._cols[field], self._nulls[field], self._alive
+        marks = _marks(touched, len(self._id))
+        order = self._orders[field]
+        kept = array("q", compress(order, map(_FLIP.__getitem__, map(marks.__getitem__, order))))
+        nulls.difference_update(touched)
+        fresh = []
+        for slot in touched:
+            if alive[slot]:
+                if column[slot] is None:
+                    nulls.add(slot)
+                else:
+                    fresh.append(slot)
+        key = self._order_key(field)
+        fresh.sort(key=key)
+        if not kept or not fresh or key(fresh[0]) >= key(kept[-1]):
+            kept.extend(fresh)  # the usual case: everything touched is the newest
+        else:
+            kept = array("q", heapq.merge(kept, fresh, key=key))
+        self._orders[field] = kept
 
     def _order_key(self, field: str) -> Callable[[int], tuple[Any, int]]:
         column = self._cols[field]

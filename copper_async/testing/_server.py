@@ -23,7 +23,10 @@ the rate limit or in a burst (``Retry-After`` when ``retry_after`` is on);
 Admin endpoints, behind the same auth headers and outside every fault and
 limit: ``GET /_fake/stats`` (the counters of :attr:`FakeCopperServer.stats`)
 and ``POST /_fake/truth`` (a search body: every matching id in sort order;
-``page_number`` and ``page_size`` are ignored, as is the cap).
+``page_number`` and ``page_size`` are ignored, as is the cap) and
+``POST /_fake/changes`` (``{"edits": n, "creates": n, "deletes": n, "seed": s}``:
+plays that user activity at the server's clock, see :meth:`FakeCopperServer.play_changes`,
+and answers the ids edited, created and deleted).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import asyncio
 import collections
 import json
 import math
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType, TracebackType
@@ -42,11 +46,12 @@ import orjson
 from aiohttp import web
 
 from copper_async.exceptions import InvalidOptionError
-from copper_async.testing._dataset import Dataset
+from copper_async.testing._dataset import Changes, Dataset
 from copper_async.testing._faults import FAULT_KINDS, Fault, FaultPlan
 from copper_async.testing._query import QueryError, parse_search_body
 
 __all__ = [
+    "CHANGES_ROUTE",
     "SEARCH_ROUTE",
     "STATS_ROUTE",
     "TRUTH_ROUTE",
@@ -61,6 +66,7 @@ __all__ = [
 SEARCH_ROUTE: Final = "/developer_api/v1/opportunities/search"
 STATS_ROUTE: Final = "/_fake/stats"
 TRUTH_ROUTE: Final = "/_fake/truth"
+CHANGES_ROUTE: Final = "/_fake/changes"
 APPLICATION: Final = "developer_api"
 MAX_BODY: Final = 1024**2
 _PAGING_FIELDS: Final = frozenset({"page_number", "page_size"})
@@ -310,6 +316,8 @@ class FakeCopperServer:
     ``/developer_api/v1``. ``options`` may be reassigned between requests to
     switch modes; the fault, latency and drift sequences then start over from
     the new options' seed (the rate-limit window and the stats carry on).
+    ``clock`` is the server's wall clock (Unix seconds), which stamps the
+    changes :meth:`play_changes` makes; replace it to play days of activity.
     """
 
     def __init__(
@@ -335,6 +343,7 @@ class FakeCopperServer:
         # rebuilt when the dataset changed behind our back.
         self._drift_ids: list[int] = []
         self._drift_version: int | None = None
+        self.clock: Callable[[], float] = time.time
 
     @staticmethod
     def _checked(options: Any) -> FakeServerOptions:
@@ -396,6 +405,7 @@ class FakeCopperServer:
         app.router.add_post(SEARCH_ROUTE, self._search)
         app.router.add_get(STATS_ROUTE, self._admin_stats)
         app.router.add_post(TRUTH_ROUTE, self._admin_truth)
+        app.router.add_post(CHANGES_ROUTE, self._admin_changes)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await runner.setup()
         try:
@@ -625,7 +635,36 @@ class FakeCopperServer:
             counts["modified"] += 1
         self._drift_version = dataset.version
 
+    def play_changes(
+        self, *, edits: int = 0, creates: int = 0, deletes: int = 0, seed: int = 0
+    ) -> Changes:
+        """Users edit, create and delete records now (by :attr:`clock`), as in Copper:
+        an edit or a creation stamps ``date_modified`` with the server's time.
+        The same seed on the same data picks the same records."""
+        now = int(self.clock())
+        return self.dataset.apply_changes(
+            random.Random(seed), now=now, edits=edits, creates=creates, deletes=deletes
+        )
+
     # -- admin endpoints -----------------------------------------------------------------
+
+    async def _admin_changes(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return _error(401, "missing or invalid auth headers")
+        try:
+            body = _parse_json(await request.read())
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"the body is larger than {MAX_BODY} bytes")
+        except QueryError as error:
+            return _error(error.status, error.message)
+        known = {"edits", "creates", "deletes", "seed"}
+        if not isinstance(body, Mapping) or not set(body) <= known:
+            return _error(422, f"the body must be an object with keys among {sorted(known)}")
+        try:
+            changes = self.play_changes(**body)
+        except InvalidOptionError as error:
+            return _error(422, str(error))
+        return web.Response(body=orjson.dumps(attrs.asdict(changes)), content_type=_JSON)
 
     async def _admin_stats(self, request: web.Request) -> web.Response:
         if not self._authorised(request):

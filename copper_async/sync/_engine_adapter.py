@@ -1,0 +1,70 @@
+"""The mirror's one point of contact with the search engine's internals.
+
+Everything else in :mod:`copper_async.sync` uses the public surface; the
+planner snapshot and restore live here, so that a change of the engine's
+internals is adapted in this one module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from copper_async._engine import Search
+from copper_async._options import SEARCH_CAP, SearchOptions
+from copper_async._planner import Restored, WindowPlanner
+from copper_async._resources import OPPORTUNITIES
+from copper_async._stats import SearchStats
+from copper_async.client import CopperClient
+from copper_async.filters import OpportunityFilter
+
+__all__ = ["SEARCH_CAP", "RawSearch", "new_search", "restore_planner", "resumed_search", "snapshot"]
+
+RawSearch = Search[dict[str, Any]]
+
+
+def options(*, page_size: int, concurrency: int, cap: int, end_at: int) -> SearchOptions:
+    """``end_at`` bounds ``date_created`` (records created later are the next run's)."""
+    return SearchOptions(page_size=page_size, concurrency=concurrency, cap=cap, end_at=end_at)
+
+
+def new_search(client: CopperClient, query: OpportunityFilter, opts: SearchOptions) -> RawSearch:
+    return client.opportunities.search(
+        query,
+        raw=True,
+        page_size=opts.page_size,
+        concurrency=opts.concurrency,
+        cap=opts.cap,
+        end_at=opts.end_at,
+    )
+
+
+def restore_planner(
+    state: Mapping[str, Any], opts: SearchOptions, delivered: Iterable[Mapping[str, Any]]
+) -> Restored:
+    """The planner of an unfinished run, told which records the store already holds;
+    it counts into a fresh stats object that the resumed search then owns."""
+    return WindowPlanner.restore(
+        state, max_passes=opts.max_passes, delivered=delivered, stats=SearchStats()
+    )
+
+
+def resumed_search(
+    client: CopperClient, query: OpportunityFilter, opts: SearchOptions, restored: Restored
+) -> RawSearch:
+    stats = restored.planner.stats
+    assert isinstance(stats, SearchStats)
+    return Search(
+        client,
+        query,
+        resource=OPPORTUNITIES,
+        options=opts,
+        planner=restored.planner,
+        planner_events=restored.events,
+        stats=stats,
+    )
+
+
+def snapshot(search: RawSearch) -> dict[str, Any]:
+    """The planner's state at a commit point; the records are in the store."""
+    return search.planner.snapshot(include_seen=False)

@@ -1,0 +1,137 @@
+"""The PostgreSQL store, through psycopg 3 (libpq): the ``postgres`` extra.
+
+libpq reads the URL and fills what it leaves out from its environment
+variables (``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGPASSWORD``, ``PGDATABASE``,
+``PGSERVICE``, ``PGSSLMODE``...) and ``~/.pgpass``. Timestamps are
+``timestamptz``, ``close_date`` a ``date``, ``tags`` / ``custom_fields`` /
+``leads_converted_from`` ``jsonb``, and ``record`` ``json`` (the text as
+Copper sent it). New rows arrive by ``COPY``. A run holds a session advisory
+lock keyed by its job for its whole length; the server drops it if the
+connection dies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+from copper_async.exceptions import InvalidOptionError
+from copper_async.sync._errors import StoreBusyError, StoreError
+from copper_async.sync._schema import COLUMNS, META_TABLE, SCHEMA_VERSION, STATE_TABLE, TABLE, TOOL
+from copper_async.sync._store import ALL_COLUMNS, ThreadedStore
+
+__all__ = ["PostgresStore"]
+
+_TYPES = {
+    "integer": "bigint",
+    "real": "double precision",
+    "boolean": "boolean",
+    "text": "text",
+    "timestamp": "timestamptz",
+    "date": "date",
+    "json": "jsonb",
+}
+_UTC = dt.UTC
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise StoreError("PostgreSQL needs psycopg: pip install 'copper-async[postgres]'") from None
+    return psycopg
+
+
+class PostgresStore(ThreadedStore):
+    """The mirror in a PostgreSQL database (its tables created when missing)."""
+
+    placeholder = "%s"
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        psycopg = _psycopg()
+        try:
+            parts = psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.Error as error:
+            raise InvalidOptionError("db", f"not a PostgreSQL URL: {error}") from None
+        self.url = url
+        shown = " ".join(
+            f"{k}={parts[k]}" for k in ("host", "port", "dbname", "user") if k in parts
+        )
+        self.name = f"PostgreSQL database ({shown or 'from the PG* environment'})"
+        self._psycopg = psycopg
+
+    def _connect(self) -> Any:
+        return self._psycopg.connect(self.url, autocommit=False)
+
+    def _lock(self, key: str) -> None:
+        lock_key = int.from_bytes(bytes.fromhex(key[:16]), "big", signed=True)
+        (taken,) = self._execute("SELECT pg_try_advisory_lock(%s)", (lock_key,)).fetchone()
+        self._connection.commit()
+        if not taken:
+            raise StoreBusyError(f"another sync of this job is running on {self.name}")
+
+    def _unlock(self) -> None:
+        """Closing the connection released the advisory lock."""
+
+    def _tables(self) -> set[str]:
+        rows = self._execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        ).fetchall()
+        return {name for (name,) in rows}
+
+    def _create_schema(self) -> None:
+        typed = ", ".join(
+            f"{c.name} {_TYPES[c.kind]}" + (" PRIMARY KEY" if c.name == "id" else "")
+            for c in COLUMNS
+        )
+        for statement in (
+            f"CREATE TABLE {META_TABLE} (key text PRIMARY KEY, value text NOT NULL)",
+            f"CREATE TABLE {TABLE} ({typed}, record json NOT NULL, "
+            "synced_at timestamptz NOT NULL, deleted_at timestamptz, seen_run bigint NOT NULL)",
+            f"CREATE TABLE {STATE_TABLE} (job_key text PRIMARY KEY, job jsonb NOT NULL, "
+            "bookmark bigint, runs bigint NOT NULL, run jsonb, last_run jsonb, "
+            "updated_at timestamptz NOT NULL)",
+        ):
+            self._execute(statement)
+        self._connection.cursor().executemany(
+            f"INSERT INTO {META_TABLE} (key, value) VALUES (%s, %s)",
+            [("tool", TOOL), ("schema_version", str(SCHEMA_VERSION))],
+        )
+
+    def _existing(self, ids: list[int]) -> dict[int, tuple[int | None, bool, str]]:
+        rows = self._execute(
+            "SELECT id, extract(epoch FROM date_modified)::bigint, deleted_at IS NOT NULL, "
+            f"record::text FROM {TABLE} WHERE id = ANY(%s)",
+            (ids,),
+        ).fetchall()
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        cursor = self._connection.cursor()
+        with cursor.copy(f"COPY {TABLE} ({', '.join(ALL_COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def _mark_seen(self, ids: list[int], run_id: int) -> None:
+        self._execute(f"UPDATE {TABLE} SET seen_run = %s WHERE id = ANY(%s)", (run_id, ids))
+
+    def _delivered(self, run_id: int) -> Iterator[dict[str, Any]]:
+        with self._connection.cursor(name="copper_async_delivered") as cursor:
+            cursor.execute(
+                "SELECT record->'id', record->'date_created', record->'date_modified' "
+                f"FROM {TABLE} WHERE seen_run = %s",
+                (run_id,),
+            )
+            for record_id, created, modified in cursor:
+                yield {"id": record_id, "date_created": created, "date_modified": modified}
+
+    def _timestamp(self, value: int) -> dt.datetime:
+        return dt.datetime.fromtimestamp(value, _UTC)
+
+    def _translate(self, error: Exception) -> Exception | None:
+        if isinstance(error, self._psycopg.Error):
+            message = str(error).strip() or type(error).__name__
+            return StoreError(f"{self.name}: {message}")
+        return None

@@ -1,0 +1,183 @@
+"""One sync run: read what changed (or everything), upsert it page by page.
+
+See :mod:`copper_async.sync._bookmark` for when the bookmark moves and
+:mod:`copper_async.sync._store` for what commits together.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from copper_async._engine import SearchStats
+from copper_async.client import CopperClient
+from copper_async.exceptions import InvalidOptionError
+from copper_async.filters import MAX_PAGE_SIZE, OpportunityFilter
+from copper_async.sync import _engine_adapter as engine
+from copper_async.sync._bookmark import (
+    OVERLAP,
+    Mode,
+    choose_mode,
+    job_identity,
+    modified_since,
+    next_bookmark,
+    read_from,
+    resumes,
+)
+from copper_async.sync._store import JobState, RunProgress, Store
+
+__all__ = ["SyncResult", "run_sync"]
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[SearchStats, int], None]
+
+
+@attrs.frozen
+class SyncResult:
+    """What one run did (a resumed run's counts include its earlier attempts)."""
+
+    mode: Mode
+    resumed: bool
+    inserted: int
+    updated: int
+    unchanged: int
+    deleted: int
+    requests: int
+    bookmark: int
+    read_from: int | None
+    stats: dict[str, Any]
+
+    @property
+    def records(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+
+async def run_sync(
+    client: CopperClient,
+    store: Store,
+    filter: OpportunityFilter | None = None,
+    *,
+    full: bool = False,
+    reconcile: bool = False,
+    page_size: int = MAX_PAGE_SIZE,
+    concurrency: int = 4,
+    cap: int = engine.SEARCH_CAP,
+    now: Callable[[], float] = time.time,
+    progress: ProgressCallback | None = None,
+) -> SyncResult:
+    """Bring ``store`` up to date with the records ``filter`` matches.
+
+    The first run (or ``full``) reads everything; later ones only what was
+    modified since the bookmark; ``reconcile`` reads everything and marks the
+    rows it did not see as deleted. A run that stopped is continued by the
+    next one (unless that asks for another kind of read). The store is
+    closed at the end, whatever happens.
+    """
+    for name, flag in (("full", full), ("reconcile", reconcile)):
+        if not isinstance(flag, bool):
+            raise InvalidOptionError(name, f"must be True or False, not {flag!r}")
+    query = filter if filter is not None else OpportunityFilter()
+    job, key = job_identity(query, base_url=client.base_url, user_email=client.user_email)
+    try:
+        state = await store.open(job, key)
+        run, resumed = await _start(store, state, full=full, reconcile=reconcile, now=now)
+        # Records created after the run began are the next run's (their
+        # date_modified is later than this run's start).
+        opts = engine.options(
+            page_size=page_size, concurrency=concurrency, cap=cap, end_at=run.started + OVERLAP
+        )
+        stats = await _read(client, store, query, opts, run, resumed, now, progress)
+        deleted = 0
+        if run.mode == "reconcile":
+            deleted = await store.mark_deletions(run.run_id, int(now()))
+        bookmark = next_bookmark(run.started, state.bookmark)
+        result = SyncResult(
+            mode=run.mode,
+            resumed=resumed,
+            inserted=run.inserted,
+            updated=run.updated,
+            unchanged=run.unchanged,
+            deleted=deleted,
+            requests=run.requests,
+            bookmark=bookmark,
+            read_from=run.read_from,
+            stats=stats,
+        )
+        summary = attrs.asdict(result)
+        summary.pop("stats")
+        summary["finished"] = int(now())
+        await store.finish_run(run, bookmark, summary)
+    finally:
+        await store.close()
+    return result
+
+
+async def _start(
+    store: Store, state: JobState, *, full: bool, reconcile: bool, now: Callable[[], float]
+) -> tuple[RunProgress, bool]:
+    """Continue the unfinished run, or begin a new one (recorded before any request)."""
+    run = state.unfinished
+    if run is not None and resumes(run.mode, full=full, reconcile=reconcile):
+        logger.info("continuing the unfinished %s run %d", run.mode, run.run_id)
+        return run, True
+    if run is not None:
+        logger.info(
+            "dropping the unfinished %s run %d: %s asked",
+            run.mode,
+            run.run_id,
+            "a reconcile" if reconcile else "a full read",
+        )
+    mode = choose_mode(state.bookmark, full=full, reconcile=reconcile)
+    start = read_from(state.bookmark) if mode == "incremental" else None
+    run = RunProgress(run_id=state.runs + 1, mode=mode, started=int(now()), read_from=start)
+    await store.begin_run(run)
+    return run, False
+
+
+async def _read(
+    client: CopperClient,
+    store: Store,
+    base: OpportunityFilter,
+    opts: Any,
+    run: RunProgress,
+    resumed: bool,
+    now: Callable[[], float],
+    progress: ProgressCallback | None,
+) -> dict[str, Any]:
+    """Read the run's records into the store; the run's progress is updated in place."""
+    query = modified_since(base, run.read_from)
+    if query is None:  # the filter's own maximum_modified_date leaves nothing to read
+        return {}
+    if resumed and run.planner is not None:
+        snapshot = run.planner
+        restored = await store.restore(
+            run.run_id, lambda held: engine.restore_planner(snapshot, opts, held)
+        )
+        search = engine.resumed_search(client, query, opts, restored)
+    else:
+        search = engine.new_search(client, query, opts)
+    earlier_requests = run.requests
+    written = run.inserted + run.updated + run.unchanged
+    pages = search.pages()
+    try:
+        async for page in pages:
+            counts = await store.upsert_page(run.run_id, page.records, int(now()))
+            run.inserted += counts.inserted
+            run.updated += counts.updated
+            run.unchanged += counts.unchanged
+            written += len(page.records)
+            run.requests = earlier_requests + search.stats.requests
+            if search.at_commit_point:
+                run.planner = engine.snapshot(search)
+                await store.save_progress(run)
+            if progress is not None:
+                progress(search.stats, written)
+    finally:
+        await pages.aclose()
+    run.requests = earlier_requests + search.stats.requests
+    return search.stats.as_dict()

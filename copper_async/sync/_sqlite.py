@@ -1,0 +1,187 @@
+"""The SQLite store: the standard library's sqlite3, WAL, one file.
+
+Timestamps are ISO-8601 UTC text (``2026-01-31T09:30:00Z``), ``close_date``
+an ISO date, JSON columns text. A run holds an exclusive ``flock`` on
+``<database>.lock`` beside the file for its whole length: independent of
+SQLite's own (fcntl) locks, released by the kernel if the process dies.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from copper_async.sync._errors import StoreBusyError, StoreError
+from copper_async.sync._schema import COLUMNS, META_TABLE, SCHEMA_VERSION, STATE_TABLE, TABLE, TOOL
+from copper_async.sync._store import ALL_COLUMNS, ThreadedStore
+
+__all__ = ["SQLiteStore"]
+
+_TYPES = {
+    "integer": "INTEGER",
+    "real": "REAL",
+    "boolean": "INTEGER",
+    "text": "TEXT",
+    "timestamp": "TEXT",
+    "date": "TEXT",
+    "json": "TEXT",
+}
+
+
+class SQLiteStore(ThreadedStore):
+    """The mirror in one SQLite file (created when missing)."""
+
+    refuse_foreign_tables = True
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.name = f"SQLite database {str(self.path)!r}"
+        self._lock_fd: int | None = None
+
+    def _connect(self) -> _Connection:
+        if self.path.is_dir():
+            raise StoreError(f"{self.name} is a directory")
+        if not self.path.parent.is_dir():
+            raise StoreError(f"{self.name}: folder {str(self.path.parent)!r} does not exist")
+        connection = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
+        return _Connection(connection)
+
+    def _prepare(self) -> None:
+        """Once the file is known to be ours (or empty): WAL, and the sync level.
+        WAL with NORMAL: a power loss may drop the last commits, never half of one."""
+        self._connection.rollback()  # journal_mode cannot change inside a transaction
+        self._connection.pragma("PRAGMA journal_mode=WAL")
+        self._connection.pragma("PRAGMA synchronous=NORMAL")
+
+    def _lock(self, key: str) -> None:
+        lock_path = f"{self.path}.lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise StoreError(
+                f"cannot create the lock file {lock_path!r}: {error.strerror}"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(fd)
+            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise StoreBusyError(
+                    f"another sync is running on {self.name} (lock {lock_path!r} held)"
+                ) from None
+            raise StoreError(f"cannot lock {lock_path!r}: {error.strerror}") from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # releases the flock
+
+    def _tables(self) -> set[str]:
+        rows = self._execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        return {name for (name,) in rows if not name.startswith("sqlite_")}
+
+    def _create_schema(self) -> None:
+        typed = ", ".join(
+            f"{c.name} {_TYPES[c.kind]}" + (" PRIMARY KEY" if c.name == "id" else "")
+            for c in COLUMNS
+        )
+        for statement in (
+            f"CREATE TABLE {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            f"CREATE TABLE {TABLE} ({typed}, record TEXT NOT NULL, synced_at TEXT NOT NULL, "
+            "deleted_at TEXT, seen_run INTEGER NOT NULL)",
+            f"CREATE TABLE {STATE_TABLE} (job_key TEXT PRIMARY KEY, job TEXT NOT NULL, "
+            "bookmark INTEGER, runs INTEGER NOT NULL, run TEXT, last_run TEXT, "
+            "updated_at TEXT NOT NULL)",
+        ):
+            self._execute(statement)
+        self._connection.executemany(
+            f"INSERT INTO {META_TABLE} (key, value) VALUES (?, ?)",
+            [("tool", TOOL), ("schema_version", str(SCHEMA_VERSION))],
+        )
+
+    def _existing(self, ids: list[int]) -> dict[int, tuple[int | None, bool, str]]:
+        marks = ", ".join("?" * len(ids))
+        rows = self._execute(
+            "SELECT id, CAST(strftime('%s', date_modified) AS INTEGER), deleted_at IS NOT NULL, "
+            f"record FROM {TABLE} WHERE id IN ({marks})",
+            ids,
+        ).fetchall()
+        return {row[0]: (row[1], bool(row[2]), row[3]) for row in rows}
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        marks = ", ".join("?" * len(ALL_COLUMNS))
+        self._connection.executemany(
+            f"INSERT INTO {TABLE} ({', '.join(ALL_COLUMNS)}) VALUES ({marks})", rows
+        )
+
+    def _mark_seen(self, ids: list[int], run_id: int) -> None:
+        self._connection.executemany(
+            f"UPDATE {TABLE} SET seen_run = ? WHERE id = ?", [(run_id, i) for i in ids]
+        )
+
+    def _delivered(self, run_id: int) -> Iterator[dict[str, Any]]:
+        cursor = self._execute(
+            "SELECT json_extract(record, '$.id'), json_extract(record, '$.date_created'), "
+            f"json_extract(record, '$.date_modified') FROM {TABLE} WHERE seen_run = ?",
+            (run_id,),
+        )
+        for record_id, created, modified in cursor:
+            yield {"id": record_id, "date_created": created, "date_modified": modified}
+
+    def _timestamp(self, value: int) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
+
+    def _date_of(self, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        return lambda value: None if (d := convert(value)) is None else d.isoformat()
+
+    def _translate(self, error: Exception) -> Exception | None:
+        if isinstance(error, sqlite3.Error):
+            message = str(error)
+            if isinstance(error, sqlite3.OperationalError) and "locked" in message:
+                return StoreBusyError(f"{self.name} is locked by another program: {message}")
+            return StoreError(f"{self.name}: {message}")
+        if isinstance(error, OSError):
+            return StoreError(f"{self.name}: {error.strerror or error}")
+        return None
+
+
+class _Connection:
+    """sqlite3 in autocommit mode, with explicit transactions: the first
+    statement after a commit begins one, so rows and progress commit together."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    def _begin(self) -> None:
+        if not self._connection.in_transaction:
+            self._connection.execute("BEGIN")
+
+    def pragma(self, statement: str) -> None:
+        self._connection.execute(statement)
+
+    def cursor(self) -> sqlite3.Cursor:
+        self._begin()
+        return self._connection.cursor()
+
+    def executemany(self, statement: str, rows: Any) -> sqlite3.Cursor:
+        self._begin()
+        return self._connection.executemany(statement, rows)
+
+    def commit(self) -> None:
+        if self._connection.in_transaction:
+            self._connection.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._connection.in_transaction:
+            self._connection.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self._connection.close()

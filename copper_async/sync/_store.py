@@ -1,0 +1,400 @@
+"""The store protocol, and the logic every store shares.
+
+A store keeps the mirror: the ``opportunities`` table, the job's state row
+(bookmark, the unfinished run's planner snapshot and counts) and the schema
+version. A run is: :meth:`Store.open` (lock, check the schema and the job),
+:meth:`Store.begin_run`, then per page :meth:`Store.upsert_page` (rows
+written, not yet committed) and, at the engine's commit points,
+:meth:`Store.save_progress`, which commits those rows and the run's progress
+in one transaction; :meth:`Store.mark_deletions` and :meth:`Store.finish_run`
+end it, in one more. Whatever stops a run, the database holds whole pages and
+a progress record that matches them.
+
+:class:`ThreadedStore` runs a blocking DB-API connection in one thread of its
+own, so that no database work runs on the event loop; the SQLite and
+PostgreSQL stores are its dialects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+import attrs
+import orjson
+
+from copper_async.sync._bookmark import Mode, replaces
+from copper_async.sync._errors import SchemaMismatchError, StoreError
+from copper_async.sync._schema import (
+    COLUMNS,
+    CONVERTERS,
+    META_TABLE,
+    SCHEMA_VERSION,
+    STATE_TABLE,
+    TABLE,
+    TOOL,
+    seconds,
+)
+
+__all__ = ["JobState", "PageCounts", "RunProgress", "Store", "ThreadedStore"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Every column of the table, in order: the typed ones, then the mirror's own.
+ALL_COLUMNS = (*(c.name for c in COLUMNS), "record", "synced_at", "deleted_at", "seen_run")
+
+
+@attrs.define
+class RunProgress:
+    """One run: what it reads, and how far it got (committed with its rows)."""
+
+    run_id: int
+    mode: Mode
+    started: int  # Unix seconds, this machine's clock
+    read_from: int | None  # minimum_modified_date; None reads everything
+    planner: dict[str, Any] | None = None
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    requests: int = 0  # over earlier attempts of this run
+
+    def as_json(self) -> str:
+        return orjson.dumps(attrs.asdict(self)).decode()
+
+
+@attrs.frozen
+class JobState:
+    """A job's state row as a run finds it."""
+
+    bookmark: int | None
+    runs: int
+    unfinished: RunProgress | None
+    last_run: Mapping[str, Any] | None
+
+
+@attrs.frozen
+class PageCounts:
+    inserted: int
+    updated: int
+    unchanged: int
+
+
+class Store(Protocol):
+    """What the sync runner needs of a database."""
+
+    name: str  # for messages: never a password
+
+    async def open(self, job: Mapping[str, Any], key: str) -> JobState: ...
+    async def begin_run(self, run: RunProgress) -> None: ...
+    async def restore(self, run_id: int, build: Callable[[Iterator[dict[str, Any]]], T]) -> T: ...
+    async def upsert_page(
+        self, run_id: int, records: Sequence[Mapping[str, Any]], synced_at: int
+    ) -> PageCounts: ...
+    async def save_progress(self, run: RunProgress) -> None: ...
+    async def mark_deletions(self, run_id: int, deleted_at: int) -> int: ...
+    async def finish_run(
+        self, run: RunProgress, bookmark: int, summary: Mapping[str, Any]
+    ) -> None: ...
+    async def close(self) -> None: ...
+
+
+def _loads(value: Any) -> Any:
+    if value is None or isinstance(value, dict | list):
+        return value
+    return orjson.loads(value)
+
+
+class ThreadedStore:
+    """A DB-API connection driven from one worker thread.
+
+    Dialects provide the connection, the lock, their SQL types and a few
+    statements; the schema checks, the row building and the page upsert
+    (which rows are new, newer or unchanged) live here once.
+    """
+
+    name = "database"
+    placeholder = "?"
+    #: Refuse a database that holds tables of something else (an SQLite file
+    #: is one application's; a PostgreSQL database may hold other tables).
+    refuse_foreign_tables = False
+
+    def __init__(self) -> None:
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="copper-sync-db"
+        )
+        self._connection: Any = None
+        self._key: str | None = None
+        converters = []
+        for column in COLUMNS:
+            convert = CONVERTERS[column.kind]
+            if column.kind == "timestamp":
+                convert = self._timestamp_of(convert)
+            elif column.kind == "date":
+                convert = self._date_of(convert)
+            converters.append((column.name, convert))
+        self._converters = tuple(converters)
+
+    # -- dialect hooks ----------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    def _lock(self, key: str) -> None:
+        """Take the run lock, or raise StoreBusyError at once."""
+        raise NotImplementedError
+
+    def _unlock(self) -> None:
+        raise NotImplementedError
+
+    def _tables(self) -> set[str]:
+        raise NotImplementedError
+
+    def _prepare(self) -> None:
+        """Settings for a database found to be the mirror's (or empty)."""
+
+    def _create_schema(self) -> None:
+        raise NotImplementedError
+
+    def _existing(self, ids: list[int]) -> dict[int, tuple[int | None, bool, str]]:
+        """id -> (date_modified seconds, deleted, record JSON) of the stored rows."""
+        raise NotImplementedError
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        raise NotImplementedError
+
+    def _mark_seen(self, ids: list[int], run_id: int) -> None:
+        raise NotImplementedError
+
+    def _delivered(self, run_id: int) -> Iterator[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _timestamp(self, value: int) -> Any:
+        raise NotImplementedError
+
+    def _translate(self, error: Exception) -> Exception | None:
+        """The StoreError for a driver error; None to let it through."""
+        raise NotImplementedError
+
+    def _timestamp_of(self, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        to_timestamp = self._timestamp
+        return lambda value: None if (s := convert(value)) is None else to_timestamp(s)
+
+    def _date_of(self, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        return convert
+
+    # -- running in the thread --------------------------------------------------------
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function`` in the store's thread; a cancellation waits for it to
+        end, so a transaction is never left half-sent."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, self._translated, function, *args)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            await asyncio.wait([future])
+            raise
+
+    def _translated(self, function: Callable[..., T], *args: Any) -> T:
+        try:
+            return function(*args)
+        except StoreError:
+            raise
+        except Exception as error:
+            translated = self._translate(error)
+            if translated is None:
+                raise
+            raise translated from error
+
+    # -- the protocol -----------------------------------------------------------------
+
+    async def open(self, job: Mapping[str, Any], key: str) -> JobState:
+        return await self._call(self._open, job, key)
+
+    async def begin_run(self, run: RunProgress) -> None:
+        await self._call(self._save_run, run, True)
+
+    async def restore(self, run_id: int, build: Callable[[Iterator[dict[str, Any]]], T]) -> T:
+        return await self._call(lambda: build(self._delivered(run_id)))
+
+    async def upsert_page(
+        self, run_id: int, records: Sequence[Mapping[str, Any]], synced_at: int
+    ) -> PageCounts:
+        return await self._call(self._upsert, run_id, records, synced_at)
+
+    async def save_progress(self, run: RunProgress) -> None:
+        await self._call(self._save_run, run, True)
+
+    async def mark_deletions(self, run_id: int, deleted_at: int) -> int:
+        return await self._call(self._mark_deletions, run_id, deleted_at)
+
+    async def finish_run(self, run: RunProgress, bookmark: int, summary: Mapping[str, Any]) -> None:
+        await self._call(self._finish, run, bookmark, summary)
+
+    async def close(self) -> None:
+        try:
+            await self._call(self._close)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    # -- in the thread ----------------------------------------------------------------
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", self.placeholder)
+
+    def _execute(self, statement: str, parameters: Sequence[Any] = ()) -> Any:
+        cursor = self._connection.cursor()
+        cursor.execute(self._sql(statement), parameters)
+        return cursor
+
+    def _open(self, job: Mapping[str, Any], key: str) -> JobState:
+        self._connection = self._connect()
+        self._lock(key)
+        self._key = key
+        self._check_schema()
+        row = self._execute(
+            f"SELECT job_key, job, bookmark, runs, run, last_run FROM {STATE_TABLE}"
+        ).fetchall()
+        others = [r for r in row if r[0] != key]
+        if others:
+            differs = sorted(k for k in job if _loads(others[0][1]).get(k) != job[k])
+            raise StoreError(
+                f"{self.name} mirrors another job (it differs in: {', '.join(differs)}): "
+                "use another database for this filter, server or account"
+            )
+        mine = [r for r in row if r[0] == key]
+        if not mine:
+            self._execute(
+                f"INSERT INTO {STATE_TABLE} (job_key, job, bookmark, runs, updated_at) "
+                "VALUES (?, ?, NULL, 0, ?)",
+                (key, orjson.dumps(job).decode(), self._now_text()),
+            )
+            self._connection.commit()
+            return JobState(bookmark=None, runs=0, unfinished=None, last_run=None)
+        _key, _job, bookmark, runs, run, last_run = mine[0]
+        unfinished = RunProgress(**_loads(run)) if run is not None else None
+        return JobState(bookmark, int(runs), unfinished, _loads(last_run))
+
+    def _check_schema(self) -> None:
+        tables = self._tables()
+        if META_TABLE in tables:
+            meta = dict(self._execute(f"SELECT key, value FROM {META_TABLE}").fetchall())
+            if meta.get("tool") != TOOL or meta.get("schema_version") != str(SCHEMA_VERSION):
+                raise SchemaMismatchError(
+                    f"{self.name} was made by {meta.get('tool')!r} with schema version "
+                    f"{meta.get('schema_version')!r}; this is {TOOL!r} schema version "
+                    f"{SCHEMA_VERSION}: refusing to use or change it"
+                )
+            if not {TABLE, STATE_TABLE} <= tables:
+                raise SchemaMismatchError(f"{self.name} lacks the mirror's tables: not changing it")
+            self._prepare()
+            return
+        ours = {TABLE, STATE_TABLE} & tables
+        if ours or (tables and self.refuse_foreign_tables):
+            raise SchemaMismatchError(
+                f"{self.name} holds tables not made by {TOOL} "
+                f"({', '.join(sorted(ours or tables))}): refusing to use or change it"
+            )
+        self._prepare()
+        self._create_schema()
+        self._connection.commit()
+
+    def _now_text(self) -> Any:
+        import time
+
+        return self._timestamp(int(time.time()))
+
+    def _save_run(self, run: RunProgress, commit: bool) -> None:
+        self._execute(
+            f"UPDATE {STATE_TABLE} SET run = ?, updated_at = ? WHERE job_key = ?",
+            (run.as_json(), self._now_text(), self._key),
+        )
+        if commit:
+            self._connection.commit()
+
+    def _row(
+        self, record: Mapping[str, Any], text: str, synced: Any, run_id: int
+    ) -> tuple[Any, ...]:
+        get = record.get
+        return (
+            *[convert(get(name)) for name, convert in self._converters],
+            text,
+            synced,
+            None,
+            run_id,
+        )
+
+    def _upsert(
+        self, run_id: int, records: Sequence[Mapping[str, Any]], synced_at: int
+    ) -> PageCounts:
+        stored = self._existing([record["id"] for record in records])
+        synced = self._timestamp(synced_at)
+        inserts, updates, seen = [], [], []
+        for record in records:
+            text = orjson.dumps(record).decode()
+            previous = stored.get(record["id"])
+            if previous is None:
+                inserts.append(self._row(record, text, synced, run_id))
+                continue
+            modified, deleted, old_text = previous
+            if not replaces(modified, seconds(record.get("date_modified"))) or (
+                not deleted and text == old_text
+            ):
+                seen.append(record["id"])
+            else:
+                updates.append(self._row(record, text, synced, run_id))
+        if inserts:
+            self._insert(inserts)
+        if updates:
+            self._update(updates)
+        if seen:
+            self._mark_seen(seen, run_id)
+        return PageCounts(len(inserts), len(updates), len(seen))
+
+    def _update(self, rows: list[tuple[Any, ...]]) -> None:
+        names = ", ".join(ALL_COLUMNS)
+        marks = ", ".join(self._value_marks())
+        assignments = ", ".join(f"{c} = excluded.{c}" for c in ALL_COLUMNS[1:])
+        cursor = self._connection.cursor()
+        cursor.executemany(
+            self._sql(
+                f"INSERT INTO {TABLE} ({names}) VALUES ({marks}) "
+                f"ON CONFLICT (id) DO UPDATE SET {assignments}"
+            ),
+            rows,
+        )
+
+    def _value_marks(self) -> list[str]:
+        return ["?"] * len(ALL_COLUMNS)
+
+    def _mark_deletions(self, run_id: int, deleted_at: int) -> int:
+        cursor = self._execute(
+            f"UPDATE {TABLE} SET deleted_at = ? WHERE seen_run <> ? AND deleted_at IS NULL",
+            (self._timestamp(deleted_at), run_id),
+        )
+        return int(cursor.rowcount)
+
+    def _finish(self, run: RunProgress, bookmark: int, summary: Mapping[str, Any]) -> None:
+        self._execute(
+            f"UPDATE {STATE_TABLE} SET bookmark = ?, runs = ?, run = NULL, last_run = ?, "
+            "updated_at = ? WHERE job_key = ?",
+            (bookmark, run.run_id, orjson.dumps(summary).decode(), self._now_text(), self._key),
+        )
+        self._connection.commit()
+
+    def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        try:
+            if connection is not None:
+                try:
+                    connection.rollback()  # pages written since the last commit point
+                except Exception as error:  # a lost connection: nothing left to undo
+                    logger.debug("rollback on close failed: %s", error)
+                finally:
+                    connection.close()
+        finally:
+            self._unlock()

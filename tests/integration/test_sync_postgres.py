@@ -1,0 +1,177 @@
+"""copper_async.sync into a real PostgreSQL server (a throwaway cluster)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+
+from copper_async.sync import (
+    OVERLAP,
+    SchemaMismatchError,
+    StoreBusyError,
+    StoreError,
+    open_store,
+    run_sync,
+)
+from tests.pg import PASSWORD, PASSWORD_USER, Cluster
+from tests.sync_support import DAY, TOKEN, world
+
+
+async def sync(w: Any, url: str, **options: Any) -> Any:
+    options.setdefault("cap", 2_000)
+    return await run_sync(w.client, open_store(url), now=w.clock, **options)
+
+
+def pg_rows(url: str) -> dict[int, tuple[dict[str, Any], Any]]:
+    with psycopg.connect(url) as connection:
+        rows = connection.execute(
+            "SELECT id, record::text, deleted_at FROM opportunities"
+        ).fetchall()
+    return {row[0]: (orjson.loads(row[1]), row[2]) for row in rows}
+
+
+def live(rows: dict[int, tuple[dict[str, Any], Any]]) -> dict[int, dict[str, Any]]:
+    return {i: record for i, (record, deleted) in rows.items() if deleted is None}
+
+
+@pytest.mark.asyncio
+async def test_full_incremental_and_reconcile(pg_url: str) -> None:
+    async with world(4_000, cap=2_000) as w:
+        first = await sync(w, pg_url)
+        assert (first.mode, first.inserted) == ("full", 4_000)
+        assert live(pg_rows(pg_url)) == w.truth()
+        w.clock.advance(DAY)
+        changes = w.server.play_changes(edits=300, creates=20, deletes=10, seed=3)
+        w.server.reset_stats()
+        second = await sync(w, pg_url)
+        assert (second.mode, second.inserted, second.updated) == ("incremental", 20, 300)
+        assert second.read_from == first.bookmark - OVERLAP
+        assert w.server.stats["requests"] <= math.ceil(320 / 200) + 3
+        w.clock.advance(DAY)
+        third = await sync(w, pg_url, reconcile=True)
+        assert third.deleted == 10
+        rows = pg_rows(pg_url)
+        assert live(rows) == w.truth()
+        assert {i for i, (_r, d) in rows.items() if d is not None} == set(changes.deleted)
+
+
+@pytest.mark.asyncio
+async def test_the_typed_columns(pg_url: str) -> None:
+    async with world(200) as w:
+        await sync(w, pg_url)
+        record = w.dataset.record(3)
+    with psycopg.connect(pg_url) as connection:
+        types = dict(
+            connection.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = 'opportunities'"
+            ).fetchall()
+        )
+        row = connection.execute(
+            "SELECT date_created, close_date, tags, monetary_value, record->>'name' "
+            "FROM opportunities WHERE id = 3"
+        ).fetchone()
+    assert types["date_created"] == "timestamp with time zone"
+    assert types["close_date"] == "date"
+    assert types["tags"] == types["custom_fields"] == "jsonb"
+    assert types["id"] == "bigint"
+    assert row is not None
+    assert row[0].timestamp() == record["date_created"]
+    month, day, year = map(int, record["close_date"].split("/"))
+    assert (row[1].year, row[1].month, row[1].day) == (year, month, day)
+    assert row[2] == record["tags"]
+    assert row[4] == record["name"]
+
+
+@pytest.mark.asyncio
+async def test_a_second_run_is_refused_by_the_advisory_lock(pg_url: str) -> None:
+    async with world(100) as w:
+        holder = open_store(pg_url)
+        from copper_async.filters import OpportunityFilter
+        from copper_async.sync._bookmark import job_identity
+
+        job, key = job_identity(
+            OpportunityFilter(), base_url=w.client.base_url, user_email=w.client.user_email
+        )
+        await holder.open(job, key)
+        try:
+            with pytest.raises(StoreBusyError, match="another sync"):
+                await sync(w, pg_url)
+        finally:
+            await holder.close()
+        await sync(w, pg_url)  # the lock went with the holder's connection
+
+
+@pytest.mark.asyncio
+async def test_the_server_stopped_mid_run(pg_cluster: Cluster, pg_url: str) -> None:
+    async with world(6_000, cap=2_000) as w:
+        pages = 0
+
+        def stop_the_server(_stats: Any, _written: int) -> None:
+            nonlocal pages
+            pages += 1
+            if pages == 8:
+                pg_cluster.stop()
+
+        try:
+            with pytest.raises(StoreError, match="PostgreSQL"):
+                await sync(w, pg_url, progress=stop_the_server, concurrency=1)
+        finally:
+            pg_cluster.start()
+        rows = pg_rows(pg_url)
+        assert 0 < len(rows) < 6_000
+        assert len(rows) % 200 == 0  # whole pages only
+        with psycopg.connect(pg_url) as connection:
+            state = connection.execute("SELECT bookmark FROM copper_async_sync_state").fetchone()
+        assert state == (None,)
+        resumed = await sync(w, pg_url)
+        assert resumed.resumed
+        assert live(pg_rows(pg_url)) == w.truth()
+
+
+@pytest.mark.asyncio
+async def test_connection_failures_are_store_errors(pg_cluster: Cluster, pg_url: str) -> None:
+    database = pg_url.split("@/")[1].split("?")[0]
+    wrong = f"postgresql://{PASSWORD_USER}:nope@/{database}?host={pg_cluster.root}"
+    async with world(50) as w:
+        with pytest.raises(StoreError, match="password authentication failed") as failure:
+            await sync(w, wrong)
+        assert "nope" not in str(failure.value)
+        with pytest.raises(StoreError, match="PostgreSQL"):
+            await sync(w, "postgresql://nobody@/x?host=/nonexistent-socket-dir")
+        assert TOKEN not in str(failure.value)
+
+
+@pytest.mark.asyncio
+async def test_libpq_environment_variables_are_honoured(
+    pg_cluster: Cluster, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = pg_url.split("@/")[1].split("?")[0]
+    monkeypatch.setenv("PGHOST", str(pg_cluster.root))
+    monkeypatch.setenv("PGUSER", PASSWORD_USER)
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    monkeypatch.setenv("PGDATABASE", database)
+    async with world(100) as w:
+        result = await sync(w, "postgresql://")
+    assert result.inserted == 100
+    assert len(pg_rows(pg_url)) == 100
+
+
+@pytest.mark.asyncio
+async def test_tables_of_another_tool_are_refused_untouched(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as connection:
+        connection.execute("CREATE TABLE opportunities (id bigint PRIMARY KEY, x text)")
+        connection.execute("INSERT INTO opportunities VALUES (1, 'mine')")
+    async with world(50) as w:
+        with pytest.raises(SchemaMismatchError, match="not made by"):
+            await sync(w, pg_url)
+    with psycopg.connect(pg_url) as connection:
+        assert connection.execute("SELECT * FROM opportunities").fetchall() == [(1, "mine")]
+        tables = connection.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()
+    assert tables == (1,)

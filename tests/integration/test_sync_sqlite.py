@@ -1,0 +1,277 @@
+"""copper_async.sync into SQLite against the fake server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from copper_async.exceptions import InvalidOptionError
+from copper_async.sync import (
+    OVERLAP,
+    SchemaMismatchError,
+    SQLiteStore,
+    StoreBusyError,
+    StoreError,
+    open_store,
+    run_sync,
+)
+from copper_async.sync._postgres import PostgresStore
+from copper_async.testing import Dataset
+from tests.sync_support import DAY, TOKEN, live, sqlite_rows, world
+
+
+async def sync(w: Any, db: Path, **options: Any) -> Any:
+    options.setdefault("cap", 2_000)
+    return await run_sync(w.client, SQLiteStore(db), now=w.clock, **options)
+
+
+@pytest.mark.asyncio
+async def test_full_load_then_only_changes_then_deletions(tmp_path: Path) -> None:
+    db = tmp_path / "m.sqlite"
+    async with world(5_000, cap=2_000) as w:
+        first = await sync(w, db)
+        assert (first.mode, first.inserted, first.updated, first.deleted) == ("full", 5_000, 0, 0)
+        assert first.bookmark == w.clock.now - OVERLAP
+        assert live(sqlite_rows(db)) == w.truth()
+
+        w.clock.advance(DAY)
+        changes = w.server.play_changes(edits=250, creates=40, deletes=30, seed=2)
+        w.server.reset_stats()
+        second = await sync(w, db)
+        assert second.mode == "incremental"
+        assert second.read_from == first.bookmark - OVERLAP
+        assert (second.inserted, second.updated, second.unchanged) == (40, 250, 0)
+        k = 290
+        assert w.server.stats["requests"] == second.requests <= math.ceil(k / 200) + 3
+        rows = sqlite_rows(db)
+        assert {i: r for i, r in live(rows).items() if i not in changes.deleted} == w.truth()
+        assert all(i in rows for i in changes.deleted)  # not seen yet: no change feed
+
+        w.clock.advance(DAY)
+        third = await sync(w, db, reconcile=True)
+        assert (third.mode, third.deleted, third.unchanged) == ("reconcile", 30, 5_010)
+        rows = sqlite_rows(db)
+        assert live(rows) == w.truth()
+        assert {i for i, (_r, deleted) in rows.items() if deleted} == set(changes.deleted)
+        assert len(rows) == 5_040  # never DELETE
+
+        # A deleted id that comes back is live again.
+        back = rows[changes.deleted[0]][0]
+        w.server.dataset = Dataset.from_records([*w.truth().values(), back])
+        w.clock.advance(DAY)
+        fourth = await sync(w, db, reconcile=True)
+        assert (fourth.updated, fourth.deleted) == (1, 0)
+        assert live(sqlite_rows(db)) == w.truth()
+
+
+@pytest.mark.asyncio
+async def test_nothing_changed_costs_one_request(tmp_path: Path) -> None:
+    db = tmp_path / "m.sqlite"
+    async with world(1_000) as w:
+        await sync(w, db)
+        w.clock.advance(DAY)
+        w.server.reset_stats()
+        again = await sync(w, db)
+        assert (again.inserted, again.updated, again.requests) == (0, 0, 1)
+
+
+@pytest.mark.asyncio
+async def test_the_typed_columns(tmp_path: Path) -> None:
+    db = tmp_path / "m.sqlite"
+    async with world(300) as w:
+        await sync(w, db)
+        record = w.dataset.record(7)
+    with sqlite3.connect(db) as connection:
+        connection.row_factory = sqlite3.Row
+        row = connection.execute("SELECT * FROM opportunities WHERE id = 7").fetchone()
+        version = connection.execute(
+            "SELECT value FROM copper_async_meta WHERE key = 'schema_version'"
+        ).fetchone()[0]
+    assert version == "1"
+    assert row["name"] == record["name"]
+    month, day, year = map(int, record["close_date"].split("/"))
+    assert row["close_date"] == f"{year:04}-{month:02}-{day:02}"
+    created = record["date_created"]
+    assert row["date_created"].endswith("Z")
+    from datetime import datetime
+
+    assert datetime.fromisoformat(row["date_created"]).timestamp() == created
+    assert row["custom_fields"] is not None
+    assert row["deleted_at"] is None
+    assert row["synced_at"].endswith("Z")
+
+
+@pytest.mark.asyncio
+async def test_an_older_record_never_replaces_a_newer_row(tmp_path: Path) -> None:
+    db = tmp_path / "m.sqlite"
+    store = SQLiteStore(db)
+    await store.open({"job": 1}, "k" * 64)
+    try:
+        newer = {"id": 1, "name": "new", "date_modified": 2_000}
+        older = {"id": 1, "name": "old", "date_modified": 1_000}
+        assert (await store.upsert_page(1, [newer], 5)).inserted == 1
+        counts = await store.upsert_page(1, [older], 6)
+        assert (counts.updated, counts.unchanged) == (0, 1)
+        same_second = {"id": 1, "name": "later edit", "date_modified": 2_000}
+        assert (await store.upsert_page(1, [same_second], 7)).updated == 1
+        from copper_async.sync import RunProgress
+
+        await store.save_progress(RunProgress(run_id=1, mode="full", started=0, read_from=None))
+    finally:
+        await store.close()
+    assert sqlite_rows(db)[1][0]["name"] == "later edit"
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.asyncio
+async def test_a_stopped_full_load_resumes_where_it_stopped(tmp_path: Path) -> None:
+    db = tmp_path / "m.sqlite"
+    async with world(6_000, cap=2_000) as w:
+        pages = 0
+
+        def stop_after_12_pages(_stats: Any, _written: int) -> None:
+            nonlocal pages
+            pages += 1
+            if pages == 12:
+                raise Stop
+
+        with pytest.raises(Stop):
+            await sync(w, db, progress=stop_after_12_pages)
+        assert 0 < len(sqlite_rows(db)) < 6_000
+        with sqlite3.connect(db) as connection:
+            assert connection.execute(
+                "SELECT bookmark FROM copper_async_sync_state"
+            ).fetchone() == (None,)
+        w.server.reset_stats()
+        resumed = await sync(w, db)
+        assert resumed.resumed
+        assert resumed.mode == "full"
+        assert live(sqlite_rows(db)) == w.truth()
+        # Whole pages were kept: far fewer requests than a fresh 30-page load.
+        assert w.server.stats["requests"] <= 30 - 10
+        assert resumed.inserted == 6_000
+
+
+@pytest.mark.asyncio
+async def test_a_second_run_is_refused_while_one_holds_the_database(tmp_path: Path) -> None:
+    db = tmp_path / "m.sqlite"
+    async with world(2_000) as w:
+        entered, release = asyncio.Event(), asyncio.Event()
+        first_page = True
+
+        async def hold() -> Any:
+            def pause(_stats: Any, _written: int) -> None:
+                nonlocal first_page
+                if first_page:
+                    first_page = False
+                    entered.set()
+
+            return await sync(w, db, progress=pause, concurrency=1)
+
+        task = asyncio.create_task(hold())
+        await entered.wait()
+        with pytest.raises(StoreBusyError, match="another sync"):
+            await sync(w, db)
+        release.set()
+        await task
+        assert live(sqlite_rows(db)) == w.truth()
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.asyncio
+async def test_databases_of_another_tool_or_version_are_refused_untouched(tmp_path: Path) -> None:
+    foreign, old, garbage = tmp_path / "f.sqlite", tmp_path / "o.sqlite", tmp_path / "g.sqlite"
+    with sqlite3.connect(foreign) as connection:
+        connection.execute("CREATE TABLE opportunities (id INTEGER PRIMARY KEY, x TEXT)")
+    garbage.write_bytes(b"not a database, just text" * 100)
+    async with world(200) as w:
+        await sync(w, old)
+        with sqlite3.connect(old) as connection:
+            connection.execute(
+                "UPDATE copper_async_meta SET value = '99' WHERE key = 'schema_version'"
+            )
+        for path, error, words in (
+            (foreign, SchemaMismatchError, "not made by"),
+            (old, SchemaMismatchError, "schema version '99'"),
+            (garbage, StoreError, "not a database"),
+        ):
+            before = digest(path)
+            with pytest.raises(error, match=words):
+                await sync(w, path)
+            assert digest(path) == before
+
+
+@pytest.mark.asyncio
+async def test_a_database_of_another_job_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "m.sqlite"
+    from copper_async import OpportunityFilter
+
+    async with world(200) as w:
+        await sync(w, db)
+        with pytest.raises(StoreError, match=r"another job.*filter"):
+            await sync(w, db, filter=OpportunityFilter(statuses=("Open",)))
+
+
+def make_read_only(path: Path, read_only: bool) -> None:
+    """chmod for a user; root writes through modes, so the immutable flag for root."""
+    if os.geteuid() != 0:
+        path.chmod(0o444 if read_only else 0o644)
+        return
+    subprocess.run(["chattr", "+i" if read_only else "-i", str(path)], check=True)
+
+
+@pytest.mark.asyncio
+async def test_a_read_only_database_is_a_store_error_and_stays_whole(tmp_path: Path) -> None:
+    db = tmp_path / "m.sqlite"
+    async with world(300) as w:
+        await sync(w, db)
+        before = sqlite_rows(db)
+        w.clock.advance(DAY)
+        w.server.play_changes(edits=5)
+        make_read_only(db, True)
+        try:
+            with pytest.raises(StoreError, match=r"readonly|read-only"):
+                await sync(w, db)
+        finally:
+            make_read_only(db, False)
+        assert sqlite_rows(db) == before
+
+
+def test_db_urls() -> None:
+    assert isinstance(open_store("x.sqlite"), SQLiteStore)
+    store = open_store("sqlite:///rel/x.db")
+    assert isinstance(store, SQLiteStore)
+    assert store.path == Path("rel/x.db")
+    store = open_store("sqlite:////abs/x.db")
+    assert isinstance(store, SQLiteStore)
+    assert store.path == Path("/abs/x.db")
+    pg = open_store("postgresql://u:secret@h:5/d")
+    assert isinstance(pg, PostgresStore)
+    assert "secret" not in pg.name
+    for bad in ("mysql://h/d", "sqlite://host/x", "", "postgresql://h/d?bogus=1"):
+        with pytest.raises(InvalidOptionError, match="db"):
+            open_store(bad)
+
+
+@pytest.mark.asyncio
+async def test_the_token_is_never_stored(tmp_path: Path) -> None:
+    db = tmp_path / "m.sqlite"
+    async with world(300) as w:
+        await sync(w, db)
+    files = list(tmp_path.iterdir())  # noqa: ASYNC240 - the run is over
+    assert len(files) >= 2  # the database and its lock file
+    assert all(TOKEN.encode() not in path.read_bytes() for path in files)

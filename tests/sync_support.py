@@ -1,0 +1,70 @@
+"""Helpers shared by the sync tests: a fake server with a settable clock, and
+the table read back for comparison with the server's truth."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import orjson
+
+from copper_async import CopperClient
+from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
+
+START = 1_780_000_000  # the fake clock's first second (the data end before it)
+DAY = 86_400
+TOKEN, EMAIL = "fake-token", "fake@example.com"
+
+
+@attrs.define
+class Clock:
+    """One wall clock for the fake server and the sync runner."""
+
+    now: float = START
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@attrs.define
+class World:
+    server: FakeCopperServer
+    client: CopperClient
+    clock: Clock
+
+    @property
+    def dataset(self) -> Dataset:
+        return self.server.dataset
+
+    def truth(self) -> dict[int, dict[str, Any]]:
+        return {i: self.dataset.record(i) for i in self.dataset.ids()}
+
+
+@asynccontextmanager
+async def world(count: int, *, cap: int = 100_000, seed: int = 1) -> AsyncIterator[World]:
+    clock = Clock()
+    dataset = Dataset.generate(count, seed=seed, end=START - 86_400)
+    async with FakeCopperServer(dataset, options=FakeServerOptions(cap=cap)) as server:
+        server.clock = clock
+        async with CopperClient(
+            access_token=TOKEN, user_email=EMAIL, base_url=server.url, rate_limit=None
+        ) as client:
+            yield World(server, client, clock)
+
+
+def sqlite_rows(path: Path) -> dict[int, tuple[dict[str, Any], str | None]]:
+    """id -> (record, deleted_at) of every row, read with a plain connection."""
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT id, record, deleted_at FROM opportunities").fetchall()
+    return {row[0]: (orjson.loads(row[1]), row[2]) for row in rows}
+
+
+def live(rows: dict[int, tuple[dict[str, Any], Any]]) -> dict[int, dict[str, Any]]:
+    return {i: record for i, (record, deleted) in rows.items() if deleted is None}
