@@ -40,6 +40,7 @@ from copper_async.exceptions import (
     TransportError,
 )
 from copper_async.filters import OpportunityFilter
+from copper_async.singer._cli import tap
 from copper_async.testing._command import fake_server
 
 __all__ = ["ExitCode", "main"]
@@ -548,3 +549,4 @@ def _ids_in(path: Path, format_: str) -> list[int]:
 
 
 main.add_command(fake_server, name="fake-server")
+main.add_command(tap)
