@@ -136,9 +136,8 @@ def select_entry(catalog: Mapping[str, Any] | None) -> CatalogEntry | None:
         return None
     stream = matches[0]
     metadata = _metadata_map(stream)
-    if not metadata:
-        stream = {**discover()["streams"][0], **stream}  # no metadata: as discovered
-        metadata = _metadata_map(stream)
+    if not metadata:  # no metadata: selected as discovered
+        metadata = _metadata_map(discover()["streams"][0])
     if not _selected(metadata.get(()), None):
         return None
     schema = stream.get("schema")
