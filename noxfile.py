@@ -85,7 +85,7 @@ def meltano(session: nox.Session) -> None:
     """
     root = Path(__file__).resolve().parent
     session.install(".", "meltano")
-    project = Path(session.create_tmp()) / "meltano-project"
+    project = Path(session.create_tmp()).resolve() / "meltano-project"
     shutil.rmtree(project, ignore_errors=True)
     project.mkdir()
     shutil.copy(root / "tests" / "e2e" / "meltano" / "meltano.yml", project)
