@@ -314,6 +314,11 @@ class _LazyGroup(click.Group):
             "demo_sync",
             "Load the fake server into SQLite, play a day of changes, sync them, check the table.",
         ),
+        "tap": (
+            "copper_async.singer._cli",
+            "tap",
+            "Run as a Singer tap: SCHEMA, RECORD and STATE messages on stdout.",
+        ),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -1,0 +1,74 @@
+"""The tap's state, in the shape Meltano's SDK writes::
+
+    {"bookmarks": {"opportunities": {"replication_key": "date_modified",
+                                     "replication_key_value": "2026-01-02T03:04:05Z"}}}
+
+The value is the shared bookmark (:mod:`copper_async.sync._bookmark`) as an
+ISO 8601 UTC date-time; reading accepts that, any ISO 8601 date-time, or
+Unix seconds. Keys of other streams or tools are carried over unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from copper_async import InvalidOptionError
+from copper_async.singer._catalog import REPLICATION_KEY, STREAM
+
+__all__ = ["read_bookmark", "with_bookmark"]
+
+
+def _seconds(value: Any) -> int:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=dt.UTC)
+            return int(moment.timestamp())
+    raise InvalidOptionError(
+        "state", f"replication_key_value must be an ISO 8601 date-time, not {value!r}"
+    )
+
+
+def read_bookmark(state: Mapping[str, Any] | None) -> int | None:
+    """The bookmark (Unix seconds) of the stream in ``state``; None when there is none."""
+    if not state:
+        return None
+    if not isinstance(state, Mapping):
+        raise InvalidOptionError("state", "must be a JSON object")
+    bookmarks = state.get("bookmarks", {})
+    if not isinstance(bookmarks, Mapping):
+        raise InvalidOptionError("state", "'bookmarks' must be an object")
+    entry = bookmarks.get(STREAM)
+    if entry is None:
+        return None
+    if not isinstance(entry, Mapping):
+        raise InvalidOptionError("state", f"bookmark of {STREAM!r} must be an object")
+    key = entry.get("replication_key", REPLICATION_KEY)
+    if key != REPLICATION_KEY:
+        raise InvalidOptionError(
+            "state", f"bookmark of {STREAM!r} is on {key!r}, not {REPLICATION_KEY!r}"
+        )
+    value = entry.get("replication_key_value")
+    return None if value is None else _seconds(value)
+
+
+def with_bookmark(state: Mapping[str, Any] | None, bookmark: int) -> dict[str, Any]:
+    """``state`` with the stream's bookmark set to ``bookmark`` (Unix seconds)."""
+    base = dict(state or {})
+    bookmarks = dict(base.get("bookmarks") or {})
+    moment = dt.datetime.fromtimestamp(bookmark, dt.UTC)
+    bookmarks[STREAM] = {
+        "replication_key": REPLICATION_KEY,
+        "replication_key_value": moment.isoformat().replace("+00:00", "Z"),
+    }
+    base["bookmarks"] = bookmarks
+    return base

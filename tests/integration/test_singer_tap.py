@@ -1,0 +1,186 @@
+"""The tap against the fake server on loopback: complete past the cap, once,
+incremental from its STATE, selection honoured, and restartable after a stop."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+import pytest_asyncio
+
+from copper_async.singer import TapConfig, discover, run_tap
+from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
+
+END = 1_700_000_000  # every generated record was created and modified before this
+FIRST_RUN = END + 1_000
+CAP, PAGE, RECORDS = 1_000, 100, 3_000
+
+
+@pytest_asyncio.fixture
+async def server() -> AsyncIterator[FakeCopperServer]:
+    dataset = Dataset.generate(RECORDS, seed=11, end=END)
+    async with FakeCopperServer(dataset, options=FakeServerOptions(cap=CAP)) as running:
+        yield running
+
+
+def config(server: FakeCopperServer, **extra: Any) -> TapConfig:
+    return TapConfig.from_mapping(
+        {
+            "access_token": "fake-token",
+            "user_email": "fake@example.com",
+            "base_url": server.url,
+            "rate_limit": "none",
+            "page_size": PAGE,
+            "cap": CAP,
+            **extra,
+        },
+        environ={},
+    )
+
+
+def messages(out: io.BytesIO) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in out.getvalue().splitlines()]
+
+
+def records(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m["record"] for m in lines if m["type"] == "RECORD"]
+
+
+def states(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m["value"] for m in lines if m["type"] == "STATE"]
+
+
+async def sync(
+    server: FakeCopperServer,
+    *,
+    state: dict[str, Any] | None = None,
+    catalog: dict[str, Any] | None = None,
+    at: int = FIRST_RUN,
+    out: io.BytesIO | None = None,
+    **extra: Any,
+) -> list[dict[str, Any]]:
+    out = out if out is not None else io.BytesIO()
+    await run_tap(config(server, **extra), out, state=state, catalog=catalog, now=lambda: at)
+    return messages(out)
+
+
+@pytest.mark.asyncio
+async def test_a_full_run_emits_every_record_once_past_the_cap(server: FakeCopperServer) -> None:
+    lines = await sync(server)
+    assert lines[0]["type"] == "SCHEMA"
+    assert lines[0]["key_properties"] == ["id"]
+    assert lines[0]["bookmark_properties"] == ["date_modified"]
+    ids = [r["id"] for r in records(lines)]
+    assert len(ids) == len(set(ids)) == RECORDS > CAP
+    assert set(ids) == set(server.dataset.ids())
+    # One STATE, after the last record: the run's start minus the overlap.
+    assert lines[-1]["type"] == "STATE"
+    assert len(states(lines)) == 1
+    bookmark = lines[-1]["value"]["bookmarks"]["opportunities"]
+    assert bookmark == {
+        "replication_key": "date_modified",
+        "replication_key_value": "2023-11-14T22:25:00Z",  # FIRST_RUN - 300
+    }
+    first = records(lines)[0]
+    truth = server.dataset.record(first["id"])
+    assert first["date_created"].endswith("Z")
+    assert first["name"] == truth["name"]
+
+
+@pytest.mark.asyncio
+async def test_a_run_from_the_state_reads_only_the_changed_records(
+    server: FakeCopperServer,
+) -> None:
+    state = states(await sync(server))[-1]
+    server.clock = lambda: FIRST_RUN + 500
+    changes = server.play_changes(edits=40, creates=10, deletes=5, seed=3)
+    requests_before = server.stats["requests"]
+    lines = await sync(server, state=state, at=FIRST_RUN + 900)
+    ids = [r["id"] for r in records(lines)]
+    assert sorted(ids) == sorted(changes.edited + changes.created)
+    assert server.stats["requests"] - requests_before == 1  # one page holds them
+    value = states(lines)[-1]["bookmarks"]["opportunities"]["replication_key_value"]
+    assert value == "2023-11-14T22:40:00Z"  # FIRST_RUN + 900 - 300
+
+
+@pytest.mark.asyncio
+async def test_an_interrupted_run_restarted_from_its_last_state_loses_nothing(
+    server: FakeCopperServer,
+) -> None:
+    state = states(await sync(server))[-1]
+    server.clock = lambda: FIRST_RUN + 100
+    early = server.play_changes(edits=150, seed=4)
+
+    class ClosedAfter(io.BytesIO):
+        """A target that stops reading after a few writes."""
+
+        writes = 0
+
+        def write(self, data: Any) -> int:
+            self.writes += 1
+            if self.writes > 2:
+                raise BrokenPipeError
+            return super().write(data)
+
+    cut = ClosedAfter()
+    with pytest.raises(BrokenPipeError):
+        await sync(server, state=state, at=FIRST_RUN + 200, out=cut, page_size=50, cap=50)
+    assert 0 < len(records(messages(cut))) < len(early.edited)
+    assert states(messages(cut)) == []  # no STATE: the bookmark did not move
+    server.clock = lambda: FIRST_RUN + 300
+    late = server.play_changes(edits=20, seed=5)
+    lines = await sync(server, state=state, at=FIRST_RUN + 400)
+    assert {r["id"] for r in records(lines)} >= set(early.edited) | set(late.edited)
+
+
+@pytest.mark.asyncio
+async def test_a_deselected_stream_emits_nothing_and_asks_nothing(
+    server: FakeCopperServer,
+) -> None:
+    catalog = discover()
+    catalog["streams"][0]["metadata"][0]["metadata"]["selected"] = False
+    assert await sync(server, catalog=catalog) == []
+    assert server.stats["requests"] == 0
+
+
+@pytest.mark.asyncio
+async def test_only_selected_properties_are_emitted(server: FakeCopperServer) -> None:
+    catalog = discover()
+    for entry in catalog["streams"][0]["metadata"]:
+        entry["metadata"]["selected"] = entry["breadcrumb"] in ([], ["properties", "status"])
+    lines = await sync(server, catalog=catalog)
+    assert set(lines[0]["schema"]["properties"]) == {"id", "status", "date_modified"}
+    emitted = records(lines)
+    assert len(emitted) == RECORDS
+    assert all(set(r) == {"id", "status", "date_modified"} for r in emitted)
+
+
+@pytest.mark.asyncio
+async def test_full_table_replication_reads_everything_and_keeps_the_state(
+    server: FakeCopperServer,
+) -> None:
+    catalog = discover()
+    catalog["streams"][0]["metadata"][0]["metadata"]["replication-method"] = "FULL_TABLE"
+    state = {"bookmarks": {"opportunities": {"replication_key_value": "2030-01-01T00:00:00Z"}}}
+    lines = await sync(server, catalog=catalog, state=state)
+    assert len(records(lines)) == RECORDS
+    assert states(lines) == [state]
+
+
+@pytest.mark.asyncio
+async def test_start_date_and_filter_narrow_the_first_run(server: FakeCopperServer) -> None:
+    dataset = server.dataset
+    start = END - 200 * 86_400
+    truth = {
+        i
+        for i in dataset.ids()
+        if dataset.record(i)["date_modified"] >= start and dataset.record(i)["status"] == "Open"
+    }
+    assert 0 < len(truth) < RECORDS
+    start_date = dt.datetime.fromtimestamp(start, dt.UTC).isoformat()
+    lines = await sync(server, start_date=start_date, filter={"statuses": ["Open"]})
+    assert {r["id"] for r in records(lines)} == truth

@@ -1,0 +1,92 @@
+"""Config validation, environment fallbacks and ``--about``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from copper_async import InvalidOptionError, OpportunityFilter, RateLimit
+from copper_async.singer import SETTINGS, TapConfig, about
+from copper_async.singer._about import about_markdown
+
+GOOD = {"access_token": "t0k", "user_email": "me@example.com"}
+
+
+def test_defaults_match_coppers_limits() -> None:
+    config = TapConfig.from_mapping(GOOD, environ={})
+    assert config.rate_limit == RateLimit.parse("180/60")
+    assert config.options.page_size == 200
+    assert config.options.cap == 100_000
+    assert config.filter == OpportunityFilter()
+    assert config.start_date is None
+    assert "t0k" not in repr(config)
+
+
+def test_every_key_is_read() -> None:
+    config = TapConfig.from_mapping(
+        {
+            **GOOD,
+            "start_date": "2024-01-01T00:00:00Z",
+            "base_url": "http://127.0.0.1:1/developer_api/v1",
+            "page_size": 50,
+            "rate_limit": "none",
+            "concurrency": 2,
+            "filter": {"status_ids": [1]},
+            "cap": 1_000,
+        },
+        environ={},
+    )
+    assert config.start_date == 1_704_067_200
+    assert config.base_url == "http://127.0.0.1:1/developer_api/v1"
+    assert (config.options.page_size, config.options.concurrency) == (50, 2)
+    assert config.options.cap == 1_000
+    assert config.rate_limit is None
+    assert config.filter == OpportunityFilter(status_ids=[1])
+
+
+def test_credentials_fall_back_to_the_environment() -> None:
+    environ = {"COPPER_ACCESS_TOKEN": "env-token", "COPPER_USER_EMAIL": "env@example.com"}
+    config = TapConfig.from_mapping({}, environ=environ)
+    assert (config.access_token, config.user_email) == ("env-token", "env@example.com")
+    # The file wins over the environment.
+    assert TapConfig.from_mapping(GOOD, environ=environ).access_token == "t0k"
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"access_token": None}, "access_token"),
+        ({"user_email": ""}, "user_email"),
+        ({"start_date": "last tuesday"}, "start_date"),
+        ({"page_size": 500}, "page_size"),
+        ({"page_size": "200"}, "page_size"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"rate_limit": "fast"}, "rate_limit"),
+        ({"filter": [1]}, "filter"),
+        ({"filter": {"no_such_key": 1}}, "filter"),
+        ({"cap": 10, "page_size": 200}, "cap"),
+        ({"base_url": 5}, "base_url"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_its_key(change: dict[str, Any], key: str) -> None:
+    with pytest.raises(InvalidOptionError, match=f"'{key}'"):
+        TapConfig.from_mapping({**GOOD, **change}, environ={})
+
+
+def test_unknown_keys_are_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    TapConfig.from_mapping({**GOOD, "acess_token": "typo"}, environ={})
+    assert "acess_token" in caplog.text
+
+
+def test_about_lists_every_setting_and_the_capabilities() -> None:
+    info = about()
+    assert info["name"] == "tap-copper-async"
+    assert info["capabilities"] == ["catalog", "discover", "state", "about"]
+    settings = info["settings"]
+    assert list(settings["properties"]) == [s.name for s in SETTINGS]
+    assert settings["required"] == ["access_token", "user_email"]
+    assert settings["properties"]["access_token"]["secret"] is True
+    markdown = about_markdown()
+    for setting in SETTINGS:
+        assert f"| {setting.name} |" in markdown
