@@ -126,8 +126,5 @@ def test_the_options_table_has_a_row_per_option_with_its_bounds() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the README gains the rendered table when this branch is merged"
-)
 def test_the_readme_lists_the_options_as_declared() -> None:
     assert options_table() in README.read_text()
