@@ -90,17 +90,19 @@ async def test_trace_configs_see_every_attempt_retries_included() -> None:
     tracing = aiohttp.TraceConfig()
     tracing.on_request_start.append(on_request_start)
     server_options = FakeServerOptions(fault_rates={"503": 0.3}, seed=5)
-    async with FakeCopperServer(Dataset.generate(600, seed=2), options=server_options) as server:
-        async with CopperClient(
+    async with (
+        FakeCopperServer(Dataset.generate(600, seed=2), options=server_options) as server,
+        CopperClient(
             access_token=server_options.access_token,
             user_email=server_options.user_email,
             base_url=server.url,
             rate_limit=None,
             retry=RetryPolicy(attempts=10, initial_backoff=0.001, max_backoff=0.005),
             trace_configs=[tracing],
-        ) as client:
-            records = await client.opportunities.search(page_size=50, raw=True).to_list()
-            await client.custom_field_definitions()
+        ) as client,
+    ):
+        records = await client.opportunities.search(page_size=50, raw=True).to_list()
+        await client.custom_field_definitions()
     assert len(records) == 600
     assert server.stats["requests_by_status"].get(503, 0) > 0
     assert attempts.count("POST") == server.stats["requests"] > 12
