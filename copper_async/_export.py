@@ -152,7 +152,7 @@ def _open_job(
     assert checkpoint is not None
     state = load_checkpoint(checkpoint)
     if state.fingerprint != fingerprint:
-        differs = sorted(k for k in job if state.job.get(k) != job[k])
+        differs = sorted(k for k in {*job, *state.job} if state.job.get(k) != job.get(k))
         raise CheckpointError(
             "refusing to resume: the checkpoint belongs to a different export "
             f"(differs in: {', '.join(differs) or 'fingerprint'})"
