@@ -9,7 +9,9 @@ delivers. The resource says where to send them and what comes back; the
 planner and this module know nothing more of it. The planner decides every request; this module
 only sends them, keeps order of nothing but its own bookkeeping, and cleans
 up: closing a search early (``break``, :meth:`Search.aclose`, cancelling the
-task) cancels the requests in flight.
+task) cancels the requests in flight. ``max_items`` stops a search after
+that many records: it asks for no page those in flight cannot fill, and
+cancels what is in flight once it has them.
 
 :class:`MultiSearch` runs several searches at once under the client's one
 rate limiter and yields from all of them as records arrive; with
@@ -73,6 +75,15 @@ _CLOCK_SKEW_ALLOWANCE = 300
 T = TypeVar("T")
 
 
+def check_max_items(value: object) -> int | None:
+    """``max_items``: None (every record) or a positive integer."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidOptionError("max_items", f"must be a positive integer or None, not {value!r}")
+    return value
+
+
 def _located(error: RecordError, where: Mapping[str, Any]) -> RecordError:
     """The same error, naming the window and page it came from."""
     return RecordError(
@@ -95,10 +106,12 @@ class ResultPage(Generic[T]):
 class Search(AsyncClosing, Generic[T]):
     """An async iterator over every record one filter matches, each once.
 
-    Use it as ``async for record in search`` (or ``search.pages()`` for whole
-    pages); ``async with`` or :meth:`aclose` releases it early. Its
-    :attr:`stats` are live. ``planner_events`` are events a restored
-    ``planner`` returned, handled as if fed.
+    Use it as ``async for record in search``, ``search.pages()`` for whole
+    pages, or ``await search.to_list()``; ``async with`` or :meth:`aclose`
+    releases it early. Its :attr:`stats` are live. ``planner_events`` are
+    events a restored ``planner`` returned, handled as if fed.
+    ``max_items`` ends it after that many records (see the module's doc);
+    below the page size it also shrinks the pages asked for.
     """
 
     def __init__(
@@ -113,7 +126,9 @@ class Search(AsyncClosing, Generic[T]):
         planner: WindowPlanner | None = None,
         planner_events: Sequence[PlannerEvent] = (),
         stats: SearchStats | None = None,
+        max_items: int | None = None,
     ) -> None:
+        self.max_items = check_max_items(max_items)
         if filter is not None and not isinstance(filter, resource.filter_class):
             raise InvalidOptionError(
                 "filter",
@@ -122,6 +137,10 @@ class Search(AsyncClosing, Generic[T]):
         self.resource = resource
         self.filter: SearchFilter = filter if filter is not None else resource.filter_class()
         self.options = options if options is not None else SearchOptions()
+        limit = self.max_items
+        if limit is not None and limit < self.options.page_size and planner is None:
+            # A fresh search needs no bigger page than the records it will yield.
+            self.options = attrs.evolve(self.options, page_size=limit)
         self._fetcher = fetcher
         self._structure = structure
         self._clock = clock if clock is not None else LoopClock()
@@ -143,6 +162,7 @@ class Search(AsyncClosing, Generic[T]):
         self._records: deque[T] = deque()
         self._closed = False
         self._failure: BaseException | None = None
+        self._delivered = 0  # records handed to _ready, counted against max_items
         # What a restored planner settled at once (windows finished before a crash).
         self._handle(planner_events)
 
@@ -189,6 +209,11 @@ class Search(AsyncClosing, Generic[T]):
         finally:
             await self.aclose()
 
+    async def to_list(self) -> list[T]:
+        """Every record (up to ``max_items``) in one list; the search is closed after."""
+        async with self:
+            return [record async for record in self]
+
     @property
     def at_commit_point(self) -> bool:
         """True when every page the planner delivered has been handed out,
@@ -223,6 +248,10 @@ class Search(AsyncClosing, Generic[T]):
                     if self._failure is not None:
                         raise self._failure
                     return None
+                if self.max_items is not None and self._delivered >= self.max_items:
+                    # Enough records: what is still in flight is not needed.
+                    await self.aclose()
+                    return None
                 if self.stats.started_at is None:
                     self.stats.started_at = self._clock.monotonic()
                 self._issue()
@@ -242,7 +271,7 @@ class Search(AsyncClosing, Generic[T]):
         return self._ready.popleft()
 
     def _issue(self) -> None:
-        while len(self._tasks) < self.options.concurrency:
+        while len(self._tasks) < self.options.concurrency and not self._enough_asked():
             request = self.planner.next_request()
             if request is None:
                 return
@@ -253,6 +282,12 @@ class Search(AsyncClosing, Generic[T]):
             )
             self._tasks[task] = request
             self.stats.requests += 1
+
+    def _enough_asked(self) -> bool:
+        """True when the pages in flight, if full, bring ``max_items`` records."""
+        if self.max_items is None:
+            return False
+        return self._delivered + len(self._tasks) * self.options.page_size >= self.max_items
 
     def _where(self, window: Window, page_number: int) -> dict[str, Any]:
         """Error context: which window and page."""
@@ -304,17 +339,26 @@ class Search(AsyncClosing, Generic[T]):
         if stats.total_hint is None and page.total is not None:
             stats.total_hint = page.total
 
+    def _deliver(self, event: Deliver) -> None:
+        records: list[Any] = event.records
+        if self.max_items is not None:
+            room = self.max_items - self._delivered
+            if room <= 0:
+                return  # answers that were in flight when the last record came
+            records = records[:room]
+        self._delivered += len(records)
+        if self._structure is not None and records:
+            try:
+                records = self._structure(records)
+            except RecordError as error:
+                where = self._where(event.window, event.page_number)
+                raise _located(error, where) from error
+        self._ready.append(ResultPage(event.window, event.page_number, records))
+
     def _handle(self, events: Sequence[PlannerEvent]) -> None:
         for event in events:
             if isinstance(event, Deliver):
-                records: list[Any] = event.records
-                if self._structure is not None and records:
-                    try:
-                        records = self._structure(records)
-                    except RecordError as error:
-                        where = self._where(event.window, event.page_number)
-                        raise _located(error, where) from error
-                self._ready.append(ResultPage(event.window, event.page_number, records))
+                self._deliver(event)
             elif isinstance(event, WindowSplit):
                 logger.debug(
                     "split window %s (total %s): %s", event.window.bounds, event.total, event.reason
@@ -359,7 +403,8 @@ class MultiSearch(AsyncClosing, Generic[T]):
 
     Every search shares the client's rate limiter. With ``union=True`` a
     record that several filters match is yielded once (Copper's filters only
-    AND; this gives OR); that keeps every id seen in memory.
+    AND; this gives OR); that keeps every id seen in memory. ``max_items``
+    ends it after that many records in all (each search also stops there).
     """
 
     def __init__(
@@ -369,7 +414,9 @@ class MultiSearch(AsyncClosing, Generic[T]):
         union: bool = False,
         id_of: Callable[[T], int],
         queue_pages: int = 8,
+        max_items: int | None = None,
     ) -> None:
+        self.max_items = check_max_items(max_items)
         if not searches:
             raise InvalidOptionError("filters", "needs at least one filter")
         self.searches = list(searches)
@@ -384,6 +431,7 @@ class MultiSearch(AsyncClosing, Generic[T]):
         self._running = 0
         self._closed = False
         self.duplicates_dropped = 0
+        self._yielded = 0
 
     @property
     def stats(self) -> list[SearchStats]:
@@ -395,6 +443,8 @@ class MultiSearch(AsyncClosing, Generic[T]):
 
     async def __anext__(self) -> T:
         try:
+            if self.max_items is not None and self._yielded >= self.max_items:
+                raise StopAsyncIteration
             while not self._records:
                 if self._closed:
                     raise StopAsyncIteration
@@ -413,7 +463,13 @@ class MultiSearch(AsyncClosing, Generic[T]):
             # The end, an error, or the consumer cancelled (a timeout): stop every search.
             await self.aclose()
             raise
+        self._yielded += 1
         return self._records.popleft()
+
+    async def to_list(self) -> list[T]:
+        """Every record (up to ``max_items``) in one list; the searches are closed after."""
+        async with self:
+            return [record async for record in self]
 
     def _fresh(self, records: list[T]) -> Iterable[T]:
         if not self.union:

@@ -32,6 +32,7 @@ from copper_async._checkpoint import (
     save_checkpoint,
 )
 from copper_async._clock import Clock, LoopClock
+from copper_async._custom_fields import CustomFieldNames
 from copper_async._engine import Search
 from copper_async._options import SearchOptions
 from copper_async._pages import PageSource
@@ -139,6 +140,7 @@ def _open_job(
     stats: SearchStats,
     *,
     resume: bool,
+    custom_fields: CustomFieldNames | None = None,
 ) -> tuple[RecordWriter, Restored | None, Checkpoint | None] | ExportResult:
     """Open the output (cut back to its committed length on resume)."""
     if not resume:
@@ -146,11 +148,11 @@ def _open_job(
             raise CheckpointError(
                 f"checkpoint {str(checkpoint)!r} exists: resume it, or delete it to start over"
             )
-        return open_writer(out, format), None, None
+        return open_writer(out, format, custom_fields=custom_fields), None, None
     assert checkpoint is not None
     state = load_checkpoint(checkpoint)
     if state.fingerprint != fingerprint:
-        differs = sorted(k for k in job if state.job.get(k) != job[k])
+        differs = sorted(k for k in {*job, *state.job} if state.job.get(k) != job.get(k))
         raise CheckpointError(
             "refusing to resume: the checkpoint belongs to a different export "
             f"(differs in: {', '.join(differs) or 'fingerprint'})"
@@ -160,7 +162,13 @@ def _open_job(
         return ExportResult(out, state.records, state.committed_bytes, dict(state.stats), True)
     if not out.exists():
         raise CheckpointError(f"the output {str(out)!r} of the checkpointed export is missing")
-    writer = open_writer(out, format, committed=state.committed_bytes, columns=state.csv_columns)
+    writer = open_writer(
+        out,
+        format,
+        committed=state.committed_bytes,
+        columns=state.csv_columns,
+        custom_fields=custom_fields,
+    )
     fields = [field.record_key for field in options.split_fields]
     try:
         restored = WindowPlanner.restore(
@@ -186,6 +194,7 @@ async def run_export(
     resume: bool = False,
     progress: ProgressCallback | None = None,
     clock: Clock | None = None,
+    custom_fields: CustomFieldNames | None = None,
 ) -> ExportResult:
     """Export every record ``filter`` matches to ``out``, exactly once.
 
@@ -194,7 +203,9 @@ async def run_export(
     the first page is written. ``progress`` is called after each written page
     with the live stats and the records written so far, earlier runs
     included; a resume calls it once before the first request, with what the
-    file already holds and the total the first run saw.
+    file already holds and the total the first run saw. ``custom_fields``
+    names a CSV file's custom-field columns and options (see
+    :class:`~copper_async._custom_fields.CustomFieldNames`).
     """
     filter = filter if filter is not None else OpportunityFilter()
     options = options if options is not None else SearchOptions()
@@ -203,6 +214,8 @@ async def run_export(
         raise InvalidOptionError("format", f"must be 'jsonl' or 'csv', not {format!r}")
     if resume and checkpoint is None:
         raise InvalidOptionError("resume", "needs a checkpoint file to resume from")
+    if custom_fields is not None and format != "csv":
+        raise InvalidOptionError("custom_fields", "names CSV columns: JSON lines keep Copper's ids")
     _check_output(out)
     if checkpoint is not None:
         _check_checkpoint(checkpoint, out)
@@ -214,13 +227,26 @@ async def run_export(
         base_url=fetcher.base_url,
         user_email=fetcher.user_email,
     )
+    if custom_fields is not None:
+        # Only when on, so that the jobs of earlier versions keep their fingerprint.
+        job["custom_field_names"] = True
     fingerprint = job_fingerprint(job)
     if checkpoint is not None:
         remove_stale_temp_files(checkpoint)
 
     # One stats object: a restored planner counts into it from its snapshot on.
     stats = SearchStats(clock=clock)
-    opened = _open_job(job, fingerprint, options, out, format, checkpoint, stats, resume=resume)
+    opened = _open_job(
+        job,
+        fingerprint,
+        options,
+        out,
+        format,
+        checkpoint,
+        stats,
+        resume=resume,
+        custom_fields=custom_fields,
+    )
     if isinstance(opened, ExportResult):
         return opened
     writer, restored, state = opened

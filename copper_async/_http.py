@@ -122,7 +122,7 @@ _STATUS_ERRORS: Final[dict[Failure, tuple[type[APIError], str]]] = {
 
 @attrs.frozen(kw_only=True)
 class Requester:
-    """Sends POSTs through ``transport`` under one policy, limiter and clock."""
+    """Sends requests through ``transport`` under one policy, limiter and clock."""
 
     transport: AiohttpTransport
     headers: Mapping[str, str] = attrs.field(repr=False)
@@ -137,6 +137,14 @@ class Requester:
 
     async def post(self, url: str, data: bytes, where: Mapping[str, Any]) -> RawPage:
         """POST ``data`` to ``url``, retried per the policy; errors carry ``where``."""
+        return await self.send("POST", url, data, where)
+
+    async def get(self, url: str, where: Mapping[str, Any]) -> RawPage:
+        """GET ``url`` (a JSON array, as a page), retried and paced as a POST is."""
+        return await self.send("GET", url, b"", where)
+
+    async def send(self, method: str, url: str, data: bytes, where: Mapping[str, Any]) -> RawPage:
+        """Send one request until it succeeds or fails for good."""
         progress = _Progress()
         policy, clock = self.retry, self.clock
         while True:
@@ -157,7 +165,7 @@ class Requester:
             if progress.last is None:
                 progress.started, progress.ends = now, now + policy.deadline
             progress.attempts += 1
-            outcome = await self._attempt(url, data, min(self.timeout, progress.ends - now))
+            outcome = await self._attempt(method, url, data, min(self.timeout, progress.ends - now))
             if isinstance(outcome, RawPage):
                 return attrs.evolve(
                     outcome, attempts=progress.attempts, rate_limited=progress.rate_limited
@@ -261,14 +269,16 @@ class Requester:
         logger.info("giving up: %s; %s", reason, error)
         raise error from cause
 
-    async def _attempt(self, url: str, data: bytes, budget: float) -> RawPage | _Failed:
+    async def _attempt(
+        self, method: str, url: str, data: bytes, budget: float
+    ) -> RawPage | _Failed:
         """One send, given ``budget`` seconds: a page, or what failed."""
         stats = self.stats
         stats.requests += 1
         started = self.clock.monotonic()
         try:
             response = await self.transport.send(
-                "POST",
+                method,
                 url,
                 headers=self.headers,
                 body=data,
@@ -286,7 +296,7 @@ class Requester:
             return _Failed(Failure.TOO_LARGE, error=err)
         elapsed = self.clock.monotonic() - started
         status, size = response.status, len(response.body)
-        logger.debug("POST %s -> %d, %d bytes in %.3fs", url, status, size, elapsed)
+        logger.debug("%s %s -> %d, %d bytes in %.3fs", method, url, status, size, elapsed)
         stats.responses[status] = stats.responses.get(status, 0) + 1
         stats.bytes_read += size
         kind = protocol.classify_status(status)

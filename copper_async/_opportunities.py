@@ -16,7 +16,7 @@ from copper_async._engine import MultiSearch, Search
 from copper_async._options import SearchKwargs, SearchOptions
 from copper_async._pages import PageSource
 from copper_async._records import Opportunity
-from copper_async._resources import OPPORTUNITIES, Resource
+from copper_async._resources import OPPORTUNITIES, Resource, SearchFilter
 from copper_async.exceptions import InvalidOptionError
 from copper_async.filters import OpportunityFilter
 
@@ -50,27 +50,40 @@ class ResourceAPI(Generic[R, F]):
         filter: F | None = ...,
         *,
         raw: Literal[False] = ...,
+        max_items: int | None = ...,
         **options: Unpack[SearchKwargs],
     ) -> Search[R]: ...
 
     @overload
     def search(
-        self, filter: F | None = ..., *, raw: Literal[True], **options: Unpack[SearchKwargs]
+        self,
+        filter: F | None = ...,
+        *,
+        raw: Literal[True],
+        max_items: int | None = ...,
+        **options: Unpack[SearchKwargs],
     ) -> Search[RawRecord]: ...
 
     def search(
-        self, filter: F | None = None, *, raw: bool = False, **options: Unpack[SearchKwargs]
+        self,
+        filter: F | None = None,
+        *,
+        raw: bool = False,
+        max_items: int | None = None,
+        **options: Unpack[SearchKwargs],
     ) -> Search[R] | Search[RawRecord]:
         """Every record ``filter`` matches, each exactly once, as an async iterator.
 
         Past the 100,000-record search cap the date range is split into windows
         that fit (see :mod:`copper_async._planner`). ``raw=True`` yields the
-        records as plain dicts, skipping the typed structuring. The options
+        records as plain dicts, skipping the typed structuring. ``max_items``
+        stops it after that many records, asking for no more pages than
+        those take. The options
         are :class:`~copper_async._options.SearchOptions`'; invalid ones raise
         :class:`~copper_async.exceptions.InvalidOptionError` here, before any
         request.
         """
-        return self._start(filter, raw=raw, options=SearchOptions(**options))
+        return self._start(filter, raw=raw, options=SearchOptions(**options), max_items=max_items)
 
     def search_many(
         self,
@@ -78,12 +91,14 @@ class ResourceAPI(Generic[R, F]):
         *,
         union: bool = False,
         raw: bool = False,
+        max_items: int | None = None,
         **options: Unpack[SearchKwargs],
     ) -> MultiSearch[Any]:
         """Run several searches concurrently; yield records from all as they arrive.
 
-        ``union=True`` yields a record matched by several filters once. Takes
-        the same keyword options as :meth:`search`, applied to each.
+        ``union=True`` yields a record matched by several filters once.
+        ``max_items`` stops it after that many records in all. Takes the same
+        keyword options as :meth:`search`, applied to each.
         """
         if isinstance(filters, self.resource.filter_class):
             raise InvalidOptionError("filters", "must be a list of filters, not one filter")
@@ -93,17 +108,47 @@ class ResourceAPI(Generic[R, F]):
             )
         _check_flag("union", union)
         search_options = SearchOptions(**options)
-        searches = [self._start(f, raw=raw, options=search_options) for f in filters]
+        searches = [
+            self._start(f, raw=raw, options=search_options, max_items=max_items) for f in filters
+        ]
         id_of = self.resource.raw_id if raw else self.resource.typed_id
-        return MultiSearch(searches, union=union, id_of=id_of)
+        return MultiSearch(searches, union=union, id_of=id_of, max_items=max_items)
+
+    async def count(self, filter: F | None = None) -> int | None:
+        """How many records ``filter`` matches, from one request of one record.
+
+        This is Copper's ``X-PW-TOTAL``, which Copper documents as an upper
+        bound: a search may yield fewer (records deleted meanwhile, or past
+        the 100,000-record search cap, which some accounts' totals stop at).
+        None when the answer carried no usable total. The request passes the
+        client's rate limiter and retries like any page.
+        """
+        if filter is not None and not isinstance(filter, self.resource.filter_class):
+            raise InvalidOptionError(
+                "filter",
+                f"must be an {self.resource.filter_class.__name__} or None, "
+                f"not {type(filter).__name__}",
+            )
+        query: SearchFilter = filter if filter is not None else self.resource.filter_class()
+        body = query.to_body(page_number=1, page_size=1)
+        page = await self._fetcher.fetch_page(body, path=self.resource.path, context={})
+        if page.total is None:
+            return None
+        # A total below what the page itself holds is not even an upper bound.
+        return max(page.total, len(page.records))
 
     def _start(
-        self, filter: F | None, *, raw: bool, options: SearchOptions
+        self, filter: F | None, *, raw: bool, options: SearchOptions, max_items: int | None
     ) -> Search[R] | Search[RawRecord]:
         _check_flag("raw", raw)
         if raw:
             return Search[RawRecord](
-                self._fetcher, filter, resource=self.resource, options=options, clock=self._clock
+                self._fetcher,
+                filter,
+                resource=self.resource,
+                options=options,
+                clock=self._clock,
+                max_items=max_items,
             )
         return Search[R](
             self._fetcher,
@@ -112,6 +157,7 @@ class ResourceAPI(Generic[R, F]):
             options=options,
             structure=self.resource.structure_page,
             clock=self._clock,
+            max_items=max_items,
         )
 
 

@@ -11,7 +11,7 @@ the aiohttp error scrubbed of the access token.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import aiohttp
@@ -45,11 +45,18 @@ class AiohttpTransport:
 
     With ``session=None`` the session is created on first use, inside the
     running loop, and closed by :meth:`aclose`; a caller's session is used
-    and left open. ``redactor`` scrubs the token from translated causes.
+    and left open. ``redactor`` scrubs the token from translated causes;
+    ``trace_configs`` go to the session it creates.
     """
 
-    def __init__(self, session: aiohttp.ClientSession | None, redactor: Redactor) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession | None,
+        redactor: Redactor,
+        trace_configs: Sequence[aiohttp.TraceConfig] = (),
+    ) -> None:
         self._session = session
+        self._trace_configs = list(trace_configs)
         self._owns_session = session is None
         self._redactor = redactor
         self._closed = False
@@ -69,7 +76,7 @@ class AiohttpTransport:
         if self._closed:
             raise CopperError("the client is closed")
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(trace_configs=self._trace_configs or None)
         elif self._session.closed:
             raise CopperError("the aiohttp session given to the client is closed")
         return self._session

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 
 import orjson
 
+from copper_async._custom_fields import CustomFieldNames
 from copper_async.exceptions import CheckpointError, InvalidOptionError, OutputError
 
 if TYPE_CHECKING:
@@ -224,18 +225,46 @@ class CsvWriter(_FileWriter):
     ``custom_field_<definition id>``. The custom columns are fixed by the
     first page (a resumed export reuses them); fields first seen later, and
     keys this version does not know, go to JSON columns at the end.
+
+    With ``custom_fields`` (:class:`~copper_async._custom_fields.CustomFieldNames`)
+    every field it defines gets a column named after the field (``cf_region``)
+    and option ids become option names; a field whose column is not in the
+    header (created or renamed since it was written) goes to the JSON column.
     """
 
-    def __init__(self, path: Path, committed: int, columns: Sequence[str] | None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        committed: int,
+        columns: Sequence[str] | None,
+        custom_fields: CustomFieldNames | None = None,
+    ) -> None:
         super().__init__(path, committed)
         self.columns: list[str] | None = list(columns) if columns else None
+        self._names = custom_fields
         self._custom_ids: dict[int, str] = {}
-        if self.columns:
+        if self.columns and custom_fields is not None:
+            self._custom_ids = custom_fields.column_ids(self.columns)
+        elif self.columns:
             self._custom_ids = {
                 int(c.removeprefix(_CUSTOM_PREFIX)): c
                 for c in self.columns
                 if c.startswith(_CUSTOM_PREFIX)
             }
+
+    def _custom_columns(self, records: Sequence[Mapping[str, Any]]) -> dict[int, str]:
+        """The custom columns of a new file: every named field, or the ids on its first page."""
+        if self._names is not None:
+            return dict(self._names.columns)
+        ids = sorted(
+            {
+                field["custom_field_definition_id"]
+                for record in records
+                for field in record.get("custom_fields") or ()
+                if isinstance(field, Mapping)
+            }
+        )
+        return {i: f"{_CUSTOM_PREFIX}{i}" for i in ids}
 
     def write_page(self, records: Sequence[Mapping[str, Any]]) -> None:
         if not records:
@@ -243,15 +272,7 @@ class CsvWriter(_FileWriter):
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         if self.columns is None:
-            ids = sorted(
-                {
-                    field["custom_field_definition_id"]
-                    for record in records
-                    for field in record.get("custom_fields") or ()
-                    if isinstance(field, Mapping)
-                }
-            )
-            self._custom_ids = {i: f"{_CUSTOM_PREFIX}{i}" for i in ids}
+            self._custom_ids = self._custom_columns(records)
             self.columns = [
                 *CSV_BASE_COLUMNS,
                 *self._custom_ids.values(),
@@ -267,13 +288,17 @@ class CsvWriter(_FileWriter):
         assert self.columns is not None
         row = {column: _cell(record.get(column)) for column in CSV_BASE_COLUMNS}
         other: dict[str, Any] = {}
+        names = self._names
         for field in record.get("custom_fields") or ():
             definition = field.get("custom_field_definition_id")
+            value = field.get("value")
+            if names is not None:
+                value = names.value(definition, value)
             column = self._custom_ids.get(definition)
             if column is None:
-                other[str(definition)] = field.get("value")
+                other[str(definition)] = value
             else:
-                row[column] = _cell(field.get("value"))
+                row[column] = _cell(value)
         known = {*CSV_BASE_COLUMNS, "custom_fields"}
         extra = {key: value for key, value in record.items() if key not in known}
         row[_OTHER_CUSTOM] = orjson.dumps(other).decode() if other else ""
@@ -282,13 +307,21 @@ class CsvWriter(_FileWriter):
 
 
 def open_writer(
-    path: Path, format: ExportFormat, *, committed: int = 0, columns: Sequence[str] | None = None
+    path: Path,
+    format: ExportFormat,
+    *,
+    committed: int = 0,
+    columns: Sequence[str] | None = None,
+    custom_fields: CustomFieldNames | None = None,
 ) -> JsonlWriter | CsvWriter:
-    """A writer appending to ``path`` after its first ``committed`` bytes."""
+    """A writer appending to ``path`` after its first ``committed`` bytes.
+
+    ``custom_fields`` names a CSV file's custom-field columns and options.
+    """
     if format == "jsonl":
         return JsonlWriter(path, committed)
     if format == "csv":
-        return CsvWriter(path, committed, columns)
+        return CsvWriter(path, committed, columns, custom_fields)
     raise InvalidOptionError("format", f"must be 'jsonl' or 'csv', not {format!r}")
 
 

@@ -24,6 +24,7 @@ import orjson
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from copper_async import __version__
+from copper_async._custom_fields import CustomFieldNames
 from copper_async._export import ExportResult, run_export
 from copper_async._options import SearchOptions, option_spec
 from copper_async._protocol import DEFAULT_BASE_URL
@@ -426,6 +427,11 @@ def _common_export_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--token", envvar="COPPER_ACCESS_TOKEN", help="Or COPPER_ACCESS_TOKEN.")
 @click.option("--email", envvar="COPPER_USER_EMAIL", help="Or COPPER_USER_EMAIL.")
 @click.option("--allow-insecure-http", is_flag=True, help="Allow http:// to a non-local host.")
+@click.option(
+    "--custom-field-names",
+    is_flag=True,
+    help="CSV: name custom-field columns and options (one more request).",
+)
 def export(
     out: Path,
     filter_source: str | None,
@@ -440,6 +446,7 @@ def export(
     token: str | None,
     email: str | None,
     allow_insecure_http: bool,
+    custom_field_names: bool,
 ) -> None:
     """Export every opportunity a filter matches to a JSON-lines or CSV file."""
     _configure_logging(quiet=quiet, verbose=verbose)
@@ -449,6 +456,8 @@ def export(
         _fail(ExitCode.USAGE, "no user email: set COPPER_USER_EMAIL or pass --email")
     if resume and checkpoint is None:
         _fail(ExitCode.USAGE, "--resume needs --checkpoint")
+    if custom_field_names and format_ != "csv":
+        _fail(ExitCode.USAGE, "--custom-field-names needs --format csv")
     query = _read_filter(filter_source)
     limit = _rate_limit(rate_limit)
     try:
@@ -465,6 +474,10 @@ def export(
 
     async def job() -> ExportResult:
         async with client:
+            names = None
+            if custom_field_names:
+                definitions = await client.custom_field_definitions()
+                names = CustomFieldNames.for_records(definitions)
             return await run_export(
                 client,
                 query,
@@ -474,6 +487,7 @@ def export(
                 checkpoint=checkpoint,
                 resume=resume,
                 progress=progress,
+                custom_fields=names,
             )
 
     result = _run(job(), progress=progress, resumable=checkpoint is not None)

@@ -12,7 +12,7 @@ token lives only in the request headers: it is in no repr, log line or error.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import aiohttp
@@ -21,6 +21,11 @@ import attrs
 from copper_async import _protocol as protocol
 from copper_async._clock import Clock, LoopClock
 from copper_async._closing import AsyncClosing
+from copper_async._custom_fields import (
+    DEFINITIONS_PATH,
+    CustomFieldDefinition,
+    structure_definitions,
+)
 from copper_async._http import ClientStats, Requester, RetryEvent
 from copper_async._opportunities import OpportunitiesAPI
 from copper_async._pages import RawPage
@@ -36,6 +41,7 @@ __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
     "ClientStats",
     "CopperClient",
+    "CustomFieldDefinition",
     "RawPage",
     "RetryEvent",
     "SearchPage",
@@ -69,6 +75,20 @@ def _check_max_bytes(value: object) -> int:
     if not 1024 <= value <= 2**31:
         raise InvalidOptionError("max_response_bytes", "must be between 1 KiB and 2 GiB")
     return value
+
+
+def _check_trace_configs(value: object, session: object) -> list[aiohttp.TraceConfig]:
+    if isinstance(value, aiohttp.TraceConfig) or not isinstance(value, Sequence):
+        raise InvalidOptionError("trace_configs", "must be a list of aiohttp.TraceConfig")
+    configs = list(value)
+    if not all(isinstance(config, aiohttp.TraceConfig) for config in configs):
+        raise InvalidOptionError("trace_configs", "must be a list of aiohttp.TraceConfig")
+    if configs and session is not None:
+        # A session's trace configs are fixed when it is made: give them to it instead.
+        raise InvalidOptionError(
+            "trace_configs", "cannot be combined with session= (pass them to that session)"
+        )
+    return configs
 
 
 def _check_types(
@@ -117,6 +137,10 @@ class CopperClient(AsyncClosing):
     event loop's clock (aiolimiter's), so with a ``rate_limit`` the clock
     must be a :class:`~copper_async._clock.LoopClock` (the default): tests
     that fake time patch the loop's clock (looptime).
+
+    ``trace_configs`` (aiohttp :class:`aiohttp.TraceConfig` objects, e.g.
+    OpenTelemetry's ``create_trace_config()``) go to the session the client
+    creates: they see every attempt, retries included.
     """
 
     def __init__(
@@ -134,6 +158,7 @@ class CopperClient(AsyncClosing):
         allow_insecure_http: bool = False,
         user_agent: str = protocol.DEFAULT_USER_AGENT,
         on_retry: Callable[[RetryEvent], None] | None = None,
+        trace_configs: Sequence[aiohttp.TraceConfig] = (),
     ) -> None:
         _check_types(
             session=session,
@@ -159,7 +184,9 @@ class CopperClient(AsyncClosing):
         # Built here, outside any loop; aiolimiter's bucket binds on first use.
         self._limiter = RequestLimiter(rate_limit, clock=self._clock)
         redactor = Redactor(access_token)
-        self._transport = AiohttpTransport(session, redactor)
+        self._transport = AiohttpTransport(
+            session, redactor, _check_trace_configs(trace_configs, session)
+        )
         self._closed = False
         self._requester = Requester(
             transport=self._transport,
@@ -244,6 +271,18 @@ class CopperClient(AsyncClosing):
         return SearchPage(
             records=records, total=raw.total, page_number=page_number, page_size=page_size
         )
+
+    async def custom_field_definitions(self) -> list[CustomFieldDefinition]:
+        """Every custom field definition of the account (``GET /custom_field_definitions``).
+
+        Sent through the same limiter and retries as searches. Use
+        :class:`~copper_async._custom_fields.CustomFieldNames` to name columns
+        and option values from them. A malformed definition raises RecordError.
+        """
+        url = protocol.endpoint_url(self.base_url, DEFINITIONS_PATH)
+        self._transport.open()
+        page = await self._requester.get(url, {"path": DEFINITIONS_PATH})
+        return structure_definitions(page.records)
 
     async def fetch_page(
         self,

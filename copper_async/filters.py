@@ -18,11 +18,12 @@ offending body key, with an index or a nested key when it helps
 
 from __future__ import annotations
 
+import difflib
 import enum
 import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, Self, cast
 
 import attrs
 
@@ -406,11 +407,49 @@ def _custom_value(value: Iterable[int] | bool | None) -> tuple[int, ...] | bool 
     return cast("tuple[int, ...] | None", _as_tuple(value))
 
 
+def _unknown_field(key: object, allowed: Iterable[str]) -> InvalidFilterError:
+    """The error for a key Copper does not document, with the nearest known one.
+
+    Copper ignores keys it does not know, so a misspelt filter (say
+    ``minimum_date_modified``) would silently match everything.
+    """
+    reason = "unknown field: Copper ignores it, so the search would not be filtered by it"
+    close = difflib.get_close_matches(str(key), list(allowed), n=1, cutoff=0.6)
+    if close:
+        reason += f" (did you mean {close[0]!r}?)"
+    return InvalidFilterError(str(key), reason)
+
+
+def _check_keys(body: object, allowed: tuple[str, ...]) -> None:
+    if not isinstance(body, Mapping):
+        raise InvalidFilterError("body", f"expected a JSON object, got {_show(body)}")
+    for key in body:
+        if key not in allowed:
+            raise _unknown_field(key, allowed)
+
+
+class _KnownKeywords:
+    """Refuses unknown keywords with InvalidFilterError naming them.
+
+    attrs' ``__init__`` would raise a bare TypeError; ``__new__`` sees the
+    same keywords first, and leaves the typed ``__init__`` to type checkers.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, *args: Any, **fields: Any) -> Self:
+        known = attrs.fields_dict(cast("type[attrs.AttrsInstance]", cls))
+        for key in fields:
+            if key not in known:
+                raise _unknown_field(key, known)
+        return super().__new__(cls)
+
+
 # --- tags and custom fields ------------------------------------------------------------------
 
 
 @attrs.frozen(kw_only=True)
-class TagFilter:
+class TagFilter(_KnownKeywords):
     """``tags`` with a match option: sent as ``{"option": "ANY", "value": ["tag1"]}``.
 
     ``option`` is ``"ANY"`` (at least one tag, the default) or ``"ALL"``.
@@ -462,7 +501,7 @@ def _check_bool(field: str, value: object) -> None:
 
 
 @attrs.frozen(kw_only=True, repr=False)
-class CustomFieldFilter:
+class CustomFieldFilter(_KnownKeywords):
     """One ``custom_fields`` entry: a condition on one custom field.
 
     Give at least one of:
@@ -536,14 +575,6 @@ def _repr_set_fields(instance: attrs.AttrsInstance) -> str:
         f"{name}={value!r}" for name in names if (value := getattr(instance, name)) is not None
     )
     return f"{type(instance).__name__}({shown})"
-
-
-def _check_keys(body: object, allowed: tuple[str, ...]) -> None:
-    if not isinstance(body, Mapping):
-        raise InvalidFilterError("body", f"expected a JSON object, got {_show(body)}")
-    for key in body:
-        if key not in allowed:
-            raise InvalidFilterError(str(key), "unknown field")
 
 
 def _nested(prefix: str, parse: Callable[[], Any]) -> Any:
@@ -641,7 +672,7 @@ def paging_from_body(body: Mapping[str, Any]) -> Paging:
 
 
 @attrs.frozen(kw_only=True, repr=False)
-class OpportunityFilter:
+class OpportunityFilter(_KnownKeywords):
     """A search of opportunities: every filter Copper documents, all optional.
 
     Attribute names are the body keys. Criteria combine with AND. Unset (None)

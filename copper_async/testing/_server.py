@@ -47,6 +47,7 @@ from aiohttp import web
 
 from copper_async.exceptions import InvalidOptionError
 from copper_async.testing._dataset import Changes, Dataset
+from copper_async.testing._definitions import DEFINITIONS_ROUTE, definitions_handler
 from copper_async.testing._faults import FAULT_KINDS, Fault, FaultPlan
 from copper_async.testing._query import QueryError, parse_search_body
 
@@ -403,6 +404,7 @@ class FakeCopperServer:
             return
         app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors])
         app.router.add_post(SEARCH_ROUTE, self._search)
+        app.router.add_get(DEFINITIONS_ROUTE, definitions_handler(self))
         app.router.add_get(STATS_ROUTE, self._admin_stats)
         app.router.add_post(TRUTH_ROUTE, self._admin_truth)
         app.router.add_post(CHANGES_ROUTE, self._admin_changes)
