@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from copper_async._clock import Clock, LoopClock
+from copper_async._custom_fields import CustomFieldDefinition, CustomFieldNames, CustomFieldOption
 from copper_async._engine import MultiSearch, Search
 from copper_async._options import SearchOptions
 from copper_async._ratelimit import RateLimit
@@ -26,6 +28,7 @@ from copper_async.exceptions import (
     RequestTimeoutError,
     ResponseError,
     ResponseFormatError,
+    ResponseTooLargeError,
     SearchCapWarning,
     ServerError,
     TransportError,
@@ -52,9 +55,13 @@ __all__ = [
     "CapExceededError",
     "CheckpointError",
     "ClientStats",
+    "Clock",
     "CopperClient",
     "CopperError",
+    "CustomFieldDefinition",
     "CustomFieldFilter",
+    "CustomFieldNames",
+    "CustomFieldOption",
     "CustomFieldValue",
     "DateField",
     "InvalidFilterError",
@@ -62,6 +69,7 @@ __all__ = [
     "InvalidOptionError",
     "InvalidRequestError",
     "LeadConversion",
+    "LoopClock",
     "MultiSearch",
     "Opportunity",
     "OpportunityFilter",
@@ -73,6 +81,7 @@ __all__ = [
     "RequestTimeoutError",
     "ResponseError",
     "ResponseFormatError",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "Search",
     "SearchCapWarning",

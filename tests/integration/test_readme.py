@@ -35,7 +35,7 @@ def test_every_import_in_the_readme_works() -> None:
 def test_the_fake_server_example_runs_and_gets_every_record() -> None:
     """The "testing your own code" block is a whole program: it runs as printed
     (its own assert checks that every generated record came back)."""
-    (block,) = [b for b in code_blocks("python") if "FakeCopperServer(" in b]
+    (block,) = [b for b in code_blocks("python") if "FakeServerOptions(cap=" in b]
     assert "asyncio.run(main())" in block
     namespace: dict[str, object] = {}
     exec(compile(block, "README.md", "exec"), namespace)

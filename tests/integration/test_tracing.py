@@ -1,7 +1,7 @@
 """aiohttp trace configs reach the client's session: OpenTelemetry sees every request.
 
-The README's "Tracing" section carries SNIPPET; once it is there, the test
-runs the README's own block (it finds it by ``create_trace_config``).
+The README's "Tracing" example is run as printed (found by
+``create_trace_config``).
 """
 
 from __future__ import annotations
@@ -21,46 +21,12 @@ from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
-# README: the "Tracing" section carries this block (the test prefers the README's copy).
-SNIPPET = """\
-import asyncio
-
-from opentelemetry.instrumentation.aiohttp_client import create_trace_config
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-from copper_async import CopperClient
-from copper_async.testing import Dataset, FakeCopperServer
-
-exporter = InMemorySpanExporter()  # in production: an OTLP exporter
-provider = TracerProvider()
-provider.add_span_processor(SimpleSpanProcessor(exporter))
-
-
-async def main() -> None:
-    async with FakeCopperServer(Dataset.generate(500, seed=1)) as server:
-        async with CopperClient(
-            access_token=server.options.access_token,
-            user_email=server.options.user_email,
-            base_url=server.url,
-            trace_configs=[create_trace_config(tracer_provider=provider)],
-        ) as client:
-            count = await client.opportunities.count()
-            records = await client.opportunities.search(page_size=100).to_list()
-    assert len(records) == count == 500
-    # One client span per HTTP request: the count, then five pages.
-    assert [span.name for span in exporter.get_finished_spans()] == ["POST"] * 6
-
-
-asyncio.run(main())
-"""
-
 
 def tracing_snippet() -> str:
+    """The README's "Tracing" example, exactly as printed."""
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    in_readme = [block for block in blocks if "create_trace_config" in block]
-    return in_readme[0] if in_readme else SNIPPET
+    (block,) = [block for block in blocks if "create_trace_config" in block]
+    return block
 
 
 def test_the_opentelemetry_example_runs_and_traces_every_request() -> None:
