@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import pytest_asyncio
 
 from copper_async._engine import SearchOptions, SearchStats
 from copper_async._export import run_export
+from copper_async._pages import PageSource, RawPage
 from copper_async._planner import Restored, WindowPlanner
 from copper_async._retry import RetryPolicy
 from copper_async.cli import ExitCode
@@ -168,7 +169,7 @@ async def test_resuming_a_different_job_is_refused_before_any_request(
 
 
 async def interrupted_export(
-    client: CopperClient, out: Path, checkpoint: Path, *, pages: int = 23
+    client: PageSource, out: Path, checkpoint: Path, *, pages: int = 23
 ) -> dict[str, Any]:
     """Start an export and stop it after ``pages`` pages; return its checkpoint."""
     seen = 0
@@ -238,8 +239,12 @@ class BareFetcher:
         self._client = client
 
     async def fetch_page(
-        self, body: Any, *, path: str = "opportunities/search", context: Any = None
-    ) -> Any:
+        self,
+        body: Mapping[str, Any],
+        *,
+        path: str = "opportunities/search",
+        context: Mapping[str, Any] | None = None,
+    ) -> RawPage:
         return await self._client.fetch_page(body, path=path, context=context)
 
 

@@ -48,7 +48,7 @@ from copper_async.testing._command import (
     parse_hot_spot,
     serve_until_stopped,
 )
-from copper_async.testing._server import total_header
+from copper_async.testing._server import TotalMode, total_header
 from tests.reference import reference_examples
 
 TOKEN, EMAIL = "fake-token", "fake@example.com"
@@ -509,7 +509,7 @@ async def test_total_absent(serve: Serve, session: aiohttp.ClientSession) -> Non
 
 @given(matches=st.integers(0, 10**7), seed=st.integers(-(2**40), 2**40), cap=st.integers(1, 10**6))
 def test_every_total_mode_bounds_the_count(matches: int, seed: int, cap: int) -> None:
-    def total(mode: str) -> str | None:
+    def total(mode: TotalMode) -> str | None:
         return total_header(matches, FakeServerOptions(total_mode=mode, seed=seed, cap=cap))
 
     assert total("exact") == str(matches)
