@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -342,15 +341,6 @@ def counting_url() -> Iterator[str]:
     server.shutdown()
     server.server_close()
     thread.join()
-
-
-@pytest.fixture
-def cli_logging() -> Iterator[None]:
-    """The command configures the package logger: put it back for the next tests."""
-    logger = logging.getLogger("copper_async")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 GOOD_ENV = {"COPPER_ACCESS_TOKEN": TOKEN, "COPPER_USER_EMAIL": EMAIL}
