@@ -279,6 +279,18 @@ def committed_rows(path: Path, committed: int) -> int:
     return len(lines)
 
 
+async def until(condition: Callable[[], bool], what: str, *, seconds: float = 10.0) -> None:
+    """Wait for ``condition`` where no event announces it: a bounded poll that
+    fails naming ``what`` it waited for."""
+    try:
+        async with asyncio.timeout(seconds):
+            # No event to wait on: the condition is the only signal there is.
+            while not condition():  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+    except TimeoutError:
+        raise AssertionError(f"gave up after {seconds}s waiting for {what}") from None
+
+
 def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 

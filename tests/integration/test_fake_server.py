@@ -47,6 +47,7 @@ from copper_async.testing._command import (
     serve_until_stopped,
 )
 from copper_async.testing._server import TotalMode, total_header
+from tests.fakes import until
 from tests.reference import reference_examples
 
 TOKEN, EMAIL = "fake-token", "fake@example.com"
@@ -253,10 +254,7 @@ async def test_closing_cuts_off_a_stalled_request(
     before = asyncio.all_tasks()
     server = await serve(fault_rates={"stall": 1.0}, stall_seconds=60.0)
     request = asyncio.ensure_future(post(session, server))
-    for _ in range(2000):
-        if server.stats["in_flight"]:
-            break
-        await asyncio.sleep(0.001)
+    await until(lambda: bool(server.stats["in_flight"]), "the request to reach the server")
     assert server.stats["in_flight"] == 1
     await server.close()
     with pytest.raises(aiohttp.ClientError):
@@ -1132,10 +1130,7 @@ async def test_serve_until_stopped_prints_then_serves_until_told(
             Dataset.from_records(records), FakeServerOptions(cap=7), out=out, stop=stop
         )
     )
-    for _ in range(2000):
-        if "serving until" in out.getvalue():
-            break
-        await asyncio.sleep(0.001)
+    await until(lambda: "serving until" in out.getvalue(), "the server to say it serves")
     url, token, email, _ = out.getvalue().splitlines()
     assert (token, email) == (f"X-PW-AccessToken: {TOKEN}", f"X-PW-UserEmail: {EMAIL}")
     async with session.post(url.split()[-1] + "/opportunities/search", json={}, headers=AUTH) as r:

@@ -290,10 +290,14 @@ async def test_breaking_out_cancels_requests_in_flight(
         count += 1
         if count == 75:
             break
+    in_flight = pending_tasks() - before
     del search
     gc.collect()
-    await asyncio.sleep(0)
-    await asyncio.sleep(0.01)
+    # Cancelled, not left to finish: each ends in CancelledError (the server's
+    # latency would keep an uncancelled one running far longer).
+    if in_flight:
+        await asyncio.wait(in_flight, timeout=5)
+    assert all(task.cancelled() for task in in_flight)
     assert pending_tasks() - before == set()
 
 
@@ -322,12 +326,14 @@ async def test_cancelling_the_consumer_task_leaves_nothing_running(
     )
     before = pending_tasks()
 
+    consuming = asyncio.Event()
+
     async def consume() -> None:
         async for _ in harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True):
-            pass
+            consuming.set()  # mid-search: later pages are still to come
 
     task = asyncio.ensure_future(consume())
-    await asyncio.sleep(0.2)
+    await consuming.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
