@@ -27,7 +27,7 @@ import pytest_asyncio
 from copper_async._engine import SearchStats
 from copper_async.cli import Progress, _configure_logging
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
-from tests.fakes import Terminal
+from tests.fakes import Account, Terminal
 
 TOKEN = "progress-test-token-77c1"
 EMAIL = "progress@example.com"
@@ -150,8 +150,7 @@ def records() -> list[dict[str, Any]]:
 
 
 def server_options(**changes: Any) -> FakeServerOptions:
-    values: dict[str, Any] = {"cap": CAP, "access_token": TOKEN, "user_email": EMAIL}
-    return FakeServerOptions(**{**values, **changes})
+    return Account(TOKEN, EMAIL).server_options(**{"cap": CAP, **changes})
 
 
 @pytest_asyncio.fixture

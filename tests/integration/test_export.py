@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,13 +26,14 @@ from copper_async.client import CopperClient
 from copper_async.exceptions import CheckpointError, InvalidOptionError, TransportError
 from copper_async.filters import OpportunityFilter
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
-from tests.fakes import ids_in
+from tests.fakes import Account, closed_port, ids_in
 
 pytestmark = pytest.mark.asyncio
 
 CAP, PAGE = 1_000, 50
 TOKEN = "export-test-token-3f9a"
 EMAIL = "exporter@example.com"
+ACCOUNT = Account(TOKEN, EMAIL)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def records() -> list[dict[str, Any]]:
 
 @pytest_asyncio.fixture
 async def server(records: list[dict[str, Any]]) -> AsyncIterator[FakeCopperServer]:
-    options = FakeServerOptions(cap=CAP, access_token=TOKEN, user_email=EMAIL)
+    options = ACCOUNT.server_options(cap=CAP)
     async with FakeCopperServer(Dataset.from_records(records), options=options) as running:
         yield running
 
@@ -54,13 +54,7 @@ def search_options() -> SearchOptions:
 
 
 def client_for(server: FakeCopperServer) -> CopperClient:
-    return CopperClient(
-        access_token=TOKEN,
-        user_email=EMAIL,
-        base_url=server.url,
-        rate_limit=None,
-        retry=RetryPolicy(initial_backoff=0.001, max_backoff=0.01),
-    )
+    return ACCOUNT.client(server, retry=RetryPolicy(initial_backoff=0.001, max_backoff=0.01))
 
 
 # -- the library call ------------------------------------------------------------------
@@ -395,10 +389,7 @@ async def test_a_start_removes_what_a_killed_checkpoint_save_left(
 
 
 def closed_port_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
+    return f"http://127.0.0.1:{closed_port()}/v1"
 
 
 @pytest.mark.parametrize("with_checkpoint", [False, True])

@@ -38,13 +38,14 @@ from copper_async.exceptions import (
 )
 from copper_async.filters import OpportunityFilter
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
-from tests.fakes import assert_exactly_once, committed_rows, ids_in
+from tests.fakes import Account, assert_exactly_once, committed_rows, ids_in
 
 pytestmark = pytest.mark.asyncio
 
 CAP, PAGE = 1_000, 50
 TOKEN = "reliability-token-7c1e55d0"
 EMAIL = "reliable@example.com"
+ACCOUNT = Account(TOKEN, EMAIL)
 FAST_RETRY = RetryPolicy(attempts=10, initial_backoff=0.001, max_backoff=0.01, deadline=30.0)
 #: The fault mix of the brief: 5% 5xx, 2% resets, 1% stalls, 1% bad bodies, 429 bursts.
 FAULT_RATES = {
@@ -66,20 +67,13 @@ def records() -> list[dict[str, Any]]:
 
 
 def server_options(**changes: Any) -> FakeServerOptions:
-    return FakeServerOptions(cap=CAP, access_token=TOKEN, user_email=EMAIL, **changes)
+    return ACCOUNT.server_options(cap=CAP, **changes)
 
 
 def client_for(
     server: FakeCopperServer, *, retry: RetryPolicy = FAST_RETRY, timeout: float = 5.0
 ) -> CopperClient:
-    return CopperClient(
-        access_token=TOKEN,
-        user_email=EMAIL,
-        base_url=server.url,
-        rate_limit=None,
-        retry=retry,
-        timeout=timeout,
-    )
+    return ACCOUNT.client(server, retry=retry, timeout=timeout)
 
 
 # -- faults --------------------------------------------------------------------------
