@@ -64,6 +64,12 @@ class Account:
         return CopperClient(access_token=self.token, user_email=self.email, base_url=url, **options)
 
 
+def generated_records(count: int, *, seed: int) -> list[dict[str, Any]]:
+    """``count`` generated records as plain dicts, for a test to serve or compare."""
+    dataset = Dataset.generate(count, seed=seed)
+    return [dataset.record(i) for i in dataset.ids()]
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     with socket.socket() as probe:

@@ -27,7 +27,7 @@ import pytest_asyncio
 from copper_async._engine import SearchStats
 from copper_async.cli import Progress, _configure_logging
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
-from tests.fakes import Account, Terminal
+from tests.fakes import Account, Terminal, generated_records
 
 TOKEN = "progress-test-token-77c1"
 EMAIL = "progress@example.com"
@@ -145,8 +145,7 @@ def test_quiet_shows_nothing(caplog: pytest.LogCaptureFixture) -> None:
 
 @pytest.fixture(scope="module")
 def records() -> list[dict[str, Any]]:
-    dataset = Dataset.generate(2_600, seed=33)
-    return [dataset.record(i) for i in dataset.ids()]
+    return generated_records(2_600, seed=33)
 
 
 def server_options(**changes: Any) -> FakeServerOptions:

@@ -19,7 +19,7 @@ import pytest_asyncio
 
 from copper_async.cli import ExitCode
 from copper_async.testing import Dataset, FakeCopperServer, HotSpot
-from tests.fakes import Account, ids_in, run_cli, start_cli, wait_for_size
+from tests.fakes import Account, generated_records, ids_in, run_cli, start_cli, wait_for_size
 
 pytestmark = pytest.mark.asyncio
 
@@ -32,8 +32,7 @@ CREDENTIALS = ACCOUNT.env
 
 @pytest.fixture(scope="module")
 def records() -> list[dict[str, Any]]:
-    dataset = Dataset.generate(2_600, seed=21)
-    return [dataset.record(i) for i in dataset.ids()]
+    return generated_records(2_600, seed=21)
 
 
 @pytest_asyncio.fixture

@@ -19,7 +19,14 @@ from copper_async._writers import ExportFormat, open_writer
 from copper_async.cli import ExitCode
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
 from tests.e2e.test_export_cli import export_args
-from tests.fakes import Account, assert_exactly_once, committed_rows, ids_in, start_cli
+from tests.fakes import (
+    Account,
+    assert_exactly_once,
+    committed_rows,
+    generated_records,
+    ids_in,
+    start_cli,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -31,8 +38,7 @@ CREDENTIALS = ACCOUNT.env
 @pytest.fixture(scope="module")
 def records() -> list[dict[str, Any]]:
     """3,000 generated records (three windows' worth at cap 1,000), read-only."""
-    dataset = Dataset.generate(3_000, seed=41)
-    return [dataset.record(i) for i in dataset.ids()]
+    return generated_records(3_000, seed=41)
 
 
 def server_options(**changes: Any) -> FakeServerOptions:

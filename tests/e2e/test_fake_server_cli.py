@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 
 from copper_async.testing import Dataset, HotSpot, parse_search_body
-from tests.fakes import COMMAND
+from tests.fakes import COMMAND, generated_records
 
 TOKEN, EMAIL = "fake-token", "fake@example.com"
 AUTH = {"X-PW-AccessToken": TOKEN, "X-PW-Application": "developer_api", "X-PW-UserEmail": EMAIL}
@@ -22,8 +22,7 @@ AUTH = {"X-PW-AccessToken": TOKEN, "X-PW-Application": "developer_api", "X-PW-Us
 
 @pytest.fixture(scope="module")
 def records() -> list[dict[str, Any]]:
-    dataset = Dataset.generate(300, seed=21)
-    return [dataset.record(i) for i in dataset.ids()]
+    return generated_records(300, seed=21)
 
 
 @pytest_asyncio.fixture

@@ -16,7 +16,14 @@ import pytest_asyncio
 from copper_async.cli import ExitCode
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
 from tests.e2e.test_export_cli import export_args
-from tests.fakes import Account, EchoProxy, run_cli, secret_leaks, serve_echo_proxy
+from tests.fakes import (
+    Account,
+    EchoProxy,
+    generated_records,
+    run_cli,
+    secret_leaks,
+    serve_echo_proxy,
+)
 from tests.integration.test_security import ECHO_PROXY_OPTIONS
 
 pytestmark = pytest.mark.asyncio
@@ -30,8 +37,7 @@ CAP, PAGE = 1_000, 50
 
 @pytest.fixture(scope="module")
 def records() -> list[dict[str, Any]]:
-    dataset = Dataset.generate(2_500, seed=77)
-    return [dataset.record(i) for i in dataset.ids()]
+    return generated_records(2_500, seed=77)
 
 
 @pytest_asyncio.fixture

@@ -44,6 +44,7 @@ from copper_async.exceptions import (
 )
 from copper_async.filters import OpportunityFilter
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
+from tests.fakes import generated_records
 
 TOKEN = "bad-input-token-91d2e7"
 EMAIL = "catalogue@example.com"
@@ -54,8 +55,7 @@ RETRY = RetryPolicy(attempts=ATTEMPTS, initial_backoff=0.001, max_backoff=0.002)
 
 @pytest.fixture(scope="module")
 def records() -> list[dict[str, Any]]:
-    dataset = Dataset.generate(3_000, seed=57)
-    return [dataset.record(i) for i in dataset.ids()]
+    return generated_records(3_000, seed=57)
 
 
 # -- a tampering proxy in front of the fake server -----------------------------------

@@ -26,7 +26,7 @@ from copper_async.client import CopperClient
 from copper_async.exceptions import CheckpointError, InvalidOptionError, TransportError
 from copper_async.filters import OpportunityFilter
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
-from tests.fakes import Account, closed_port, ids_in
+from tests.fakes import Account, closed_port, generated_records, ids_in
 
 pytestmark = pytest.mark.asyncio
 
@@ -38,8 +38,7 @@ ACCOUNT = Account(TOKEN, EMAIL)
 
 @pytest.fixture(scope="module")
 def records() -> list[dict[str, Any]]:
-    dataset = Dataset.generate(2_600, seed=21)
-    return [dataset.record(i) for i in dataset.ids()]
+    return generated_records(2_600, seed=21)
 
 
 @pytest_asyncio.fixture

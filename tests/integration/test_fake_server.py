@@ -47,7 +47,7 @@ from copper_async.testing._command import (
     serve_until_stopped,
 )
 from copper_async.testing._server import TotalMode, total_header
-from tests.fakes import until
+from tests.fakes import generated_records, until
 from tests.reference import reference_examples
 
 TOKEN, EMAIL = "fake-token", "fake@example.com"
@@ -61,8 +61,7 @@ Serve = Callable[..., Awaitable[FakeCopperServer]]
 @pytest.fixture(scope="module")
 def records() -> list[dict[str, Any]]:
     """300 generated records, shared read-only; each test builds its own Dataset."""
-    dataset = Dataset.generate(COUNT, seed=21)
-    return [dataset.record(i) for i in dataset.ids()]
+    return generated_records(COUNT, seed=21)
 
 
 @pytest_asyncio.fixture

@@ -38,7 +38,7 @@ from copper_async.exceptions import (
 )
 from copper_async.filters import OpportunityFilter
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
-from tests.fakes import Account, assert_exactly_once, committed_rows, ids_in
+from tests.fakes import Account, assert_exactly_once, committed_rows, generated_records, ids_in
 
 pytestmark = pytest.mark.asyncio
 
@@ -62,8 +62,7 @@ FAULT_RATES = {
 @pytest.fixture(scope="module")
 def records() -> list[dict[str, Any]]:
     """3,000 generated records (three windows' worth at cap 1,000), read-only."""
-    dataset = Dataset.generate(3_000, seed=41)
-    return [dataset.record(i) for i in dataset.ids()]
+    return generated_records(3_000, seed=41)
 
 
 def server_options(**changes: Any) -> FakeServerOptions:

@@ -33,6 +33,7 @@ from copper_async.testing import (
     parse_search_body,
 )
 from copper_async.testing._server import PastCap, TotalMode
+from tests.fakes import generated_records
 
 pytestmark = pytest.mark.asyncio
 
@@ -44,8 +45,7 @@ FAST_RETRY = RetryPolicy(attempts=8, initial_backoff=0.001, max_backoff=0.01, de
 @pytest.fixture(scope="module")
 def dataset_records() -> list[dict[str, Any]]:
     """4,321 generated records, shared read-only by the tests of this module."""
-    dataset = Dataset.generate(4_321, seed=11)
-    return [dataset.record(i) for i in dataset.ids()]
+    return generated_records(4_321, seed=11)
 
 
 def fresh(records: list[dict[str, Any]]) -> Dataset:

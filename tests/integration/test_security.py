@@ -38,7 +38,14 @@ from copper_async.exceptions import (
     TransportError,
 )
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
-from tests.fakes import EchoProxy, Terminal, exception_texts, secret_leaks, serve_echo_proxy
+from tests.fakes import (
+    EchoProxy,
+    Terminal,
+    exception_texts,
+    generated_records,
+    secret_leaks,
+    serve_echo_proxy,
+)
 
 TOKEN = "sekrit-5f0c1a2b9d8e7f60a1b2c3d4"
 EMAIL = "secure@example.com"
@@ -50,8 +57,7 @@ FAST_RETRY = RetryPolicy(
 
 @pytest.fixture(scope="module")
 def records() -> list[dict[str, Any]]:
-    dataset = Dataset.generate(2_500, seed=77)
-    return [dataset.record(i) for i in dataset.ids()]
+    return generated_records(2_500, seed=77)
 
 
 def leaks(texts: list[str]) -> list[str]:
