@@ -36,7 +36,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=OLDEST)
 def typecheck(session: nox.Session) -> None:
     session.install(".[dev]")
-    session.run("mypy", "--strict", "copper_async")
+    session.run("mypy", "--strict", "copper_async", "tests", "benchmarks", "noxfile.py")
 
 
 @nox.session(python=OLDEST)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import os
 from collections.abc import Iterator
 
@@ -39,3 +40,12 @@ def _own_loop_for_sync_tests(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     asyncio.set_event_loop(None)
     loop.close()
+
+
+@pytest.fixture
+def cli_logging() -> Iterator[None]:
+    """The command configures the package logger: put it back for the next tests."""
+    logger = logging.getLogger("copper_async")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]

@@ -17,7 +17,7 @@ import re
 import struct
 import sys
 import termios
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +27,12 @@ import pytest_asyncio
 from copper_async._engine import SearchStats
 from copper_async.cli import Progress, _configure_logging
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
+from tests.fakes import Account, Terminal, generated_records
 
 TOKEN = "progress-test-token-77c1"
 EMAIL = "progress@example.com"
 CAP, PAGE = 1_000, 50
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) ")
-
-
-class Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
 
 
 def render(text: str) -> list[str]:
@@ -60,15 +56,6 @@ def render(text: str) -> list[str]:
 
 def stats(records: int, *, total: int | None = 1_000) -> SearchStats:
     return SearchStats(requests=records // 50, records=records, total_hint=total, windows_done=1)
-
-
-@pytest.fixture
-def cli_logging() -> Iterator[None]:
-    """The command configures the package logger: put it back for the next tests."""
-    logger = logging.getLogger("copper_async")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 def test_a_terminal_gets_a_bar_with_the_total_and_the_windows() -> None:
@@ -158,13 +145,11 @@ def test_quiet_shows_nothing(caplog: pytest.LogCaptureFixture) -> None:
 
 @pytest.fixture(scope="module")
 def records() -> list[dict[str, Any]]:
-    dataset = Dataset.generate(2_600, seed=33)
-    return [dataset.record(i) for i in dataset.ids()]
+    return generated_records(2_600, seed=33)
 
 
 def server_options(**changes: Any) -> FakeServerOptions:
-    values: dict[str, Any] = {"cap": CAP, "access_token": TOKEN, "user_email": EMAIL}
-    return FakeServerOptions(**{**values, **changes})
+    return Account(TOKEN, EMAIL).server_options(**{"cap": CAP, **changes})
 
 
 @pytest_asyncio.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -45,6 +44,7 @@ from copper_async.exceptions import (
 )
 from copper_async.filters import OpportunityFilter
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
+from tests.fakes import generated_records
 
 TOKEN = "bad-input-token-91d2e7"
 EMAIL = "catalogue@example.com"
@@ -55,8 +55,7 @@ RETRY = RetryPolicy(attempts=ATTEMPTS, initial_backoff=0.001, max_backoff=0.002)
 
 @pytest.fixture(scope="module")
 def records() -> list[dict[str, Any]]:
-    dataset = Dataset.generate(3_000, seed=57)
-    return [dataset.record(i) for i in dataset.ids()]
+    return generated_records(3_000, seed=57)
 
 
 # -- a tampering proxy in front of the fake server -----------------------------------
@@ -342,15 +341,6 @@ def counting_url() -> Iterator[str]:
     server.shutdown()
     server.server_close()
     thread.join()
-
-
-@pytest.fixture
-def cli_logging() -> Iterator[None]:
-    """The command configures the package logger: put it back for the next tests."""
-    logger = logging.getLogger("copper_async")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 GOOD_ENV = {"COPPER_ACCESS_TOKEN": TOKEN, "COPPER_USER_EMAIL": EMAIL}

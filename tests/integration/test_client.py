@@ -13,20 +13,16 @@ import itertools
 import logging
 import random
 import re
-import socket
-import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
 import aiohttp
-import attrs
 import orjson
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from copper_async import exceptions
 from copper_async._clock import Clock, LoopClock
@@ -52,82 +48,29 @@ from copper_async.exceptions import (
     TransportError,
 )
 from copper_async.filters import OpportunityFilter
+from tests.fakes import (
+    CLOCK_SEED,
+    Account,
+    Answer,
+    FakeClock,
+    Scripted,
+    closed_port,
+    exception_texts,
+    page,
+    raw,
+    scripted_server,
+    status,
+)
 from tests.reference import reference_examples
 
 TOKEN = "tok-5ecret-0123456789abcdef"
-SEED = 1234
 EMAIL = "robot@example.com"
+ACCOUNT = Account(TOKEN, EMAIL)
 RECORDS = reference_examples()[0].records
 BODY = {"page_size": 200, "page_number": 1}
 
-Answer = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 # -- the scripted server ------------------------------------------------------------
-
-
-@attrs.frozen
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    at: float
-
-
-class Scripted:
-    """A search endpoint that plays its answers in order; the last one repeats."""
-
-    def __init__(self) -> None:
-        self.answers: list[Answer] = []
-        self.received: list[Received] = []
-        self.server: TestServer | None = None
-
-    def play(self, *answers: Answer) -> Scripted:
-        self.answers.extend(answers)
-        return self
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        loop_time = asyncio.get_running_loop().time()
-        self.received.append(Received(request.path, dict(request.headers), body, loop_time))
-        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        return await answer(request)
-
-    @property
-    def base_url(self) -> str:
-        assert self.server is not None
-        return str(self.server.make_url("/v1"))
-
-
-def page(
-    records: list[dict[str, Any]] = RECORDS,
-    *,
-    total: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Answer:
-    async def answer(_request: web.Request) -> web.StreamResponse:
-        extra = dict(headers or {})
-        if total is not None:
-            extra["X-PW-TOTAL"] = total
-        return web.Response(
-            body=orjson.dumps(records), content_type="application/json", headers=extra
-        )
-
-    return answer
-
-
-def status(code: int, body: bytes = b"", headers: dict[str, str] | None = None) -> Answer:
-    async def answer(_request: web.Request) -> web.StreamResponse:
-        return web.Response(status=code, body=body, headers=headers)
-
-    return answer
-
-
-def raw(body: bytes, code: int = 200) -> Answer:
-    async def answer(_request: web.Request) -> web.StreamResponse:
-        return web.Response(status=code, body=body, content_type="application/json")
-
-    return answer
 
 
 async def stall(_request: web.Request) -> web.StreamResponse:
@@ -160,35 +103,8 @@ async def cut_short(request: web.Request) -> web.StreamResponse:
 
 @pytest_asyncio.fixture
 async def server() -> AsyncIterator[Scripted]:
-    scripted = Scripted()
-    app = web.Application()
-    app.router.add_post("/v1/opportunities/search", scripted.handle)
-    async with TestServer(app, host="127.0.0.1") as test_server:
-        scripted.server = test_server
+    async with scripted_server() as scripted:
         yield scripted
-
-
-class FakeClock:
-    """Virtual time: sleeps are recorded and return at once; seeded chance."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-        self._random = random.Random(SEED)
-
-    def time(self) -> float:
-        return 1_700_000_000.0 + self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def random(self) -> float:
-        return self._random.random()
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 @pytest.fixture
@@ -197,15 +113,12 @@ def clock() -> FakeClock:
 
 
 def make_client(server: Scripted, clock: Clock | None = None, **options: Any) -> CopperClient:
-    options.setdefault("rate_limit", None)
-    return CopperClient(
-        access_token=TOKEN, user_email=EMAIL, base_url=server.base_url, clock=clock, **options
-    )
+    return ACCOUNT.client(server.base_url, clock=clock, **options)
 
 
 def expected_backoffs(policy: RetryPolicy, count: int) -> list[float]:
     """The full-jitter waits a FakeClock's seeded draws give."""
-    rng = random.Random(SEED)
+    rng = random.Random(CLOCK_SEED)
     return [rng.random() * policy.backoff_ceiling(n) for n in range(1, count + 1)]
 
 
@@ -696,13 +609,6 @@ async def test_a_streamed_body_over_the_limit_is_cut_off_while_reading(
 # -- transport errors ---------------------------------------------------------------
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @pytest.mark.asyncio
 async def test_a_closed_port_is_a_transport_error(clock: FakeClock) -> None:
     client = CopperClient(
@@ -961,7 +867,8 @@ async def test_search_page_malformed_record_names_the_page(server: Scripted) -> 
 async def test_own_session_is_created_inside_the_loop_and_closed(server: Scripted) -> None:
     server.play(page([]))
     client = make_client(server)
-    assert client.session is None
+    before = client.session
+    assert before is None
     async with client:
         session = client.session
         assert session is not None
@@ -1081,19 +988,6 @@ def test_repr_and_str_hide_the_token() -> None:
     assert "***" in repr(client)
 
 
-def exception_texts(error: BaseException) -> Iterator[str]:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield str(current)
-        yield repr(current)
-        yield repr(vars(current))
-        yield repr(getattr(current, "args", ()))
-        current = current.__cause__ or current.__context__
-    yield "".join(traceback.format_exception(error))
-
-
 @pytest.mark.asyncio
 async def test_the_token_is_in_no_log_line_and_no_error(
     server: Scripted, clock: FakeClock, caplog: pytest.LogCaptureFixture
@@ -1136,7 +1030,7 @@ async def test_the_token_is_in_no_log_line_and_no_error(
         TransportError,
     ]
     assert "***" in str(errors[0])
-    assert "***" in errors[2].excerpt
+    assert "***" in format_info.value.excerpt
     for error in errors:
         texts.extend(exception_texts(error))
     assert any("retrying" in record.getMessage() for record in caplog.records)

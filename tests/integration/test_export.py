@@ -6,15 +6,10 @@ own event loop, so the tests also cover SIGKILL at arbitrary moments.
 
 from __future__ import annotations
 
-import asyncio
-import csv
 import hashlib
 import json
 import os
-import signal
-import socket
-import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,39 +19,33 @@ import pytest_asyncio
 
 from copper_async._engine import SearchOptions, SearchStats
 from copper_async._export import run_export
+from copper_async._pages import PageSource, RawPage
 from copper_async._planner import Restored, WindowPlanner
 from copper_async._retry import RetryPolicy
-from copper_async.cli import ExitCode
 from copper_async.client import CopperClient
 from copper_async.exceptions import CheckpointError, InvalidOptionError, TransportError
 from copper_async.filters import OpportunityFilter
-from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions, HotSpot
+from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
+from tests.fakes import Account, closed_port, generated_records, ids_in
 
 pytestmark = pytest.mark.asyncio
 
 CAP, PAGE = 1_000, 50
 TOKEN = "export-test-token-3f9a"
 EMAIL = "exporter@example.com"
+ACCOUNT = Account(TOKEN, EMAIL)
 
 
 @pytest.fixture(scope="module")
 def records() -> list[dict[str, Any]]:
-    dataset = Dataset.generate(2_600, seed=21)
-    return [dataset.record(i) for i in dataset.ids()]
+    return generated_records(2_600, seed=21)
 
 
 @pytest_asyncio.fixture
 async def server(records: list[dict[str, Any]]) -> AsyncIterator[FakeCopperServer]:
-    options = FakeServerOptions(cap=CAP, access_token=TOKEN, user_email=EMAIL)
+    options = ACCOUNT.server_options(cap=CAP)
     async with FakeCopperServer(Dataset.from_records(records), options=options) as running:
         yield running
-
-
-def ids_in(path: Path) -> list[int]:
-    if path.suffix == ".csv":
-        with open(path, newline="") as file:
-            return [int(row["id"]) for row in csv.DictReader(file)]
-    return [orjson.loads(line)["id"] for line in path.read_bytes().splitlines()]
 
 
 def search_options() -> SearchOptions:
@@ -64,13 +53,7 @@ def search_options() -> SearchOptions:
 
 
 def client_for(server: FakeCopperServer) -> CopperClient:
-    return CopperClient(
-        access_token=TOKEN,
-        user_email=EMAIL,
-        base_url=server.url,
-        rate_limit=None,
-        retry=RetryPolicy(initial_backoff=0.001, max_backoff=0.01),
-    )
+    return ACCOUNT.client(server, retry=RetryPolicy(initial_backoff=0.001, max_backoff=0.01))
 
 
 # -- the library call ------------------------------------------------------------------
@@ -168,7 +151,7 @@ async def test_resuming_a_different_job_is_refused_before_any_request(
 
 
 async def interrupted_export(
-    client: CopperClient, out: Path, checkpoint: Path, *, pages: int = 23
+    client: PageSource, out: Path, checkpoint: Path, *, pages: int = 23
 ) -> dict[str, Any]:
     """Start an export and stop it after ``pages`` pages; return its checkpoint."""
     seen = 0
@@ -238,8 +221,12 @@ class BareFetcher:
         self._client = client
 
     async def fetch_page(
-        self, body: Any, *, path: str = "opportunities/search", context: Any = None
-    ) -> Any:
+        self,
+        body: Mapping[str, Any],
+        *,
+        path: str = "opportunities/search",
+        context: Mapping[str, Any] | None = None,
+    ) -> RawPage:
         return await self._client.fetch_page(body, path=path, context=context)
 
 
@@ -401,10 +388,7 @@ async def test_a_start_removes_what_a_killed_checkpoint_save_left(
 
 
 def closed_port_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
+    return f"http://127.0.0.1:{closed_port()}/v1"
 
 
 @pytest.mark.parametrize("with_checkpoint", [False, True])
@@ -425,308 +409,3 @@ async def test_a_failure_before_the_first_page_leaves_the_old_output_untouched(
         with pytest.raises(TransportError):
             await run_export(unreachable, out=out, options=search_options(), checkpoint=checkpoint)
     assert out.read_bytes() == b'{"id": 1}\n{"id": 2}\n'
-
-
-# -- the command -------------------------------------------------------------------------
-
-
-async def run_cli(
-    *arguments: str,
-    env: dict[str, str] | None = None,
-    stdin: bytes | None = None,
-) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "copper_async",
-        *arguments,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    async with asyncio.timeout(60):
-        out, err = await process.communicate(stdin)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
-def export_args(server: FakeCopperServer, out: Path, *extra: str) -> list[str]:
-    return [
-        "export",
-        "--out",
-        str(out),
-        "--base-url",
-        server.url,
-        "--rate-limit",
-        "none",
-        "--cap",
-        str(CAP),
-        "--page-size",
-        str(PAGE),
-        *extra,
-    ]
-
-
-CREDENTIALS = {"COPPER_ACCESS_TOKEN": TOKEN, "COPPER_USER_EMAIL": EMAIL}
-
-
-async def start_export(
-    server: FakeCopperServer, out: Path, *extra: str
-) -> asyncio.subprocess.Process:
-    """The export command running in the background, to be stopped by the test."""
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "copper_async",
-        *export_args(server, out, *extra),
-        env={**os.environ, **CREDENTIALS},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def test_the_command_exports_csv_with_a_filter_from_stdin(
-    server: FakeCopperServer, records: list[dict[str, Any]], tmp_path: Path
-) -> None:
-    out = tmp_path / "won.csv"
-    body = json.dumps({"page_size": 25, "sort_by": "name", "statuses": ["Won"]}).encode()
-    code, _, err = await run_cli(
-        *export_args(server, out, "--format", "csv", "--filter", "-"),
-        env=CREDENTIALS,
-        stdin=body,
-    )
-    assert code == ExitCode.OK, err
-    assert sorted(ids_in(out)) == sorted(r["id"] for r in records if r["status"] == "Won")
-    # Off a terminal: no progress bar, plain lines and a summary.
-    assert "\r" not in err
-    assert "records written" in err
-    assert TOKEN not in err
-
-
-async def test_the_command_with_verbose_logging_never_prints_the_token(
-    server: FakeCopperServer, tmp_path: Path
-) -> None:
-    out = tmp_path / "all.jsonl"
-    code, stdout, err = await run_cli(*export_args(server, out, "--verbose"), env=CREDENTIALS)
-    assert code == ExitCode.OK, err
-    assert "DEBUG" in err
-    assert TOKEN not in err + stdout
-
-
-@pytest.mark.parametrize(
-    ("extra", "env", "message"),
-    [
-        ((), {"COPPER_USER_EMAIL": EMAIL}, "no access token"),
-        ((), {"COPPER_ACCESS_TOKEN": TOKEN}, "no user email"),
-        (("--filter", "/nonexistent/filter.json"), CREDENTIALS, "cannot read filter file"),
-        (("--resume",), CREDENTIALS, "--resume needs --checkpoint"),
-        (("--rate-limit", "fast"), CREDENTIALS, "rate"),
-    ],
-)
-async def test_bad_input_is_one_line_and_exit_2_before_any_request(
-    server: FakeCopperServer,
-    tmp_path: Path,
-    extra: Sequence[str],
-    env: dict[str, str],
-    message: str,
-) -> None:
-    clean = dict.fromkeys(CREDENTIALS, "")
-    code, _, err = await run_cli(
-        *export_args(server, tmp_path / "out.jsonl", *extra), env={**clean, **env}
-    )
-    assert code == ExitCode.USAGE
-    assert message in err
-    assert len(err.strip().splitlines()) == 1
-    assert server.stats["requests"] == 0
-
-
-async def test_an_invalid_filter_body_is_refused_naming_the_field(
-    server: FakeCopperServer, tmp_path: Path
-) -> None:
-    filter_file = tmp_path / "filter.json"
-    filter_file.write_text(json.dumps({"statuses": ["Sold"]}))
-    code, _, err = await run_cli(
-        *export_args(server, tmp_path / "out.jsonl", "--filter", str(filter_file)),
-        env=CREDENTIALS,
-    )
-    assert code == ExitCode.USAGE
-    assert "statuses" in err
-    assert server.stats["requests"] == 0
-
-
-async def test_exit_codes_name_the_failure(server: FakeCopperServer, tmp_path: Path) -> None:
-    wrong = {"COPPER_ACCESS_TOKEN": "wrong-token", "COPPER_USER_EMAIL": EMAIL}
-    code, _, err = await run_cli(*export_args(server, tmp_path / "a.jsonl"), env=wrong)
-    assert code == ExitCode.AUTHENTICATION, err
-    assert "wrong-token" not in err
-
-    server.options = FakeServerOptions(
-        cap=CAP, access_token=TOKEN, user_email=EMAIL, fault_rates={"503": 1.0}
-    )
-    code, _, err = await run_cli(*export_args(server, tmp_path / "b.jsonl"), env=CREDENTIALS)
-    assert code == ExitCode.GAVE_UP, err
-    assert "503" in err
-
-
-async def test_cap_exceeded_exits_4(tmp_path: Path) -> None:
-    dataset = Dataset.generate(
-        10, seed=1, hot_spots=[HotSpot(created=1_600_000_000, count=1_100, modified_spread=0)]
-    )
-    options = FakeServerOptions(cap=CAP, access_token=TOKEN, user_email=EMAIL)
-    async with FakeCopperServer(dataset, options=options) as server:
-        code, _, err = await run_cli(*export_args(server, tmp_path / "a.jsonl"), env=CREDENTIALS)
-    assert code == ExitCode.CAP_EXCEEDED, err
-    assert "100 records are unreachable" in err
-
-
-async def test_a_checkpoint_of_another_job_exits_6(
-    server: FakeCopperServer, tmp_path: Path
-) -> None:
-    checkpoint = tmp_path / "job.ckpt"
-    code, _, err = await run_cli(
-        *export_args(server, tmp_path / "a.jsonl", "--checkpoint", str(checkpoint)),
-        env=CREDENTIALS,
-    )
-    assert code == ExitCode.OK, err
-    code, _, err = await run_cli(
-        *export_args(
-            server,
-            tmp_path / "a.jsonl",
-            "--checkpoint",
-            str(checkpoint),
-            "--resume",
-            "--format",
-            "csv",
-        ),
-        env=CREDENTIALS,
-    )
-    assert code == ExitCode.CHECKPOINT
-    assert "different export" in err
-
-
-async def test_sigkill_at_several_moments_then_resume_gives_every_record_once(
-    records: list[dict[str, Any]], tmp_path: Path
-) -> None:
-    options = FakeServerOptions(
-        cap=CAP, access_token=TOKEN, user_email=EMAIL, latency=0.004, latency_jitter=0.003
-    )
-    out, checkpoint = tmp_path / "killed.jsonl", tmp_path / "killed.ckpt"
-    args_base = ["--checkpoint", str(checkpoint), "--concurrency", "3", "--quiet"]
-    async with FakeCopperServer(Dataset.from_records(records), options=options) as server:
-        kills = 0
-        for target in (300, 900, 1_700):
-            extra = [*args_base, *(["--resume"] if checkpoint.exists() else [])]
-            process = await start_export(server, out, *extra)
-            # Kill it once the file has grown past the target, mid-page if it may.
-            for _ in range(2_000):
-                if process.returncode is not None:
-                    break
-                if out.exists() and out.stat().st_size > target * 900:
-                    process.send_signal(signal.SIGKILL)
-                    kills += 1
-                    break
-                await asyncio.sleep(0.005)
-            await process.wait()
-        assert kills >= 2, "the export finished before it could be killed"
-        code, _, err = await run_cli(
-            *export_args(server, out, *args_base, "--resume"), env=CREDENTIALS
-        )
-    assert code == ExitCode.OK, err
-    written = ids_in(out)
-    assert len(written) == len(set(written)), "a record was written twice"
-    assert set(written) == {r["id"] for r in records}
-
-
-@pytest.mark.parametrize(
-    ("stop", "code", "said"),
-    [
-        (signal.SIGINT, ExitCode.INTERRUPTED, "interrupted"),
-        (signal.SIGTERM, ExitCode.TERMINATED, "terminated"),
-    ],
-    ids=["ctrl-c", "sigterm"],
-)
-async def test_a_stopped_export_exits_cleanly_and_resumes(
-    records: list[dict[str, Any]], tmp_path: Path, stop: signal.Signals, code: int, said: str
-) -> None:
-    """Ctrl-C (130) and SIGTERM (143) stop between pages: the committed part is
-    whole records, and --resume completes the file exactly once."""
-    options = FakeServerOptions(
-        cap=CAP, access_token=TOKEN, user_email=EMAIL, latency=0.004, latency_jitter=0.0
-    )
-    out, checkpoint = tmp_path / "stopped.jsonl", tmp_path / "stopped.ckpt"
-    extra = ("--checkpoint", str(checkpoint), "--quiet")
-    async with FakeCopperServer(Dataset.from_records(records), options=options) as server:
-        process = await start_export(server, out, *extra)
-        for _ in range(2_000):
-            if out.exists() and out.stat().st_size > 500_000:
-                break
-            await asyncio.sleep(0.005)
-        process.send_signal(stop)
-        assert process.stderr is not None
-        err = (await process.stderr.read()).decode()
-        assert await process.wait() == code, err
-        assert f"{said}; the output is consistent up to the last page" in err
-        assert "continue with --resume" in err
-        assert "Traceback" not in err
-        state = json.loads(checkpoint.read_bytes())
-        assert not state["complete"]
-        # The committed part of the file is whole records only.
-        committed = out.read_bytes()[: state["committed_bytes"]]
-        assert committed.endswith(b"\n")
-        assert len(committed.splitlines()) == state["records"]
-        resumed, _, err = await run_cli(
-            *export_args(server, out, *extra, "--resume"), env=CREDENTIALS
-        )
-    assert resumed == ExitCode.OK, err
-    written = ids_in(out)
-    assert len(written) == len(set(written)) == len(records)
-
-
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-async def test_a_full_disk_is_one_line_and_exit_7(server: FakeCopperServer) -> None:
-    code, _, err = await run_cli(*export_args(server, Path("/dev/full")), env=CREDENTIALS)
-    assert code == ExitCode.OUTPUT == 7, err
-    assert "Traceback" not in err
-    assert err.strip().splitlines()[-1] == (
-        "copper-async: cannot write '/dev/full': No space left on device"
-    )
-
-
-async def test_an_interrupted_export_without_a_checkpoint_does_not_offer_a_resume(
-    records: list[dict[str, Any]], tmp_path: Path
-) -> None:
-    options = FakeServerOptions(
-        cap=CAP, access_token=TOKEN, user_email=EMAIL, latency=0.004, latency_jitter=0.0
-    )
-    out = tmp_path / "stopped.jsonl"
-    async with FakeCopperServer(Dataset.from_records(records), options=options) as server:
-        process = await start_export(server, out)
-        for _ in range(2_000):
-            if out.exists() and out.stat().st_size > 300_000:
-                break
-            await asyncio.sleep(0.005)
-        process.send_signal(signal.SIGINT)
-        assert process.stderr is not None
-        err = (await process.stderr.read()).decode()
-        assert await process.wait() == ExitCode.INTERRUPTED, err
-    assert "interrupted" in err
-    assert "resume" not in err.lower()
-    # Whole pages only, even so.
-    assert out.read_bytes().endswith(b"\n")
-    assert all(orjson.loads(line)["id"] for line in out.read_bytes().splitlines())
-
-
-async def test_on_cap_warn_prints_the_warning_once(tmp_path: Path) -> None:
-    dataset = Dataset.generate(
-        10, seed=1, hot_spots=[HotSpot(created=1_600_000_000, count=1_100, modified_spread=0)]
-    )
-    options = FakeServerOptions(cap=CAP, access_token=TOKEN, user_email=EMAIL)
-    out = tmp_path / "a.jsonl"
-    async with FakeCopperServer(dataset, options=options) as server:
-        code, _, err = await run_cli(*export_args(server, out, "--on-cap", "warn"), env=CREDENTIALS)
-    assert code == ExitCode.OK, err
-    assert err.count("holds more records than the search cap") == 1, err
-    assert "SearchCapWarning" not in err
-    written = ids_in(out)
-    assert len(written) == len(set(written)) > 0

@@ -12,9 +12,7 @@ import io
 import itertools
 import json
 import math
-import signal
 import socket
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -48,7 +46,8 @@ from copper_async.testing._command import (
     parse_hot_spot,
     serve_until_stopped,
 )
-from copper_async.testing._server import total_header
+from copper_async.testing._server import TotalMode, total_header
+from tests.fakes import generated_records, until
 from tests.reference import reference_examples
 
 TOKEN, EMAIL = "fake-token", "fake@example.com"
@@ -62,8 +61,7 @@ Serve = Callable[..., Awaitable[FakeCopperServer]]
 @pytest.fixture(scope="module")
 def records() -> list[dict[str, Any]]:
     """300 generated records, shared read-only; each test builds its own Dataset."""
-    dataset = Dataset.generate(COUNT, seed=21)
-    return [dataset.record(i) for i in dataset.ids()]
+    return generated_records(COUNT, seed=21)
 
 
 @pytest_asyncio.fixture
@@ -255,10 +253,7 @@ async def test_closing_cuts_off_a_stalled_request(
     before = asyncio.all_tasks()
     server = await serve(fault_rates={"stall": 1.0}, stall_seconds=60.0)
     request = asyncio.ensure_future(post(session, server))
-    for _ in range(2000):
-        if server.stats["in_flight"]:
-            break
-        await asyncio.sleep(0.001)
+    await until(lambda: bool(server.stats["in_flight"]), "the request to reach the server")
     assert server.stats["in_flight"] == 1
     await server.close()
     with pytest.raises(aiohttp.ClientError):
@@ -509,7 +504,7 @@ async def test_total_absent(serve: Serve, session: aiohttp.ClientSession) -> Non
 
 @given(matches=st.integers(0, 10**7), seed=st.integers(-(2**40), 2**40), cap=st.integers(1, 10**6))
 def test_every_total_mode_bounds_the_count(matches: int, seed: int, cap: int) -> None:
-    def total(mode: str) -> str | None:
+    def total(mode: TotalMode) -> str | None:
         return total_header(matches, FakeServerOptions(total_mode=mode, seed=seed, cap=cap))
 
     assert total("exact") == str(matches)
@@ -1134,10 +1129,7 @@ async def test_serve_until_stopped_prints_then_serves_until_told(
             Dataset.from_records(records), FakeServerOptions(cap=7), out=out, stop=stop
         )
     )
-    for _ in range(2000):
-        if "serving until" in out.getvalue():
-            break
-        await asyncio.sleep(0.001)
+    await until(lambda: "serving until" in out.getvalue(), "the server to say it serves")
     url, token, email, _ = out.getvalue().splitlines()
     assert (token, email) == (f"X-PW-AccessToken: {TOKEN}", f"X-PW-UserEmail: {EMAIL}")
     async with session.post(url.split()[-1] + "/opportunities/search", json={}, headers=AUTH) as r:
@@ -1147,97 +1139,6 @@ async def test_serve_until_stopped_prints_then_serves_until_told(
     stats = await serving
     assert stats["requests"] == 1
     assert out.getvalue().endswith("stopped after 1 requests\n")
-
-
-async def start_command(*args: str) -> tuple[asyncio.subprocess.Process, list[str]]:
-    """Run ``python -m copper_async fake-server ARGS``; return it and what it printed
-    before serving."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "copper_async",
-        "fake-server",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
-    try:
-        while not lines or "serving until" not in lines[-1]:
-            line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
-            assert line, "the command exited before serving"
-            lines.append(line.decode())
-    except BaseException:
-        process.kill()
-        await process.communicate()
-        raise
-    return process, lines
-
-
-async def stop_command(process: asyncio.subprocess.Process, signum: int) -> tuple[str, str]:
-    try:
-        process.send_signal(signum)
-        out, err = await asyncio.wait_for(process.communicate(), timeout=30)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.communicate()
-    return out.decode(), err.decode()
-
-
-@pytest.mark.asyncio
-async def test_the_command_serves_generated_records_until_sigint(
-    session: aiohttp.ClientSession,
-) -> None:
-    process, lines = await start_command(
-        *("--port", "0", "--generate", "40", "--seed", "3", "--hot-spot", "1600000000:5"),
-        *("--cap", "10", "--total-mode", "capped", "--rate-limit", "100/60"),
-        *("--token", "cli-token", "--email", "cli@example.com"),
-    )
-    printed = "".join(lines)
-    url = lines[0].split()[-1]
-    # --port 0: a free port was picked, and the URL shows the real one.
-    assert url.startswith("http://127.0.0.1:")
-    assert url.endswith("/developer_api/v1")
-    assert int(url.split(":")[2].split("/")[0]) > 0
-    assert "cli-token" in printed
-    assert "cli@example.com" in printed
-    headers = {**AUTH, "X-PW-AccessToken": "cli-token", "X-PW-UserEmail": "cli@example.com"}
-    body = {"page_size": 4, "sort_by": "date_created"}
-    async with session.post(url + "/opportunities/search", json=body, headers=headers) as r:
-        assert r.status == 200
-        assert r.headers["X-PW-TOTAL"] == "10"
-        served = orjson.loads(await r.read())
-    expected = Dataset.generate(40, seed=3, hot_spots=[HotSpot(1_600_000_000, 5)])
-    assert served == [expected.record(i) for i in truth_of(expected, body)[:4]]
-    out, err = await stop_command(process, signal.SIGINT)
-    assert process.returncode == 0, err
-    assert "stopped after 1 requests" in out
-    assert "Traceback" not in err
-
-
-@pytest.mark.asyncio
-async def test_the_command_serves_a_records_file_until_sigterm(
-    tmp_path: Path, records: list[dict[str, Any]], session: aiohttp.ClientSession
-) -> None:
-    path = tmp_path / "records.jsonl"
-    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records[:5]))
-    process, lines = await start_command(
-        "--port", "0", "--records", str(path), "--fault", "503=1.0"
-    )
-    url = lines[0].split()[-1]
-    async with session.post(url + "/opportunities/search", json={}, headers=AUTH) as r:
-        assert r.status == 503  # --fault 503=1.0: every request
-    base = url.removesuffix("/developer_api/v1")
-    async with session.post(
-        base + "/_fake/truth", json={"sort_by": "date_created"}, headers=AUTH
-    ) as r:
-        ids = orjson.loads(await r.read())
-    assert sorted(ids) == sorted(r["id"] for r in records[:5])
-    _out, err = await stop_command(process, signal.SIGTERM)
-    assert process.returncode == 0, err
-    assert "Traceback" not in err
 
 
 # -- the benchmark script ----------------------------------------------------------------

@@ -10,14 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import gc
-import io
 import json
 import logging
-import os
-import random
-import signal
 import sys
 import warnings
 from collections.abc import AsyncIterator, Callable
@@ -26,15 +21,12 @@ from typing import Any
 
 import aiohttp
 import attrs
-import orjson
 import psutil  # type: ignore[import-untyped]
 import pytest
 
 from copper_async._engine import SearchOptions
 from copper_async._export import run_export
 from copper_async._retry import RetryPolicy
-from copper_async._writers import open_writer
-from copper_async.cli import ExitCode
 from copper_async.client import CopperClient
 from copper_async.exceptions import (
     CopperError,
@@ -46,13 +38,14 @@ from copper_async.exceptions import (
 )
 from copper_async.filters import OpportunityFilter
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
-from tests.integration.test_export import export_args
+from tests.fakes import Account, assert_exactly_once, committed_rows, generated_records, ids_in
 
 pytestmark = pytest.mark.asyncio
 
 CAP, PAGE = 1_000, 50
 TOKEN = "reliability-token-7c1e55d0"
 EMAIL = "reliable@example.com"
+ACCOUNT = Account(TOKEN, EMAIL)
 FAST_RETRY = RetryPolicy(attempts=10, initial_backoff=0.001, max_backoff=0.01, deadline=30.0)
 #: The fault mix of the brief: 5% 5xx, 2% resets, 1% stalls, 1% bad bodies, 429 bursts.
 FAULT_RATES = {
@@ -69,54 +62,17 @@ FAULT_RATES = {
 @pytest.fixture(scope="module")
 def records() -> list[dict[str, Any]]:
     """3,000 generated records (three windows' worth at cap 1,000), read-only."""
-    dataset = Dataset.generate(3_000, seed=41)
-    return [dataset.record(i) for i in dataset.ids()]
+    return generated_records(3_000, seed=41)
 
 
 def server_options(**changes: Any) -> FakeServerOptions:
-    return FakeServerOptions(cap=CAP, access_token=TOKEN, user_email=EMAIL, **changes)
+    return ACCOUNT.server_options(cap=CAP, **changes)
 
 
 def client_for(
     server: FakeCopperServer, *, retry: RetryPolicy = FAST_RETRY, timeout: float = 5.0
 ) -> CopperClient:
-    return CopperClient(
-        access_token=TOKEN,
-        user_email=EMAIL,
-        base_url=server.url,
-        rate_limit=None,
-        retry=retry,
-        timeout=timeout,
-    )
-
-
-def ids_in(path: Path) -> list[int]:
-    if path.suffix == ".csv":
-        with open(path, newline="") as file:
-            return [int(row["id"]) for row in csv.DictReader(file)]
-    return [orjson.loads(line)["id"] for line in path.read_bytes().splitlines()]
-
-
-def assert_exactly_once(written: list[int], expected: set[int]) -> None:
-    assert len(written) == len(set(written)), "an id was written twice"
-    assert set(written) == expected, (
-        f"{len(expected - set(written))} missing, {len(set(written) - expected)} unexpected"
-    )
-
-
-def committed_rows(path: Path, committed: int) -> int:
-    """Whole records in the first ``committed`` bytes (fails on a partial one)."""
-    data = path.read_bytes()[:committed]
-    if not data:
-        return 0
-    assert data.endswith(b"\n"), "the committed part ends inside a record"
-    if path.suffix == ".csv":
-        rows = list(csv.reader(io.StringIO(data.decode(), newline="")))
-        return len(rows) - 1
-    lines = data.splitlines()
-    for line in lines:
-        orjson.loads(line)
-    return len(lines)
+    return ACCOUNT.client(server, retry=retry, timeout=timeout)
 
 
 # -- faults --------------------------------------------------------------------------
@@ -224,78 +180,6 @@ async def test_exhausted_retries_name_the_window_and_page_and_the_checkpoint_res
             )
     assert result.resumed
     assert_exactly_once(ids_in(out), {r["id"] for r in records})
-
-
-# -- crashes ----------------------------------------------------------------------------
-
-
-CREDENTIALS = {"COPPER_ACCESS_TOKEN": TOKEN, "COPPER_USER_EMAIL": EMAIL}
-
-
-def export_command(server: FakeCopperServer, out: Path, *extra: str) -> list[str]:
-    """The export as a child process runs it (the arguments test_export uses)."""
-    return [sys.executable, "-m", "copper_async", *export_args(server, out, *extra)]
-
-
-def full_size(records: list[dict[str, Any]], path: Path, format_: str) -> int:
-    """The size the finished export will have (order aside), written in-process."""
-    writer = open_writer(path, format_)  # type: ignore[arg-type]
-    try:
-        writer.write_page(records)
-        return writer.commit()
-    finally:
-        writer.close()
-
-
-@pytest.mark.parametrize("format_", ["jsonl", "csv"])
-async def test_sigkill_at_five_random_moments_then_resume_gives_every_id_once(
-    records: list[dict[str, Any]], tmp_path: Path, format_: str
-) -> None:
-    rng = random.Random(f"sigkill/{format_}")
-    out, checkpoint = tmp_path / f"killed.{format_}", tmp_path / "killed.ckpt"
-    size = full_size(records, tmp_path / f"sizing.{format_}", format_)
-    # One random moment in each sixth of the export: spread out, still random.
-    targets = [int(size * (i + rng.uniform(0.1, 0.9)) / 6) for i in range(5)]
-    common = ["--format", format_, "--checkpoint", str(checkpoint), "--concurrency", "3", "-q"]
-    options = server_options(latency=0.01, latency_jitter=0.005)
-    kills = 0
-    async with FakeCopperServer(Dataset.from_records(records), options=options) as server:
-        for target in targets:
-            resume = ["--resume"] if checkpoint.exists() else []
-            # The stale file must not trigger the kill before the new run truncates it.
-            target = max(target, out.stat().st_size + 1 if out.exists() else 0)
-            process = await asyncio.create_subprocess_exec(
-                *export_command(server, out, *common, *resume),
-                env={**os.environ, **CREDENTIALS},
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            async with asyncio.timeout(30):
-                while process.returncode is None:
-                    if out.exists() and out.stat().st_size >= target:
-                        await asyncio.sleep(rng.uniform(0, 0.015))
-                        if process.returncode is None:
-                            process.send_signal(signal.SIGKILL)
-                            kills += 1
-                        break
-                    await asyncio.sleep(0.002)
-                await process.wait()
-            if checkpoint.exists():
-                # Whatever the moment, the checkpoint is whole and so is what it commits.
-                state = json.loads(checkpoint.read_bytes())
-                assert committed_rows(out, state["committed_bytes"]) == state["records"]
-        assert kills == 5, "the export finished before all five kills"
-        process = await asyncio.create_subprocess_exec(
-            *export_command(server, out, *common, "--resume"),
-            env={**os.environ, **CREDENTIALS},
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        async with asyncio.timeout(60):
-            _, err = await process.communicate()
-    assert process.returncode == ExitCode.OK, err.decode()
-    assert_exactly_once(ids_in(out), {r["id"] for r in records})
-    assert json.loads(checkpoint.read_bytes())["complete"] is True
 
 
 # -- drift ------------------------------------------------------------------------------

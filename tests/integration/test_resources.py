@@ -15,6 +15,7 @@ import attrs
 import pytest
 import pytest_asyncio
 
+from copper_async import Opportunity
 from copper_async._clock import LoopClock
 from copper_async._opportunities import ResourceAPI
 from copper_async._pages import RawPage
@@ -111,7 +112,7 @@ async def test_a_union_of_searches_tells_records_apart_by_the_resources_id(
     source: Rerouted,
 ) -> None:
     everything, won = OpportunityFilter(), OpportunityFilter(statuses=["Won"])
-    many = ResourceAPI(source, LEADS).search_many(
+    many = ResourceAPI[Lead, OpportunityFilter](source, LEADS).search_many(
         [everything, won], union=True, page_size=PAGE, cap=CAP
     )
     leads = [lead async for lead in many]
@@ -121,7 +122,7 @@ async def test_a_union_of_searches_tells_records_apart_by_the_resources_id(
 
 async def test_a_split_field_the_resource_cannot_split_on_is_refused(source: Rerouted) -> None:
     created_only = attrs.evolve(LEADS, split_fields=(DateField.CREATED,))
-    api = ResourceAPI(source, created_only)
+    api = ResourceAPI[Lead, OpportunityFilter](source, created_only)
     with pytest.raises(InvalidOptionError) as raised:
         api.search(split_field="date_modified", secondary_field=None)
     assert raised.value.option == "split_field"
@@ -135,7 +136,8 @@ async def test_a_split_field_the_resource_cannot_split_on_is_refused(source: Rer
 async def test_a_search_ends_at_its_clocks_wall_time_and_counts_into_one_stats_object(
     source: Rerouted,
 ) -> None:
-    api = ResourceAPI(source, OPPORTUNITIES, clock=FrozenWallClock())
+    clock = FrozenWallClock()
+    api = ResourceAPI[Opportunity, OpportunityFilter](source, OPPORTUNITIES, clock=clock)
     search = api.search(page_size=PAGE, cap=CAP, raw=True)
     ids = {record["id"] async for record in search}
     # Records created after the start do not shift pages: the clock's now, plus skew.

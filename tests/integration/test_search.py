@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 import attrs
 import pytest
@@ -32,6 +32,8 @@ from copper_async.testing import (
     HotSpot,
     parse_search_body,
 )
+from copper_async.testing._server import PastCap, TotalMode
+from tests.fakes import generated_records
 
 pytestmark = pytest.mark.asyncio
 
@@ -43,8 +45,7 @@ FAST_RETRY = RetryPolicy(attempts=8, initial_backoff=0.001, max_backoff=0.01, de
 @pytest.fixture(scope="module")
 def dataset_records() -> list[dict[str, Any]]:
     """4,321 generated records, shared read-only by the tests of this module."""
-    dataset = Dataset.generate(4_321, seed=11)
-    return [dataset.record(i) for i in dataset.ids()]
+    return generated_records(4_321, seed=11)
 
 
 def fresh(records: list[dict[str, Any]]) -> Dataset:
@@ -62,12 +63,20 @@ class Harness:
         return int(sum(stats["requests_by_status"].values()))
 
 
+class HarnessFactory(Protocol):
+    """Starts a fake server over ``dataset`` and a client for it, closed after the test."""
+
+    async def __call__(
+        self, dataset: Dataset, server_options: FakeServerOptions | None = None
+    ) -> Harness: ...
+
+
 def options(**changes: Any) -> FakeServerOptions:
     return FakeServerOptions(cap=CAP, **changes)
 
 
 @pytest_asyncio.fixture
-async def harness_factory() -> AsyncIterator[Callable[..., Any]]:
+async def harness_factory() -> AsyncIterator[HarnessFactory]:
     opened: list[tuple[FakeCopperServer, CopperClient]] = []
 
     async def make(dataset: Dataset, server_options: FakeServerOptions | None = None) -> Harness:
@@ -108,7 +117,7 @@ async def collect(search: Any) -> list[Any]:
 @pytest.mark.parametrize("total_mode", ["exact", "overcount", "capped", "absent"])
 @pytest.mark.parametrize("past_cap", ["empty", "error"])
 async def test_every_record_once_past_the_cap_in_every_server_mode(
-    harness_factory: Callable[..., Any],
+    harness_factory: HarnessFactory,
     dataset_records: list[dict[str, Any]],
     total_mode: str,
     past_cap: str,
@@ -130,7 +139,7 @@ async def test_every_record_once_past_the_cap_in_every_server_mode(
 
 
 async def test_typed_records_are_opportunities_in_a_fitting_query(
-    harness_factory: Callable[..., Any], dataset_records: list[dict[str, Any]]
+    harness_factory: HarnessFactory, dataset_records: list[dict[str, Any]]
 ) -> None:
     harness = await harness_factory(fresh(dataset_records[:420]))
     search = harness.client.opportunities.search(page_size=PAGE, cap=CAP)
@@ -145,7 +154,7 @@ async def test_typed_records_are_opportunities_in_a_fitting_query(
 
 
 async def test_a_filter_is_kept_in_every_window(
-    harness_factory: Callable[..., Any], dataset_records: list[dict[str, Any]]
+    harness_factory: HarnessFactory, dataset_records: list[dict[str, Any]]
 ) -> None:
     harness = await harness_factory(fresh(dataset_records))
     query = OpportunityFilter(statuses=["Open", "Won"])
@@ -158,7 +167,7 @@ async def test_a_filter_is_kept_in_every_window(
 
 
 async def test_user_date_bounds_are_split_inside(
-    harness_factory: Callable[..., Any], dataset_records: list[dict[str, Any]]
+    harness_factory: HarnessFactory, dataset_records: list[dict[str, Any]]
 ) -> None:
     created = sorted(r["date_created"] for r in dataset_records)
     lo, hi = created[300], created[-300]
@@ -173,7 +182,7 @@ async def test_user_date_bounds_are_split_inside(
 
 
 async def test_splitting_on_date_modified(
-    harness_factory: Callable[..., Any], dataset_records: list[dict[str, Any]]
+    harness_factory: HarnessFactory, dataset_records: list[dict[str, Any]]
 ) -> None:
     harness = await harness_factory(fresh(dataset_records))
     search = harness.client.opportunities.search(
@@ -187,7 +196,7 @@ async def test_splitting_on_date_modified(
 
 
 async def test_a_hot_second_is_split_on_date_modified(
-    harness_factory: Callable[..., Any],
+    harness_factory: HarnessFactory,
 ) -> None:
     dataset = Dataset.generate(
         1_500, seed=3, hot_spots=[HotSpot(created=1_600_000_000, count=2_500)]
@@ -200,7 +209,7 @@ async def test_a_hot_second_is_split_on_date_modified(
 
 
 async def test_an_unsplittable_second_raises_naming_the_window(
-    harness_factory: Callable[..., Any],
+    harness_factory: HarnessFactory,
 ) -> None:
     dataset = Dataset.generate(
         200, seed=3, hot_spots=[HotSpot(created=1_600_000_000, count=1_200, modified_spread=0)]
@@ -214,7 +223,7 @@ async def test_an_unsplittable_second_raises_naming_the_window(
 
 
 async def test_warn_mode_yields_what_is_reachable_and_records_the_loss(
-    harness_factory: Callable[..., Any],
+    harness_factory: HarnessFactory,
 ) -> None:
     dataset = Dataset.generate(
         200, seed=3, hot_spots=[HotSpot(created=1_600_000_000, count=1_200, modified_spread=0)]
@@ -231,7 +240,7 @@ async def test_warn_mode_yields_what_is_reachable_and_records_the_loss(
 
 
 async def test_retried_pages_are_not_yielded_twice(
-    harness_factory: Callable[..., Any], dataset_records: list[dict[str, Any]]
+    harness_factory: HarnessFactory, dataset_records: list[dict[str, Any]]
 ) -> None:
     server_options = options(
         fault_rates={"500": 0.1, "503": 0.05, "reset": 0.05, "truncated": 0.05}, seed=5
@@ -245,7 +254,7 @@ async def test_retried_pages_are_not_yielded_twice(
 
 
 async def test_a_page_that_keeps_failing_names_its_window_and_page(
-    harness_factory: Callable[..., Any], dataset_records: list[dict[str, Any]]
+    harness_factory: HarnessFactory, dataset_records: list[dict[str, Any]]
 ) -> None:
     harness = await harness_factory(fresh(dataset_records), options(fault_rates={"500": 1.0}))
     search = harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True)
@@ -269,7 +278,7 @@ def pending_tasks() -> set[asyncio.Task[Any]]:
 
 
 async def test_breaking_out_cancels_requests_in_flight(
-    harness_factory: Callable[..., Any], dataset_records: list[dict[str, Any]]
+    harness_factory: HarnessFactory, dataset_records: list[dict[str, Any]]
 ) -> None:
     harness = await harness_factory(
         fresh(dataset_records), options(latency=0.05, latency_jitter=0.0)
@@ -281,15 +290,19 @@ async def test_breaking_out_cancels_requests_in_flight(
         count += 1
         if count == 75:
             break
+    in_flight = pending_tasks() - before
     del search
     gc.collect()
-    await asyncio.sleep(0)
-    await asyncio.sleep(0.01)
+    # Cancelled, not left to finish: each ends in CancelledError (the server's
+    # latency would keep an uncancelled one running far longer).
+    if in_flight:
+        await asyncio.wait(in_flight, timeout=5)
+    assert all(task.cancelled() for task in in_flight)
     assert pending_tasks() - before == set()
 
 
 async def test_aclose_cancels_requests_in_flight(
-    harness_factory: Callable[..., Any], dataset_records: list[dict[str, Any]]
+    harness_factory: HarnessFactory, dataset_records: list[dict[str, Any]]
 ) -> None:
     harness = await harness_factory(
         fresh(dataset_records), options(latency=0.05, latency_jitter=0.0)
@@ -306,19 +319,21 @@ async def test_aclose_cancels_requests_in_flight(
 
 
 async def test_cancelling_the_consumer_task_leaves_nothing_running(
-    harness_factory: Callable[..., Any], dataset_records: list[dict[str, Any]]
+    harness_factory: HarnessFactory, dataset_records: list[dict[str, Any]]
 ) -> None:
     harness = await harness_factory(
         fresh(dataset_records), options(latency=0.05, latency_jitter=0.0)
     )
     before = pending_tasks()
 
+    consuming = asyncio.Event()
+
     async def consume() -> None:
         async for _ in harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True):
-            pass
+            consuming.set()  # mid-search: later pages are still to come
 
     task = asyncio.ensure_future(consume())
-    await asyncio.sleep(0.2)
+    await consuming.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -326,7 +341,7 @@ async def test_cancelling_the_consumer_task_leaves_nothing_running(
 
 
 async def test_pages_are_prefetched_up_to_the_concurrency(
-    harness_factory: Callable[..., Any], dataset_records: list[dict[str, Any]]
+    harness_factory: HarnessFactory, dataset_records: list[dict[str, Any]]
 ) -> None:
     harness = await harness_factory(
         fresh(dataset_records[:900]), options(latency=0.02, latency_jitter=0.0)
@@ -341,7 +356,7 @@ async def test_pages_are_prefetched_up_to_the_concurrency(
 
 
 async def test_search_many_yields_from_every_filter(
-    harness_factory: Callable[..., Any], dataset_records: list[dict[str, Any]]
+    harness_factory: HarnessFactory, dataset_records: list[dict[str, Any]]
 ) -> None:
     harness = await harness_factory(fresh(dataset_records))
     open_ = OpportunityFilter(statuses=["Open"])
@@ -357,7 +372,7 @@ async def test_search_many_yields_from_every_filter(
 
 
 async def test_search_many_with_union_yields_each_record_once(
-    harness_factory: Callable[..., Any], dataset_records: list[dict[str, Any]]
+    harness_factory: HarnessFactory, dataset_records: list[dict[str, Any]]
 ) -> None:
     harness = await harness_factory(fresh(dataset_records))
     open_ = OpportunityFilter(statuses=["Open"])
@@ -395,7 +410,7 @@ async def test_search_many_with_union_yields_each_record_once(
     ],
 )
 async def test_invalid_arguments_fail_before_any_request(
-    harness_factory: Callable[..., Any],
+    harness_factory: HarnessFactory,
     dataset_records: list[dict[str, Any]],
     arguments: dict[str, Any],
     option: str,
@@ -408,7 +423,7 @@ async def test_invalid_arguments_fail_before_any_request(
 
 
 async def test_a_filter_that_is_not_a_filter_is_refused(
-    harness_factory: Callable[..., Any], dataset_records: list[dict[str, Any]]
+    harness_factory: HarnessFactory, dataset_records: list[dict[str, Any]]
 ) -> None:
     harness = await harness_factory(fresh(dataset_records[:10]))
     with pytest.raises(InvalidOptionError, match="OpportunityFilter"):
@@ -420,13 +435,13 @@ async def test_a_filter_that_is_not_a_filter_is_refused(
             harness.client.opportunities.search_many(not_a_list)  # type: ignore[arg-type]
         assert raised.value.option == "filters"
     with pytest.raises(InvalidOptionError) as raised:
-        harness.client.opportunities.search_many([OpportunityFilter()], union="no")
+        harness.client.opportunities.search_many([OpportunityFilter()], union="no")  # type: ignore[arg-type]
     assert raised.value.option == "union"
     assert harness.requests == 0
 
 
 async def test_stats_count_the_records_handed_out(
-    harness_factory: Callable[..., Any], dataset_records: list[dict[str, Any]]
+    harness_factory: HarnessFactory, dataset_records: list[dict[str, Any]]
 ) -> None:
     harness = await harness_factory(fresh(dataset_records))
     async with harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True) as search:
@@ -447,17 +462,17 @@ async def test_stats_count_the_records_handed_out(
 @pytest.mark.parametrize("total_mode", ["exact", "overcount", "absent"])
 @pytest.mark.parametrize("past_cap", ["empty", "error"])
 async def test_a_server_cap_below_the_clients_costs_requests_not_records(
-    harness_factory: Callable[..., Any],
+    harness_factory: HarnessFactory,
     dataset_records: list[dict[str, Any]],
-    total_mode: str,
-    past_cap: str,
+    total_mode: TotalMode,
+    past_cap: PastCap,
 ) -> None:
     """The server stops at 300 records a query (an empty page or a 422 past it)
     while the client assumes 1,000: pages that stop at a page boundary short of
     the count are read on from the last value, so every record still comes once."""
     harness = await harness_factory(
         fresh(dataset_records),
-        FakeServerOptions(cap=300, total_mode=total_mode, past_cap=past_cap),  # type: ignore[arg-type]
+        FakeServerOptions(cap=300, total_mode=total_mode, past_cap=past_cap),
     )
     search = harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True)
     ids = [record["id"] for record in await collect(search)]

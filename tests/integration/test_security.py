@@ -10,14 +10,10 @@ file, the progress bar and the command's ``--verbose`` output.
 from __future__ import annotations
 
 import asyncio
-import io
-import json
 import logging
-import os
-import sys
 import traceback
 import tracemalloc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +32,22 @@ from copper_async.cli import ExitCode, Progress, main
 from copper_async.client import CopperClient, RetryEvent
 from copper_async.exceptions import (
     AuthenticationError,
-    CopperError,
     InvalidOptionError,
     ResponseFormatError,
     ServerError,
     TransportError,
 )
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
+from tests.fakes import (
+    EchoProxy,
+    Terminal,
+    exception_texts,
+    generated_records,
+    secret_leaks,
+    serve_echo_proxy,
+)
 
 TOKEN = "sekrit-5f0c1a2b9d8e7f60a1b2c3d4"
-# A fragment alone must not leak either (an excerpt cut through the token).
-FRAGMENTS = (TOKEN, TOKEN[7:19], TOKEN[-12:])
 EMAIL = "secure@example.com"
 CAP, PAGE = 1_000, 50
 FAST_RETRY = RetryPolicy(
@@ -56,96 +57,31 @@ FAST_RETRY = RetryPolicy(
 
 @pytest.fixture(scope="module")
 def records() -> list[dict[str, Any]]:
-    dataset = Dataset.generate(2_500, seed=77)
-    return [dataset.record(i) for i in dataset.ids()]
+    return generated_records(2_500, seed=77)
 
 
 def leaks(texts: list[str]) -> list[str]:
     """The texts that hold the token or a piece of it."""
-    return [text for text in texts if any(fragment in text for fragment in FRAGMENTS)]
+    return secret_leaks(texts, TOKEN)
 
 
-def exception_texts(error: BaseException) -> Iterator[str]:
-    """Everything an error can show: message, repr, attributes, context, chain."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield str(current)
-        yield repr(current)
-        yield repr(vars(current))
-        yield repr(current.args)
-        if isinstance(current, CopperError):
-            yield repr(current.context)
-        current = current.__cause__ or current.__context__
-    yield "".join(traceback.format_exception(error))
-
-
-class Terminal(io.StringIO):
-    """A stream that says it is a terminal, so progress draws its bar."""
-
-    def isatty(self) -> bool:
-        return True
-
-
-class EchoProxy:
-    """In front of the fake server; some answers echo the request's headers back,
-    as a misconfigured proxy's error page would, and ``refuse`` makes every
-    answer a 401 that echoes them."""
-
-    def __init__(self, upstream: FakeCopperServer, session: aiohttp.ClientSession) -> None:
-        self.upstream = upstream
-        self.session = session
-        self.requests = 0
-        self.refuse = False
-        self.echo_every = 7
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.requests += 1
-        echo = json.dumps(dict(request.headers)).encode()
-        if self.refuse:
-            return web.Response(status=401, body=b'{"message": "bad token", "got": ' + echo + b"}")
-        if self.requests % self.echo_every == 3:
-            return web.Response(status=502, body=b"<pre>upstream said: " + echo + b"</pre>")
-        if self.requests % (self.echo_every + 4) == 5:
-            return web.Response(body=b"<html>" + echo + b"</html>", content_type="text/html")
-        headers = {k: v for k, v in request.headers.items() if k.startswith("X-PW-")}
-        async with self.session.post(
-            self.upstream.url + "/opportunities/search",
-            data=await request.read(),
-            headers={**headers, "Content-Type": "application/json"},
-        ) as answer:
-            body = await answer.read()
-            extra = {k: v for k, v in answer.headers.items() if k in ("X-PW-TOTAL", "Retry-After")}
-            return web.Response(
-                status=answer.status, body=body, content_type="application/json", headers=extra
-            )
+ECHO_PROXY_OPTIONS = FakeServerOptions(
+    cap=CAP,
+    access_token=TOKEN,
+    user_email=EMAIL,
+    seed=5,
+    fault_rates={"503": 0.05, "reset": 0.03, "truncated": 0.02, "non_json": 0.02},
+    burst_429_rate=0.02,
+    # No Retry-After: its whole seconds would be waited out in full (test_client
+    # covers it); the 429s still go through the retries.
+    retry_after=False,
+)
 
 
 @pytest_asyncio.fixture
 async def echo_proxy(records: list[dict[str, Any]]) -> AsyncIterator[EchoProxy]:
-    options = FakeServerOptions(
-        cap=CAP,
-        access_token=TOKEN,
-        user_email=EMAIL,
-        seed=5,
-        fault_rates={"503": 0.05, "reset": 0.03, "truncated": 0.02, "non_json": 0.02},
-        burst_429_rate=0.02,
-        # No Retry-After: its whole seconds would be waited out in full (test_client
-        # covers it); the 429s still go through the retries.
-        retry_after=False,
-    )
-    async with (
-        FakeCopperServer(Dataset.from_records(records), options=options) as fake,
-        aiohttp.ClientSession() as session,
-    ):
-        proxy = EchoProxy(fake, session)
-        app = web.Application()
-        app.router.add_post("/v1/opportunities/search", proxy.handle)
-        async with TestServer(app, host="127.0.0.1") as server:
-            proxy.url = str(server.make_url("/v1"))
-            yield proxy
+    async with serve_echo_proxy(Dataset.from_records(records), ECHO_PROXY_OPTIONS) as proxy:
+        yield proxy
 
 
 @pytest.mark.asyncio
@@ -219,51 +155,6 @@ async def test_the_token_is_nowhere_in_a_whole_export_with_faults_a_failure_and_
     assert not leaks(texts)
 
 
-async def _cli(*arguments: str, env: dict[str, str]) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "copper_async",
-        *arguments,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    async with asyncio.timeout(60):
-        output, _ = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, output.decode()
-
-
-@pytest.mark.asyncio
-async def test_the_command_never_prints_the_token_even_verbose_through_a_failure(
-    echo_proxy: EchoProxy, records: list[dict[str, Any]], tmp_path: Path
-) -> None:
-    out, checkpoint = tmp_path / "cli.jsonl", tmp_path / "cli.ckpt"
-    env = {"COPPER_ACCESS_TOKEN": TOKEN, "COPPER_USER_EMAIL": EMAIL}
-    common = ["export", "--out", str(out), "--base-url", echo_proxy.url, "--rate-limit", "none"]
-    common += ["--cap", str(CAP), "--page-size", str(PAGE), "--checkpoint", str(checkpoint), "-v"]
-    # The command retries on its default, patient schedule: fewer faults keep this quick.
-    echo_proxy.echo_every = 25
-    echo_proxy.upstream.options = FakeServerOptions(cap=CAP, access_token=TOKEN, user_email=EMAIL)
-    echo_proxy.refuse = True
-    code, refused = await _cli(*common, env=env)
-    assert code == ExitCode.AUTHENTICATION, refused
-    assert "DEBUG" in refused
-    assert "HTTP 401" in refused
-    echo_proxy.refuse = False
-    checkpoint.unlink(missing_ok=True)
-    code, finished = await _cli(*common, env=env)
-    assert code == ExitCode.OK, finished
-    assert "retrying" in finished
-    texts = [refused, finished, checkpoint.read_text()]
-    # A token given as an option is no more visible than one from the environment.
-    code, flagged = await _cli(*common, "--token", TOKEN, "--email", EMAIL, env={})
-    assert code == ExitCode.CHECKPOINT
-    texts.append(flagged)
-    assert not leaks(texts)
-
-
 # -- plain HTTP ---------------------------------------------------------------------------
 
 
@@ -303,38 +194,6 @@ def test_plain_http_to_a_host_that_is_not_loopback_is_refused(url: str) -> None:
 def test_plain_http_to_loopback_is_allowed(url: str) -> None:
     client = CopperClient(access_token=TOKEN, user_email=EMAIL, base_url=url)
     assert client.base_url == url
-
-
-@pytest.fixture
-def cli_logging() -> Iterator[None]:
-    logger = logging.getLogger("copper_async")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
-
-
-@pytest.mark.asyncio
-async def test_the_command_refuses_plain_http_unless_allowed(
-    records: list[dict[str, Any]], tmp_path: Path
-) -> None:
-    """0.0.0.0 reaches this machine but is not a loopback name: refused without
-    ``--allow-insecure-http``, before any request; allowed with it."""
-    options = FakeServerOptions(cap=CAP, access_token=TOKEN, user_email=EMAIL)
-    env = {"COPPER_ACCESS_TOKEN": TOKEN, "COPPER_USER_EMAIL": EMAIL}
-    async with FakeCopperServer(
-        Dataset.from_records(records[:120]), options=options, host="0.0.0.0"
-    ) as server:
-        url = f"http://0.0.0.0:{server.port}/developer_api/v1"
-        out = tmp_path / "out.jsonl"
-        common = ["export", "--out", str(out), "--base-url", url, "--rate-limit", "none", "-q"]
-        code, output = await _cli(*common, env=env)
-        assert code == ExitCode.USAGE, output
-        assert "https" in output
-        assert server.stats["requests"] == 0
-        code, output = await _cli(*common, "--allow-insecure-http", env=env)
-        assert code == ExitCode.OK, output
-        assert server.stats["requests"] > 0
-    assert len(out.read_bytes().splitlines()) == 120
 
 
 # -- bounded bodies ------------------------------------------------------------------------

@@ -65,7 +65,7 @@ async def test_the_typed_columns(pg_url: str) -> None:
         await sync(w, pg_url)
         record = w.dataset.record(3)
     with psycopg.connect(pg_url) as connection:
-        types = dict(
+        types: dict[str, str] = dict(
             connection.execute(
                 "SELECT column_name, data_type FROM information_schema.columns "
                 "WHERE table_name = 'opportunities'"

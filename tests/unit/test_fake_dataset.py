@@ -86,9 +86,9 @@ SORT_KEYS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "monetary_value": lambda r: r.get("monetary_value"),
     "name": lambda r: casefolded(r.get("name")),
     "primary_contact": lambda r: r.get("primary_contact_id"),
-    "priority": lambda r: PRIORITY_RANK.get(r.get("priority")),  # type: ignore[arg-type]
+    "priority": lambda r: PRIORITY_RANK.get(r.get("priority", "")),
     "stage": lambda r: r.get("pipeline_stage_id"),
-    "status": lambda r: STATUS_RANK.get(r.get("status")),  # type: ignore[arg-type]
+    "status": lambda r: STATUS_RANK.get(r.get("status", "")),
 }
 
 
@@ -133,16 +133,13 @@ def matches(record: dict[str, Any], body: dict[str, Any]) -> bool:
         return False
     if "statuses" in body and record.get("status") not in body["statuses"]:
         return False
-    if "status_ids" in body and STATUS_RANK.get(record.get("status")) not in body["status_ids"]:  # type: ignore[arg-type]
+    if "status_ids" in body and STATUS_RANK.get(record.get("status", "")) not in body["status_ids"]:
         return False
     if "priorities" in body and record.get("priority") not in body["priorities"]:
         return False
     if (
         "priority_ids" in body
-        and PRIORITY_RANK.get(record.get("priority"))
-        not in body[  # type: ignore[arg-type]
-            "priority_ids"
-        ]
+        and PRIORITY_RANK.get(record.get("priority", "")) not in body["priority_ids"]
     ):
         return False
     if "tags" in body:
@@ -240,6 +237,20 @@ def custom_values(records: list[dict[str, Any]], definition: int) -> list[Any]:
 
 
 Case = Callable[[list[dict[str, Any]]], dict[str, Any]]
+
+
+def bound_case(name: str, end: str) -> Case:
+    """One bound (``minimum_`` or ``maximum_``) of ``name``."""
+    return lambda rs: {f"{end}_{name}": between(rs, BOUND_FIELDS[name])[end == "maximum"]}
+
+
+def range_case(name: str) -> Case:
+    """Both bounds of ``name``."""
+    return lambda rs: dict(
+        zip((f"minimum_{name}", f"maximum_{name}"), between(rs, BOUND_FIELDS[name]), strict=True)
+    )
+
+
 CASES: dict[str, Case] = {
     "ids": lambda rs: {"ids": [rs[3]["id"], rs[40]["id"], 10**9]},
     "assignee_ids": lambda rs: {"assignee_ids": common(rs, "assignee_id")},
@@ -267,26 +278,11 @@ CASES: dict[str, Case] = {
     "followed": lambda rs: {"followed": 1},
     "not followed": lambda rs: {"followed": 2},
     **{
-        f"{end} {name}": (
-            lambda rs, name=name, end=end: {
-                f"{end}_{name}": between(rs, BOUND_FIELDS[name])[end == "maximum"]
-            }
-        )
+        f"{end} {name}": bound_case(name, end)
         for name in BOUND_FIELDS
         for end in ("minimum", "maximum")
     },
-    **{
-        f"{name} range": (
-            lambda rs, name=name: dict(
-                zip(
-                    (f"minimum_{name}", f"maximum_{name}"),
-                    between(rs, BOUND_FIELDS[name]),
-                    strict=True,
-                )
-            )
-        )
-        for name in BOUND_FIELDS
-    },
+    **{f"{name} range": range_case(name) for name in BOUND_FIELDS},
     "custom dropdown value": lambda rs: {
         "custom_fields": [{"custom_field_definition_id": 5, "value": [2, 3]}]
     },
@@ -500,7 +496,8 @@ def _random_record(rng: random.Random, record_id: int, dated: bool) -> dict[str,
         return rng.choice([None, *values])
 
     def date() -> int | None:
-        return maybe(list(range(T0, T0 + 7)))
+        day: int | None = maybe(list(range(T0, T0 + 7)))
+        return day
 
     return {
         "id": record_id,

@@ -106,22 +106,19 @@ def test_bad_id_lists_are_422s_naming_the_filter(key: str, value: Any) -> None:
 def test_status_names_and_ids_mean_the_same_and_combine_with_and() -> None:
     by_name, _ = parse_search_body({"statuses": ["Won", "Abandoned"]})
     by_id, _ = parse_search_body({"status_ids": [1, 3]})
-    assert by_name.statuses == by_id.statuses == {"Won", "Abandoned"}
-    assert parse_search_body({"status_ids": [0, 1, 2, 3]})[0].statuses == {
-        "Open",
-        "Won",
-        "Lost",
-        "Abandoned",
-    }
+    assert by_name.statuses == by_id.statuses == frozenset({"Won", "Abandoned"})
+    assert parse_search_body({"status_ids": [0, 1, 2, 3]})[0].statuses == frozenset(
+        {"Open", "Won", "Lost", "Abandoned"}
+    )
     both, _ = parse_search_body({"statuses": ["Open", "Won"], "status_ids": [1, 2]})
-    assert both.statuses == {"Won"}
+    assert both.statuses == frozenset({"Won"})
 
 
 def test_priority_names_and_ids() -> None:
-    assert parse_search_body({"priorities": ["High"]})[0].priorities == {"High"}
-    assert parse_search_body({"priority_ids": [0, 3]})[0].priorities == {"None", "High"}
+    assert parse_search_body({"priorities": ["High"]})[0].priorities == frozenset({"High"})
+    assert parse_search_body({"priority_ids": [0, 3]})[0].priorities == frozenset({"None", "High"})
     both, _ = parse_search_body({"priorities": ["Low", "High"], "priority_ids": [3]})
-    assert both.priorities == {"High"}
+    assert both.priorities == frozenset({"High"})
 
 
 @pytest.mark.parametrize(
@@ -148,13 +145,13 @@ def test_unknown_statuses_and_priorities_are_422s(body: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("tags", "expected"),
     [
-        (["a", "b"], ("ANY", {"a", "b"})),
-        ({"option": "ANY", "value": ["a"]}, ("ANY", {"a"})),
-        ({"option": "ALL", "value": ["a", "b"]}, ("ALL", {"a", "b"})),
-        ({"value": ["a"]}, ("ANY", {"a"})),
+        (["a", "b"], ("ANY", frozenset({"a", "b"}))),
+        ({"option": "ANY", "value": ["a"]}, ("ANY", frozenset({"a"}))),
+        ({"option": "ALL", "value": ["a", "b"]}, ("ALL", frozenset({"a", "b"}))),
+        ({"value": ["a"]}, ("ANY", frozenset({"a"}))),
     ],
 )
-def test_tags_plain_or_with_an_option(tags: Any, expected: tuple[str, set[str]]) -> None:
+def test_tags_plain_or_with_an_option(tags: Any, expected: tuple[str, frozenset[str]]) -> None:
     assert parse_search_body({"tags": tags})[0].tags == expected
 
 

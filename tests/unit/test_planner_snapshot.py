@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import attrs
@@ -85,7 +85,7 @@ def test_a_snapshot_without_ids_is_completed_by_the_records_already_delivered() 
     records = make_records(list(range(100, 160)), [0] * 60)
     api = DriftingAPI(records=list(records), cap=30, total_mode="exact", every=3)
     planner = WindowPlanner(cap=30, page_size=5)
-    delivered: list[dict[str, Any]] = []
+    delivered: list[Mapping[str, Any]] = []
     for _ in range(7):
         request = planner.next_request()
         assert request is not None
@@ -117,7 +117,7 @@ def test_a_resume_right_after_a_reread_is_planned_delivers_nothing_twice(
     api = DriftingAPI(records=list(records), cap=1_000, total_mode="exact", every=3)
     planner = WindowPlanner(cap=1_000, page_size=20, max_passes=4)
     rng = random.Random(seed)
-    delivered: list[dict[str, Any]] = []
+    delivered: list[Mapping[str, Any]] = []
     pending: list[PageRequest] = []
     for _ in range(stop_after):
         if planner.finished:
@@ -145,7 +145,7 @@ def test_a_hot_second_remembers_restored_ids_across_its_windows() -> None:
     records = make_records(created, [i % 1_000 for i in range(len(created))])
     api = ModelAPI(records, cap=1_000, total_mode="exact")
     planner = WindowPlanner(cap=1_000, page_size=50)
-    delivered: list[dict[str, Any]] = []
+    delivered: list[Mapping[str, Any]] = []
     while not any(window.level == 1 for window in planner.windows):
         request = planner.next_request()
         assert request is not None
@@ -163,6 +163,7 @@ def test_a_hot_second_remembers_restored_ids_across_its_windows() -> None:
     restored, _ = WindowPlanner.restore(snapshot, delivered=delivered)
     # Every record delivered so far now sits in the second's last window.
     for record in delivered:
+        assert isinstance(record, dict)  # the model's own record, edited in place
         record["date_modified"] = 10_000_000 + record["id"]
     api.version += 1
     rest, _ = run(restored, api)
@@ -178,7 +179,7 @@ def test_a_hot_second_remembers_restored_ids_across_its_windows() -> None:
 class Checkpointed:
     step: int  # steps of the original run taken before it
     snapshot: dict[str, Any]
-    delivered: list[dict[str, Any]]  # records delivered before it
+    delivered: list[Mapping[str, Any]]  # records delivered before it
 
 
 @attrs.define
@@ -195,12 +196,12 @@ def drive(
     api: ModelAPI,
     in_flight: int,
     *,
-    checkpoint: Callable[[int, list[dict[str, Any]]], None] | None = None,
+    checkpoint: Callable[[int, list[Mapping[str, Any]]], None] | None = None,
 ) -> Trace:
     """Run to the end, answering the oldest request first; ``checkpoint``
     is called whenever nothing is in flight."""
     trace = Trace()
-    delivered: list[dict[str, Any]] = []
+    delivered: list[Mapping[str, Any]] = []
     pending: list[PageRequest] = []
     try:
         while not planner.finished:
@@ -253,7 +254,7 @@ def test_a_restored_planner_makes_the_same_requests_and_deliveries(
     options: dict[str, Any] = {"cap": cap, "page_size": page_size, "on_cap": on_cap}
     checkpoints: list[Checkpointed] = []
 
-    def save(step: int, delivered: list[dict[str, Any]]) -> None:
+    def save(step: int, delivered: list[Mapping[str, Any]]) -> None:
         snapshot = orjson.loads(orjson.dumps(planner.snapshot(include_seen=include_seen)))
         checkpoints.append(Checkpointed(step, snapshot, delivered))
 

@@ -21,6 +21,11 @@ INT_FIELDS = [field for field in FIELDS if not option_spec(field).choices]
 CHOICE_FIELDS = [field for field in FIELDS if option_spec(field).choices]
 
 
+def options_named(**values: Any) -> SearchOptions:
+    """SearchOptions from option names known only at run time."""
+    return SearchOptions(**values)
+
+
 def test_split_fields_default_to_created_then_modified() -> None:
     assert SearchOptions().split_fields == (DateField.CREATED, DateField.MODIFIED)
     assert SearchOptions(split_field="date_modified").split_fields == (
@@ -52,14 +57,14 @@ def test_each_integer_option_takes_exactly_its_declared_bounds(field: attrs.Attr
     assert spec.high is not None
     # cap must also hold a page: give page_size its least for the cap's own bounds.
     other = {"page_size": 1} if field.name == "cap" else {}
-    assert getattr(SearchOptions(**{field.name: spec.low, **other}), field.name) == spec.low
-    assert getattr(SearchOptions(**{field.name: spec.high}), field.name) == spec.high
+    assert getattr(options_named(**{field.name: spec.low, **other}), field.name) == spec.low
+    assert getattr(options_named(**{field.name: spec.high}), field.name) == spec.high
     for outside in (spec.low - 1, spec.high + 1, True, "1"):
         with pytest.raises(InvalidOptionError) as raised:
-            SearchOptions(**{field.name: outside})
+            options_named(**{field.name: outside})
         assert raised.value.option == field.name
     if spec.optional:
-        assert getattr(SearchOptions(**{field.name: None}), field.name) is None
+        assert getattr(options_named(**{field.name: None}), field.name) is None
 
 
 @pytest.mark.parametrize("field", CHOICE_FIELDS, ids=lambda field: field.name)
@@ -69,16 +74,16 @@ def test_each_choice_option_takes_exactly_its_declared_choices(
     for choice in option_spec(field).choices:
         # The secondary field must differ from the split field.
         split = "date_modified" if choice == "date_created" else "date_created"
-        SearchOptions(**{"split_field": split, field.name: choice})
+        options_named(**{"split_field": split, field.name: choice})
     with pytest.raises(InvalidOptionError) as raised:
-        SearchOptions(**{field.name: "nonsense"})
+        options_named(**{field.name: "nonsense"})
     assert raised.value.option == field.name
 
 
 def test_every_option_declares_help_and_a_valid_default() -> None:
     for field in FIELDS:
         assert option_spec(field).help.endswith(".")
-    assert SearchOptions() == SearchOptions(**{field.name: field.default for field in FIELDS})
+    assert SearchOptions() == options_named(**{field.name: field.default for field in FIELDS})
 
 
 def _search_flags(command: click.Command) -> dict[str, click.Parameter]:
@@ -99,7 +104,7 @@ def test_the_cli_flags_are_the_options_declarations(command: click.Command) -> N
         assert flag.help == spec.help
         assert flag.show_default
         # The flag's default is the option's default.
-        assert getattr(SearchOptions(**{name: flag.default}), name) == field.default
+        assert getattr(options_named(**{name: flag.default}), name) == field.default
         if spec.choices:
             assert isinstance(flag.type, click.Choice)
             assert tuple(flag.type.choices) == spec.choices

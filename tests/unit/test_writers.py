@@ -20,7 +20,14 @@ from copper_async._checkpoint import (
     remove_stale_temp_files,
     save_checkpoint,
 )
-from copper_async._writers import CSV_BASE_COLUMNS, open_writer, read_committed, read_list_cell
+from copper_async._writers import (
+    CSV_BASE_COLUMNS,
+    CsvWriter,
+    ExportFormat,
+    open_writer,
+    read_committed,
+    read_list_cell,
+)
 from copper_async.exceptions import CheckpointError, InvalidOptionError, OutputError
 from tests.reference import reference_examples
 
@@ -118,7 +125,8 @@ def test_csv_has_stable_columns_and_flattens_lists_and_custom_fields(tmp_path: P
     data = records()
     writer = open_writer(path, "csv")
     writer.write_page(data[:2])
-    columns = writer.columns  # type: ignore[union-attr]
+    assert isinstance(writer, CsvWriter)
+    columns = writer.columns
     writer.write_page(data[2:])
     writer.commit()
     writer.close()
@@ -197,7 +205,8 @@ def test_csv_resume_keeps_the_first_header(tmp_path: Path) -> None:
     writer = open_writer(path, "csv")
     writer.write_page(records()[:1])
     committed = writer.commit()
-    columns = writer.columns  # type: ignore[union-attr]
+    assert isinstance(writer, CsvWriter)
+    columns = writer.columns
     writer.close()
     resumed = open_writer(path, "csv", committed=committed, columns=columns)
     later = {**records()[1], "custom_fields": [{"custom_field_definition_id": 999, "value": 1}]}
@@ -213,50 +222,54 @@ def test_csv_resume_keeps_the_first_header(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("format_", ["jsonl", "csv"])
 def test_committed_records_are_read_back_with_their_split_fields(
-    tmp_path: Path, format_: str
+    tmp_path: Path, format_: ExportFormat
 ) -> None:
     path = tmp_path / f"out.{format_}"
-    writer = open_writer(path, format_)  # type: ignore[arg-type]
+    writer = open_writer(path, format_)
     writer.write_page(records())
     committed = writer.commit()
     writer.write_page(records()[:1])  # past the commit: not read back
     writer.close()
-    back = list(read_committed(path, format_, committed, ["date_created"]))  # type: ignore[arg-type]
+    back = list(read_committed(path, format_, committed, ["date_created"]))
     assert back == [{"id": r["id"], "date_created": r["date_created"]} for r in records()]
 
 
 @pytest.mark.parametrize("format_", ["jsonl", "csv"])
-def test_reading_back_stops_at_the_committed_length(tmp_path: Path, format_: str) -> None:
+def test_reading_back_stops_at_the_committed_length(tmp_path: Path, format_: ExportFormat) -> None:
     path = tmp_path / f"out.{format_}"
-    writer = open_writer(path, format_)  # type: ignore[arg-type]
+    writer = open_writer(path, format_)
     writer.write_page(records())
     committed = writer.commit()
     writer.close()
     # What a killed run left past the commit: half a line, not even text.
     with open(path, "ab") as file:
         file.write(b'\xff\xfe{"id": "garbage", "unterminated \n' * 3)
-    back = list(read_committed(path, format_, committed, ["date_created"]))  # type: ignore[arg-type]
+    back = list(read_committed(path, format_, committed, ["date_created"]))
     assert back == [{"id": r["id"], "date_created": r["date_created"]} for r in records()]
 
 
 @pytest.mark.parametrize("format_", ["jsonl", "csv"])
-def test_a_committed_part_changed_since_is_a_checkpoint_error(tmp_path: Path, format_: str) -> None:
+def test_a_committed_part_changed_since_is_a_checkpoint_error(
+    tmp_path: Path, format_: ExportFormat
+) -> None:
     path = tmp_path / f"out.{format_}"
-    writer = open_writer(path, format_)  # type: ignore[arg-type]
+    writer = open_writer(path, format_)
     writer.write_page(records())
     committed = writer.commit()
     writer.close()
     data = path.read_bytes()
     path.write_bytes(data[: committed // 2] + b'\xff"{' + data[committed // 2 + 3 :])
     with pytest.raises(CheckpointError, match="changed since"):
-        list(read_committed(path, format_, committed, ["date_created"]))  # type: ignore[arg-type]
+        list(read_committed(path, format_, committed, ["date_created"]))
 
 
 @pytest.mark.parametrize("format_", ["jsonl", "csv"])
-def test_reading_back_streams_instead_of_loading_the_file(tmp_path: Path, format_: str) -> None:
+def test_reading_back_streams_instead_of_loading_the_file(
+    tmp_path: Path, format_: ExportFormat
+) -> None:
     path = tmp_path / f"big.{format_}"
     base = {**records()[0], "details": "x" * 1_000}
-    writer = open_writer(path, format_)  # type: ignore[arg-type]
+    writer = open_writer(path, format_)
     for start in range(0, 4_000, 500):
         writer.write_page([{**base, "id": i + 1} for i in range(start, start + 500)])
     committed = writer.commit()
@@ -264,7 +277,7 @@ def test_reading_back_streams_instead_of_loading_the_file(tmp_path: Path, format
     assert committed > 4_000_000
     tracemalloc.start()
     try:
-        count = sum(1 for _ in read_committed(path, format_, committed, ["date_created"]))  # type: ignore[arg-type]
+        count = sum(1 for _ in read_committed(path, format_, committed, ["date_created"]))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
