@@ -25,7 +25,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def tracing_snippet() -> str:
     """The README's "Tracing" example, exactly as printed."""
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    (block,) = [block for block in blocks if "create_trace_config" in block]
+    (block,) = [str(block) for block in blocks if "create_trace_config" in block]
     return block
 
 
@@ -79,8 +79,10 @@ async def test_trace_configs_see_every_attempt_retries_included() -> None:
 async def test_trace_configs_are_validated() -> None:
     with pytest.raises(InvalidOptionError) as raised:
         CopperClient(
-            access_token="t", user_email="u@example.com", trace_configs=aiohttp.TraceConfig()
-        )  # type: ignore[arg-type]
+            access_token="t",
+            user_email="u@example.com",
+            trace_configs=aiohttp.TraceConfig(),  # type: ignore[arg-type]
+        )
     assert raised.value.option == "trace_configs"
     with pytest.raises(InvalidOptionError):
         CopperClient(access_token="t", user_email="u@example.com", trace_configs=["x"])  # type: ignore[list-item]

@@ -14,7 +14,7 @@ from copper_async._custom_fields import (
     column_names,
     structure_definitions,
 )
-from copper_async._writers import CSV_BASE_COLUMNS, open_writer
+from copper_async._writers import CSV_BASE_COLUMNS, CsvWriter, open_writer
 from copper_async.exceptions import RecordError
 from copper_async.testing._definitions import DEFINITIONS
 
@@ -132,6 +132,7 @@ def test_a_resumed_csv_keeps_its_header_and_finds_the_columns_again(tmp_path: Pa
     first = open_writer(out, "csv", custom_fields=CustomFieldNames.for_records(definitions))
     first.write_page([record(1, 2, [])])
     committed = first.commit()
+    assert isinstance(first, CsvWriter)
     columns = first.columns
     first.close()
     # Renamed between runs: its values go to the JSON column, the header stays.
