@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from copper_async._engine import MultiSearch, Search
 from copper_async._options import SearchOptions
 from copper_async._ratelimit import RateLimit
@@ -41,6 +43,10 @@ from copper_async.filters import (
 )
 
 __version__ = "0.1.0.dev0"
+
+# A library's convention: the application decides where log records go; without
+# its configuration nothing reaches stderr through logging's last-resort handler.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "ABSENT",
