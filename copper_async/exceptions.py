@@ -240,13 +240,13 @@ class CapExceededError(CopperError):
             )
         elif exact:
             message = (
-                f"{_records(self.unreachable)} {'is' if self.unreachable == 1 else 'are'} "
+                f"{_records(count - cap)} {'is' if count - cap == 1 else 'are'} "
                 f"unreachable: window {self.window!r} "
                 f"matches {count} records and the search cap is {cap}"
             )
         else:
             message = (
-                f"up to {_records(self.unreachable)} may be unreachable: window "
+                f"up to {_records(max(count - cap, 0))} may be unreachable: window "
                 f"{self.window!r} matches up to {count} records (the API's total, an upper "
                 f"bound) and the search cap is {cap}"
             )
