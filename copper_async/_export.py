@@ -49,7 +49,7 @@ from copper_async._writers import ExportFormat, RecordWriter, open_writer, read_
 from copper_async.exceptions import CheckpointError, InvalidFilterError, InvalidOptionError
 from copper_async.filters import OpportunityFilter
 
-__all__ = ["ExportResult", "job_description", "run_export"]
+__all__ = ["ExportResult", "job_description", "run_export", "sort_in"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,15 +112,23 @@ def _check_output(out: Path) -> None:
         raise InvalidOptionError("out", f"folder {str(out.parent)!r} is not writable")
 
 
-def _check_no_sort(filter: OpportunityFilter) -> None:
+def sort_in(filter: OpportunityFilter) -> str | None:
+    """Why the sort ``filter`` asks for cannot be kept, or None when it asks none."""
     given = [name for name in ("sort_by", "sort_direction") if getattr(filter, name) is not None]
-    if given:
-        raise InvalidFilterError(
-            given[0],
-            f"{' and '.join(given)} cannot be honoured by an export: to read past the "
-            "search cap it orders each date window itself, on the split field; "
-            "remove them (sort the output afterwards if the order matters)",
-        )
+    if not given:
+        return None
+    return (
+        f"{' and '.join(given)} cannot be honoured by an export: to read past the search "
+        "cap it orders each date window itself, on the split field (sort the output "
+        "afterwards if the order matters)"
+    )
+
+
+def _check_no_sort(filter: OpportunityFilter) -> None:
+    reason = sort_in(filter)
+    if reason is not None:
+        field = "sort_by" if filter.sort_by is not None else "sort_direction"
+        raise InvalidFilterError(field, f"{reason}; remove it from the filter")
 
 
 @contextmanager

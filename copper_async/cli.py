@@ -24,7 +24,7 @@ import orjson
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from copper_async import __version__
-from copper_async._export import ExportResult, run_export
+from copper_async._export import ExportResult, run_export, sort_in
 from copper_async._lock import ExportBusyError
 from copper_async._options import SearchOptions, option_spec
 from copper_async._protocol import DEFAULT_BASE_URL, SEARCH_PATH, search_url
@@ -509,7 +509,8 @@ def export(
     """Export every opportunity a filter matches to a JSON-lines or CSV file.
 
     The search orders each date window itself (on the split field) to read
-    past the 100,000-record cap: a sort_by in the filter is refused.
+    past the 100,000-record cap: a sort_by in the filter is ignored, with a
+    warning.
     """
     _configure_logging(quiet=quiet, verbose=verbose)
     to_stdout = str(out) == "-"
@@ -522,6 +523,11 @@ def export(
     if resume and checkpoint is None:
         _fail(ExitCode.USAGE, "--resume needs --checkpoint")
     query = _read_filter(filter_source)
+    ignored = sort_in(query)
+    if ignored is not None:
+        # Bodies copied from Copper's examples often sort: say so, and go on without it.
+        logger.warning("ignoring the filter's %s", ignored)
+        query = query.with_sort(None, None)
     limit = _rate_limit(rate_limit)
     client = _export_client(token, email, limit, base_url, timeout, allow_insecure_http)
     progress = Progress(stream=sys.stderr, enabled=not quiet)

@@ -240,7 +240,7 @@ class CapExceededError(CopperError):
             )
         elif exact:
             message = (
-                f"{_records(count - cap)} {'is' if count - cap == 1 else 'are'} "
+                f"{_records(max(count - cap, 0))} {'is' if count - cap == 1 else 'are'} "
                 f"unreachable: window {self.window!r} "
                 f"matches {count} records and the search cap is {cap}"
             )

@@ -140,9 +140,9 @@ async def serve_until_stopped(
                 f"fake Copper server: {server.url}",
                 f"X-PW-AccessToken: {options.access_token}",
                 f"X-PW-UserEmail: {options.user_email}",
-                f"X-PW-Application: {APPLICATION}",
-                f"records: {len(dataset)}; every route (/_fake/* too) needs these three headers;"
-                " serving until SIGINT or SIGTERM",
+                # On the last line, so that the lines before keep their places.
+                f"records: {len(dataset)}; every route (/_fake/* too) also needs "
+                f"X-PW-Application: {APPLICATION}; serving until SIGINT or SIGTERM",
             )
             for line in lines:
                 click.echo(line, file=out)

@@ -154,18 +154,23 @@ async def test_a_full_disk_leaves_whole_records_and_a_resume_completes(
 # -- 3: a sort in the filter is refused, not silently replaced ---------------------------
 
 
-async def test_sort_by_in_the_filter_is_refused_before_any_request(tmp_path: Path) -> None:
+async def test_sort_by_in_the_filter_is_dropped_with_a_warning_that_says_why(
+    tmp_path: Path,
+) -> None:
     body = tmp_path / "f.json"
     body.write_bytes(orjson.dumps({"sort_by": "name", "sort_direction": "desc"}))
-    async with FakeCopperServer(Dataset.generate(10, seed=1), options=OPTIONS) as server:
+    dataset = Dataset.generate(30, seed=1)
+    async with FakeCopperServer(dataset, options=OPTIONS) as server:
         code, _out, err = await cli(
             base(server, "--out", "o.jsonl", "--filter", str(body)), tmp_path
         )
-        assert server.stats["requests"] == 0
-    assert code == 2, err
-    assert "sort_by" in err
-    assert "sort_direction" in err
-    assert not (tmp_path / "o.jsonl").exists()
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if "WARNING" in line]
+    assert len(warned) == 1, err
+    assert "sort_by" in warned[0]
+    assert "sort_direction" in warned[0]
+    assert "search cap" in warned[0]
+    assert sorted(jsonl_ids((tmp_path / "o.jsonl").read_bytes())) == sorted(dataset.ids())
 
 
 # -- 4: --out - is stdout -----------------------------------------------------------------
