@@ -195,8 +195,9 @@ def _explain(error: CopperError, base_url: str | None) -> str:
         return f"{error}: check the --filter body against Copper's search fields"
     deadline = error.context.get("deadline")
     if isinstance(error, RequestTimeoutError) and deadline is not None:
-        attempts = error.context.get("attempts", "?")
-        return f"no answer within --timeout {deadline:g}s ({attempts} attempts): {error}"
+        attempts = error.context.get("attempts")
+        tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+        return f"no answer within --timeout {deadline:g}s ({tries}): {error}"
     return str(error)
 
 
