@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from copper_async._clock import Clock, LoopClock
 from copper_async._custom_fields import CustomFieldDefinition, CustomFieldNames, CustomFieldOption
 from copper_async._engine import MultiSearch, Search
@@ -44,6 +46,10 @@ from copper_async.filters import (
 )
 
 __version__ = "0.1.0.dev0"
+
+# A library's convention: the application decides where log records go; without
+# its configuration nothing reaches stderr through logging's last-resort handler.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "ABSENT",

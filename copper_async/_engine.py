@@ -68,6 +68,13 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+# The planner's reason for a one-second window whose pages ended short of its total.
+_STOPPED_SHORT = "pages stopped at a page boundary short of the count"
+
+
+def _records(count: int) -> str:
+    return "1 record" if count == 1 else f"{count} records"
+
 
 # Copper's clock and ours may differ: a search ends this far past our "now".
 _CLOCK_SKEW_ALLOWANCE = 300
@@ -364,7 +371,11 @@ class Search(AsyncClosing, Generic[T]):
                     "split window %s (total %s): %s", event.window.bounds, event.total, event.reason
                 )
             elif isinstance(event, CountMismatch):
-                logger.warning(
+                # Pages short of a total Copper calls an upper bound are routine;
+                # records that moved under a reading are worth an operator's eye.
+                routine = event.reason.startswith(_STOPPED_SHORT)
+                logger.log(
+                    logging.INFO if routine else logging.WARNING,
                     "window %s: %s (expected %d records, saw %d)%s",
                     event.window.bounds,
                     event.reason,
@@ -373,7 +384,7 @@ class Search(AsyncClosing, Generic[T]):
                     "; reading it again" if event.reread else "",
                 )
             elif isinstance(event, TotalsDistrusted):
-                logger.warning(
+                logger.info(
                     "window %s page %d holds records through position %d, past its "
                     "X-PW-TOTAL of %d: totals are ignored from now on",
                     event.window.bounds,
@@ -385,14 +396,15 @@ class Search(AsyncClosing, Generic[T]):
                 if event.unreachable is None:
                     loss = "some records may be unreachable (no usable total was sent)"
                 elif event.exact:
-                    loss = f"{event.unreachable} records are unreachable"
+                    verb = "is" if event.unreachable == 1 else "are"
+                    loss = f"{_records(event.unreachable)} {verb} unreachable"
                 else:
-                    loss = f"up to {event.unreachable} records may be unreachable"
+                    loss = f"up to {_records(event.unreachable)} may be unreachable"
                 message = (
                     f"window {event.window.describe([f.record_key for f in self._fields])} "
                     f"holds more records than the search cap ({self.options.cap}); {loss}"
                 )
-                logger.warning("%s", message)
+                # Reported once, as a warning the caller can filter or turn into an error.
                 warnings.warn(message, SearchCapWarning, stacklevel=4)
             elif isinstance(event, WindowDone):
                 logger.debug("window %s done: %d records", event.window.bounds, event.delivered)

@@ -7,6 +7,11 @@ SIGKILL included, first cuts the file back to that length, then tells the
 planner which records the file already holds, so the finished file has every
 record exactly once.
 
+One export runs at a time per checkpoint and per output: a second is
+refused at once (:class:`~copper_async._lock.ExportBusyError`) and writes
+nothing. A sort in the filter is refused: the search orders each window
+itself, on the split field, to read past the search cap.
+
 A checkpoint belongs to one job: the filter, the paging options, the output
 path and format, the API root and the account (a SHA-256 of the user email,
 never the email itself). A resume of anything else is refused.
@@ -18,9 +23,10 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import attrs
 
@@ -34,16 +40,17 @@ from copper_async._checkpoint import (
 from copper_async._clock import Clock, LoopClock
 from copper_async._custom_fields import CustomFieldNames
 from copper_async._engine import Search
+from copper_async._lock import exclusive_lock
 from copper_async._options import SearchOptions
 from copper_async._pages import PageSource
 from copper_async._planner import Restored, WindowPlanner
 from copper_async._resources import OPPORTUNITIES
 from copper_async._stats import SearchStats, merge_stats
 from copper_async._writers import ExportFormat, RecordWriter, open_writer, read_committed
-from copper_async.exceptions import CheckpointError, InvalidOptionError
+from copper_async.exceptions import CheckpointError, InvalidFilterError, InvalidOptionError
 from copper_async.filters import OpportunityFilter
 
-__all__ = ["ExportResult", "job_description", "run_export"]
+__all__ = ["ExportResult", "job_description", "run_export", "sort_in"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +61,7 @@ ProgressCallback = Callable[[SearchStats, int], None]
 class ExportResult:
     """What an export wrote, and the search's stats (over every resumed run)."""
 
-    path: Path
+    path: Path | None  # None: a stream (stdout)
     records: int
     bytes: int
     stats: dict[str, Any]
@@ -106,6 +113,36 @@ def _check_output(out: Path) -> None:
         raise InvalidOptionError("out", f"folder {str(out.parent)!r} is not writable")
 
 
+def sort_in(filter: OpportunityFilter) -> str | None:
+    """Why the sort ``filter`` asks for cannot be kept, or None when it asks none."""
+    given = [name for name in ("sort_by", "sort_direction") if getattr(filter, name) is not None]
+    if not given:
+        return None
+    return (
+        f"{' and '.join(given)} cannot be honoured by an export: to read past the search "
+        "cap it orders each date window itself, on the split field (sort the output "
+        "afterwards if the order matters)"
+    )
+
+
+def _check_no_sort(filter: OpportunityFilter) -> None:
+    reason = sort_in(filter)
+    if reason is not None:
+        field = "sort_by" if filter.sort_by is not None else "sort_direction"
+        raise InvalidFilterError(field, f"{reason}; remove it from the filter")
+
+
+@contextmanager
+def _locked(out: Path | None, checkpoint: Path | None) -> Iterator[None]:
+    """Hold the checkpoint's lock and the output's (a regular file or a new one)."""
+    with ExitStack() as stack:
+        if checkpoint is not None:
+            stack.enter_context(exclusive_lock(checkpoint, f"checkpoint {str(checkpoint)!r}"))
+        if out is not None and (not out.exists() or out.is_file()):
+            stack.enter_context(exclusive_lock(out, f"output {str(out)!r}"))
+        yield
+
+
 def _same_file(one: Path, other: Path) -> bool:
     if one.resolve() == other.resolve():
         return True
@@ -143,6 +180,10 @@ def _open_job(
     custom_fields: CustomFieldNames | None = None,
 ) -> tuple[RecordWriter, Restored | None, Checkpoint | None] | ExportResult:
     """Open the output (cut back to its committed length on resume)."""
+    if resume and checkpoint is not None and _nothing_to_resume(checkpoint, out):
+        # A run stopped before its first page: a retry loop passing --resume just starts.
+        logger.info("no checkpoint and no output yet: starting the export")
+        resume = False
     if not resume:
         if checkpoint is not None and checkpoint.exists():
             raise CheckpointError(
@@ -183,11 +224,15 @@ def _open_job(
     return writer, restored, state
 
 
+def _nothing_to_resume(checkpoint: Path, out: Path) -> bool:
+    return not checkpoint.exists() and (not out.exists() or out.stat().st_size == 0)
+
+
 async def run_export(
     fetcher: PageSource,
     filter: OpportunityFilter | None = None,
     *,
-    out: Path,
+    out: Path | BinaryIO,
     format: ExportFormat = "jsonl",
     options: SearchOptions | None = None,
     checkpoint: Path | None = None,
@@ -198,14 +243,15 @@ async def run_export(
 ) -> ExportResult:
     """Export every record ``filter`` matches to ``out``, exactly once.
 
-    Every check (output writable, checkpoint usable and of this same job)
-    happens before the first request, and the output is only truncated when
-    the first page is written. ``progress`` is called after each written page
-    with the live stats and the records written so far, earlier runs
-    included; a resume calls it once before the first request, with what the
-    file already holds and the total the first run saw. ``custom_fields``
-    names a CSV file's custom-field columns and options (see
-    :class:`~copper_async._custom_fields.CustomFieldNames`).
+    Every check (output writable, checkpoint usable and of this same job, no
+    other export running on either) happens before the first request, and the
+    output is only truncated when the first page is written. ``out`` may be
+    a binary stream (stdout): then there is no checkpoint. ``progress`` is
+    called after each written page with the live stats and the records
+    written so far, earlier runs included; a resume calls it once before the
+    first request, with what the file already holds and the total the first
+    run saw. ``custom_fields`` names a CSV file's custom-field columns and
+    options (see :class:`~copper_async.CustomFieldNames`).
     """
     filter = filter if filter is not None else OpportunityFilter()
     options = options if options is not None else SearchOptions()
@@ -216,13 +262,45 @@ async def run_export(
         raise InvalidOptionError("resume", "needs a checkpoint file to resume from")
     if custom_fields is not None and format != "csv":
         raise InvalidOptionError("custom_fields", "names CSV columns: JSON lines keep Copper's ids")
+    _check_no_sort(filter)
+    run = _Run(fetcher, filter, out, format, options, checkpoint, resume, progress, clock)
+    if not isinstance(out, Path):
+        if checkpoint is not None:
+            raise InvalidOptionError(
+                "checkpoint", "a stream (stdout) cannot be resumed: write to a file to checkpoint"
+            )
+        return await _export(run, custom_fields)
     _check_output(out)
     if checkpoint is not None:
         _check_checkpoint(checkpoint, out)
+    with _locked(out, checkpoint):
+        return await _export(run, custom_fields)
+
+
+@attrs.frozen
+class _Run:
+    """One export's settings, checked by :func:`run_export`."""
+
+    fetcher: PageSource
+    filter: OpportunityFilter
+    out: Path | BinaryIO
+    format: ExportFormat
+    options: SearchOptions
+    checkpoint: Path | None
+    resume: bool
+    progress: ProgressCallback | None
+    clock: Clock
+
+
+async def _export(run: _Run, custom_fields: CustomFieldNames | None) -> ExportResult:
+    fetcher, filter, out, format = run.fetcher, run.filter, run.out, run.format
+    options, checkpoint, progress, clock = run.options, run.checkpoint, run.progress, run.clock
+    resume = run.resume
+    path = out if isinstance(out, Path) else None
     job = job_description(
         filter,
         options,
-        out,
+        path if path is not None else Path("-"),
         format,
         base_url=fetcher.base_url,
         user_email=fetcher.user_email,
@@ -236,20 +314,24 @@ async def run_export(
 
     # One stats object: a restored planner counts into it from its snapshot on.
     stats = SearchStats(clock=clock)
-    opened = _open_job(
-        job,
-        fingerprint,
-        options,
-        out,
-        format,
-        checkpoint,
-        stats,
-        resume=resume,
-        custom_fields=custom_fields,
-    )
-    if isinstance(opened, ExportResult):
-        return opened
-    writer, restored, state = opened
+    if path is None:
+        writer: RecordWriter = open_writer(out, format, custom_fields=custom_fields)
+        restored, state = None, None
+    else:
+        opened = _open_job(
+            job,
+            fingerprint,
+            options,
+            path,
+            format,
+            checkpoint,
+            stats,
+            resume=resume,
+            custom_fields=custom_fields,
+        )
+        if isinstance(opened, ExportResult):
+            return opened
+        writer, restored, state = opened
     committed = state.committed_bytes if state else 0
     records = state.records if state else 0
     previous_stats: dict[str, Any] = dict(state.stats) if state else {}
@@ -302,23 +384,25 @@ async def run_export(
                 committed = await _in_thread(commit, state)
             if progress is not None:
                 progress(search.stats, records)
+        writer.finish()
         committed = await _in_thread(commit, snapshot(complete=True))
     except (asyncio.CancelledError, KeyboardInterrupt):
         # Stopped between pages: keep what is whole; a resume continues from it.
+        # The caller gets the cancellation: this is only the detail.
         if checkpoint is not None:
-            logger.warning(
+            logger.info(
                 "export interrupted after %d records; resume from %s to continue",
                 records,
                 checkpoint,
             )
         else:
-            logger.warning("export interrupted after %d records (no checkpoint)", records)
+            logger.info("export interrupted after %d records (no checkpoint)", records)
         raise
     finally:
         await pages.aclose()
         writer.close()
     return ExportResult(
-        out, records, committed, merge_stats(previous_stats, search.stats.as_dict()), resume
+        path, records, committed, merge_stats(previous_stats, search.stats.as_dict()), resume
     )
 
 

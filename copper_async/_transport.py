@@ -11,6 +11,7 @@ the aiohttp error scrubbed of the access token.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Final
 
@@ -60,6 +61,7 @@ class AiohttpTransport:
         self._owns_session = session is None
         self._redactor = redactor
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop our session is bound to
 
     @property
     def session(self) -> aiohttp.ClientSession | None:
@@ -77,6 +79,13 @@ class AiohttpTransport:
             raise CopperError("the client is closed")
         if self._session is None:
             self._session = aiohttp.ClientSession(trace_configs=self._trace_configs or None)
+            self._loop = asyncio.get_running_loop()
+        elif self._owns_session and self._loop is not asyncio.get_running_loop():
+            raise CopperError(
+                "this client's session belongs to an event loop that has ended (an earlier "
+                "asyncio.run()): create the client inside the asyncio.run() that uses it, "
+                "and close it there with 'async with client:' or 'await client.aclose()'"
+            )
         elif self._session.closed:
             raise CopperError("the aiohttp session given to the client is closed")
         return self._session

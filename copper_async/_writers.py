@@ -82,9 +82,11 @@ _LIST_SEPARATOR = ";"
 class RecordWriter(Protocol):
     """Appends pages of records to an export file."""
 
-    path: Path
+    path: Path | None
 
     def write_page(self, records: Sequence[Mapping[str, Any]]) -> None: ...
+
+    def finish(self) -> None: ...
 
     def commit(self) -> int: ...
 
@@ -92,13 +94,24 @@ class RecordWriter(Protocol):
 
 
 class _FileWriter:
-    def __init__(self, path: Path, committed: int) -> None:
+    """Whole pages appended with unbuffered writes, so that on a write error
+    (disk full) the file is cut back to the end of the last whole page, or of
+    the last commit when the commit itself failed: it never ends mid-record.
+
+    ``stream`` (stdout) replaces the file: written to as it is, never
+    truncated nor closed.
+    """
+
+    def __init__(self, path: Path | None, committed: int, stream: BinaryIO | None = None) -> None:
         self.path = path
-        self._file: BinaryIO | None = None
+        self._file: BinaryIO | None = stream
+        self._stream = stream is not None
         self._length = committed
+        # The end of the last page written in full, and of the last commit.
+        self._whole = self._committed = committed
         self._broken = False
-        # A pipe or a device (/dev/null) cannot be fsynced, and needs not be.
-        self._regular = True
+        # A pipe or a device (/dev/null) cannot be fsynced, nor cut back, and needs not be.
+        self._regular = not self._stream
         if committed:
             # A resume: the committed part is checked now, before any request.
             file = self._open("r+b")
@@ -113,13 +126,18 @@ class _FileWriter:
             file.truncate(committed)
             file.seek(committed)
 
+    @property
+    def _name(self) -> str:
+        return "<stdout>" if self.path is None else str(self.path)
+
     def _open(self, mode: Literal["r+b", "wb"]) -> BinaryIO:
+        assert self.path is not None
         try:
-            file = open(self.path, mode)  # noqa: SIM115
+            file = open(self.path, mode, buffering=0)  # noqa: SIM115
         except OSError as error:
             raise InvalidOptionError(
                 "out", f"cannot write {str(self.path)!r}: {error.strerror}"
-            ) from error
+            ) from None
         self._file = file
         self._regular = stat.S_ISREG(os.fstat(file.fileno()).st_mode)
         return file
@@ -128,17 +146,31 @@ class _FileWriter:
         # Truncating an old file waits for the first page: a failure before it keeps the file.
         return self._file if self._file is not None else self._open("wb")
 
-    def _cannot_write(self, error: OSError) -> OutputError:
+    def _cannot_write(self, error: OSError, *, cut_to: int) -> OutputError:
         self._broken = True
-        return OutputError(str(self.path), error.strerror or str(error))
+        file = self._file
+        if file is not None and self._regular and not self._stream:
+            try:
+                file.truncate(cut_to)  # frees room on a full disk: it succeeds there
+                self._length = cut_to
+            except OSError:
+                pass  # the first error is the one to report
+        return OutputError(self._name, error.strerror or str(error))
 
     def _append(self, data: bytes) -> None:
         file = self._ensure_open()
         try:
-            file.write(data)
+            with memoryview(data) as view:
+                written = 0
+                while written < len(view):  # an unbuffered write may take only part
+                    written += file.write(view[written:]) or 0
         except OSError as error:
-            raise self._cannot_write(error) from error
+            raise self._cannot_write(error, cut_to=self._whole) from error
         self._length += len(data)
+        self._whole = self._length
+
+    def finish(self) -> None:
+        """Called once, after the last page, before the last commit."""
 
     def commit(self) -> int:
         """Flush and fsync what was written; return the committed length."""
@@ -148,18 +180,19 @@ class _FileWriter:
             if self._regular:
                 os.fsync(file.fileno())
         except OSError as error:
-            raise self._cannot_write(error) from error
+            raise self._cannot_write(error, cut_to=self._committed) from error
+        self._committed = self._length
         return self._length
 
     def close(self) -> None:
-        if self._file is None or self._file.closed:
+        if self._file is None or self._file.closed or self._stream:
             return
         try:
             self._file.close()
         except OSError as error:
             # After a failed write, closing fails the same way: the first error is the one.
             if not self._broken:
-                raise self._cannot_write(error) from error
+                raise self._cannot_write(error, cut_to=self._committed) from error
 
 
 class JsonlWriter(_FileWriter):
@@ -234,12 +267,13 @@ class CsvWriter(_FileWriter):
 
     def __init__(
         self,
-        path: Path,
+        path: Path | None,
         committed: int,
         columns: Sequence[str] | None,
+        stream: BinaryIO | None = None,
         custom_fields: CustomFieldNames | None = None,
     ) -> None:
-        super().__init__(path, committed)
+        super().__init__(path, committed, stream)
         self.columns: list[str] | None = list(columns) if columns else None
         self._names = custom_fields
         self._custom_ids: dict[int, str] = {}
@@ -284,6 +318,13 @@ class CsvWriter(_FileWriter):
             writer.writerow(self._row(record))
         self._append(buffer.getvalue().encode())
 
+    def finish(self) -> None:
+        if self.columns is None:  # no record at all: the header alone still says what is what
+            self.columns = [*CSV_BASE_COLUMNS, _OTHER_CUSTOM, _EXTRA]
+            buffer = io.StringIO()
+            csv.writer(buffer, lineterminator="\n").writerow(self.columns)
+            self._append(buffer.getvalue().encode())
+
     def _row(self, record: Mapping[str, Any]) -> list[str]:
         assert self.columns is not None
         row = {column: _cell(record.get(column)) for column in CSV_BASE_COLUMNS}
@@ -307,21 +348,23 @@ class CsvWriter(_FileWriter):
 
 
 def open_writer(
-    path: Path,
+    path: Path | BinaryIO,
     format: ExportFormat,
     *,
     committed: int = 0,
     columns: Sequence[str] | None = None,
     custom_fields: CustomFieldNames | None = None,
 ) -> JsonlWriter | CsvWriter:
-    """A writer appending to ``path`` after its first ``committed`` bytes.
+    """A writer appending to ``path`` after its first ``committed`` bytes,
+    or to a binary stream (stdout) as it is.
 
     ``custom_fields`` names a CSV file's custom-field columns and options.
     """
+    file, stream = (path, None) if isinstance(path, Path) else (None, path)
     if format == "jsonl":
-        return JsonlWriter(path, committed)
+        return JsonlWriter(file, committed, stream)
     if format == "csv":
-        return CsvWriter(path, committed, columns, custom_fields)
+        return CsvWriter(file, committed, columns, stream, custom_fields)
     raise InvalidOptionError("format", f"must be 'jsonl' or 'csv', not {format!r}")
 
 

@@ -25,10 +25,12 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 
 from copper_async import __version__
 from copper_async._custom_fields import CustomFieldNames
-from copper_async._export import ExportResult, run_export
+from copper_async._export import ExportResult, run_export, sort_in
+from copper_async._lock import ExportBusyError
 from copper_async._options import SearchOptions, option_spec
-from copper_async._protocol import DEFAULT_BASE_URL
+from copper_async._protocol import DEFAULT_BASE_URL, SEARCH_PATH, search_url
 from copper_async._ratelimit import RateLimit
+from copper_async._retry import RetryPolicy
 from copper_async._stats import SearchStats
 from copper_async.client import CopperClient
 from copper_async.exceptions import (
@@ -37,8 +39,10 @@ from copper_async.exceptions import (
     CheckpointError,
     CopperError,
     InvalidInputError,
+    InvalidRequestError,
     OutputError,
     RateLimitedError,
+    RequestTimeoutError,
     ResponseError,
     SearchCapWarning,
     ServerError,
@@ -50,6 +54,8 @@ __all__ = ["ExitCode", "main"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+# The longest one attempt of a request waits (--timeout bounds all of them).
+_ATTEMPT_TIMEOUT = 30.0
 
 
 class ExitCode:
@@ -63,6 +69,7 @@ class ExitCode:
     GAVE_UP = 5
     CHECKPOINT = 6
     OUTPUT = 7
+    BUSY = 9  # the sync's code, with the same meaning
     INTERRUPTED = 130
     TERMINATED = 143
 
@@ -71,13 +78,18 @@ EXIT_CODES_HELP = """\b
 Exit codes:
   0    every record exported
   1    unexpected failure
-  2    usage: bad option, filter, output or checkpoint path, missing credentials
+  2    usage: bad option, filter, output or checkpoint path, missing
+       credentials; or Copper rejected the request (HTTP 400, 404, 422:
+       the filter or --base-url is wrong; never retried)
   3    authentication refused (401/403)
   4    search cap exceeded: records unreachable (see --on-cap)
-  5    gave up after retries (rate limit, server errors, network)
+  5    gave up: rate limit, server errors, network or --timeout, after
+       retries; or answers that are not search results
   6    checkpoint missing, damaged or of another export
-  7    the output cannot be written (disk full, I/O error); what was
-       committed stays whole: with --checkpoint, continue with --resume
+  7    the output cannot be written (disk full, I/O error); the file is
+       cut back to whole pages: with --checkpoint, continue with --resume
+  9    another export of the same checkpoint or output is running; this
+       one wrote nothing
   130  interrupted (Ctrl-C): the output holds whole pages; with --checkpoint,
        continue with --resume
   143  terminated (SIGTERM): stopped as for Ctrl-C
@@ -94,6 +106,10 @@ class _Terminated(Exception):
 
 
 def _exit_code(error: BaseException) -> int:
+    if isinstance(error, ExportBusyError):
+        return ExitCode.BUSY
+    if isinstance(error, InvalidRequestError):
+        return ExitCode.USAGE  # retrying cannot help: the request itself is wrong
     if isinstance(error, AuthenticationError):
         return ExitCode.AUTHENTICATION
     if isinstance(error, CapExceededError):
@@ -143,6 +159,7 @@ def _run(
     *,
     progress: Progress | None = None,
     resumable: bool = False,
+    base_url: str | None = None,
 ) -> T:
     """Run ``coroutine``; map errors, Ctrl-C and SIGTERM to one line and an exit code.
 
@@ -154,8 +171,7 @@ def _run(
     try:
         try:
             with warnings.catch_warnings():
-                # The search logs each cap warning already: do not print it twice.
-                warnings.simplefilter("ignore", SearchCapWarning)
+                _route_cap_warnings()
                 return asyncio.run(_stop_on_sigterm(coroutine))
         finally:
             if progress is not None:
@@ -165,7 +181,46 @@ def _run(
     except _Terminated:
         _fail(ExitCode.TERMINATED, f"terminated; {stopped}")
     except CopperError as error:
-        _fail(_exit_code(error), str(error))
+        _fail(_exit_code(error), _explain(error, base_url))
+
+
+def _explain(error: CopperError, base_url: str | None) -> str:
+    """The error's message, with what to do when the cause is usually the command line."""
+    if isinstance(error, InvalidRequestError) and error.status == 404 and base_url is not None:
+        return (
+            f"{error}: there is no search endpoint at {search_url(base_url)}; "
+            f"--base-url must be the API root, {DEFAULT_BASE_URL} for Copper "
+            "(neither the server root nor the search URL itself)"
+        )
+    if isinstance(error, InvalidRequestError):
+        return f"{error}: check the --filter body against Copper's search fields"
+    deadline = error.context.get("deadline")
+    if isinstance(error, RequestTimeoutError) and deadline is not None:
+        attempts = error.context.get("attempts")
+        tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+        return f"no answer within --timeout {deadline:g}s ({tries}): {error}"
+    return str(error)
+
+
+def _route_cap_warnings() -> None:
+    """Each SearchCapWarning as one log line (above the progress bar), once."""
+    warnings.simplefilter("always", SearchCapWarning)
+    show = warnings.showwarning
+
+    def showwarning(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, SearchCapWarning):
+            logger.warning("%s", message)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning
 
 
 class _BarSafeHandler(logging.StreamHandler[TextIO]):
@@ -180,6 +235,8 @@ class _BarSafeHandler(logging.StreamHandler[TextIO]):
 
 
 def _configure_logging(*, quiet: bool, verbose: bool, stream: TextIO | None = None) -> None:
+    if quiet and verbose:
+        _fail(ExitCode.USAGE, "--quiet and --verbose cannot be used together")
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     handler = _BarSafeHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -401,8 +458,8 @@ def _common_export_options(function: Callable[..., Any]) -> Callable[..., Any]:
     "--out",
     "-o",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Output file.",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Output file; - writes to stdout (no checkpoint then).",
 )
 @click.option(
     "--filter",
@@ -418,6 +475,14 @@ def _common_export_options(function: Callable[..., Any]) -> Callable[..., Any]:
     help="Requests/seconds, e.g. 180/60, or 'none'.",
 )
 @click.option("--base-url", default=None, help="API root (default: Copper's).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1, 86_400),
+    default=RetryPolicy().deadline,
+    show_default=True,
+    help=f"Seconds one request may take, retries included (each attempt at most "
+    f"{_ATTEMPT_TIMEOUT:g}).",
+)
 @click.option(
     "--checkpoint",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -441,6 +506,7 @@ def export(
     verbose: bool,
     rate_limit: str,
     base_url: str | None,
+    timeout: float,
     checkpoint: Path | None,
     resume: bool,
     token: str | None,
@@ -448,8 +514,16 @@ def export(
     allow_insecure_http: bool,
     custom_field_names: bool,
 ) -> None:
-    """Export every opportunity a filter matches to a JSON-lines or CSV file."""
+    """Export every opportunity a filter matches to a JSON-lines or CSV file.
+
+    The search orders each date window itself (on the split field) to read
+    past the 100,000-record cap: a sort_by in the filter is ignored, with a
+    warning.
+    """
     _configure_logging(quiet=quiet, verbose=verbose)
+    to_stdout = str(out) == "-"
+    if to_stdout and checkpoint is not None:
+        _fail(ExitCode.USAGE, "--out - streams to stdout, which no checkpoint can resume")
     if not token:
         _fail(ExitCode.USAGE, "no access token: set COPPER_ACCESS_TOKEN or pass --token")
     if not email:
@@ -459,18 +533,16 @@ def export(
     if custom_field_names and format_ != "csv":
         _fail(ExitCode.USAGE, "--custom-field-names needs --format csv")
     query = _read_filter(filter_source)
+    ignored = sort_in(query)
+    if ignored is not None:
+        # Bodies copied from Copper's examples often sort: say so, and go on without it.
+        logger.warning("ignoring the filter's %s", ignored)
+        query = query.with_sort(None, None)
     limit = _rate_limit(rate_limit)
-    try:
-        client = CopperClient(
-            access_token=token,
-            user_email=email,
-            rate_limit=limit,
-            allow_insecure_http=allow_insecure_http,
-            base_url=base_url or DEFAULT_BASE_URL,
-        )
-    except InvalidInputError as error:
-        _fail(ExitCode.USAGE, str(error))
+    client = _export_client(token, email, limit, base_url, timeout, allow_insecure_http)
     progress = Progress(stream=sys.stderr, enabled=not quiet)
+    # Unbuffered, and left open: the writer appends whole pages to fd 1.
+    stream = open(sys.stdout.fileno(), "wb", buffering=0, closefd=False) if to_stdout else None  # noqa: SIM115
 
     async def job() -> ExportResult:
         async with client:
@@ -481,7 +553,7 @@ def export(
             return await run_export(
                 client,
                 query,
-                out=out,
+                out=stream if stream is not None else out,
                 format=format_,  # type: ignore[arg-type]
                 options=options,
                 checkpoint=checkpoint,
@@ -490,10 +562,41 @@ def export(
                 custom_fields=names,
             )
 
-    result = _run(job(), progress=progress, resumable=checkpoint is not None)
+    result = _run(
+        job(), progress=progress, resumable=checkpoint is not None, base_url=client.base_url
+    )
     if not quiet:
         for line in _summary(result):
             click.echo(line, err=True)
+
+
+def _export_client(
+    token: str,
+    email: str,
+    limit: RateLimit | None,
+    base_url: str | None,
+    timeout: float,
+    allow_insecure_http: bool,
+) -> CopperClient:
+    root = (base_url or DEFAULT_BASE_URL).rstrip("/")
+    if root.endswith(f"/{SEARCH_PATH}"):
+        _fail(
+            ExitCode.USAGE,
+            f"--base-url {root!r} is the search endpoint itself: give the API root, "
+            f"{root.removesuffix(f'/{SEARCH_PATH}')!r} ({DEFAULT_BASE_URL} for Copper)",
+        )
+    try:
+        return CopperClient(
+            access_token=token,
+            user_email=email,
+            rate_limit=limit,
+            allow_insecure_http=allow_insecure_http,
+            base_url=root,
+            timeout=min(_ATTEMPT_TIMEOUT, timeout),
+            retry=RetryPolicy(deadline=timeout),
+        )
+    except InvalidInputError as error:
+        _fail(ExitCode.USAGE, str(error))
 
 
 @main.command()
@@ -506,11 +609,22 @@ def export(
     default=None,
     help="Output file (default: a temporary file, removed after the check).",
 )
+@click.option(
+    "--sync",
+    "sync_",
+    is_flag=True,
+    help="Show the recurring job instead: mirror the records into SQLite, play a day of "
+    "edits, creations and deletions, sync only those, reconcile, check the table "
+    "(demo-sync has more knobs).",
+)
 @_common_export_options
+@click.pass_context
 def demo(
+    ctx: click.Context,
     count: int,
     seed: int,
     out: Path | None,
+    sync_: bool,
     format_: str,
     options: SearchOptions,
     quiet: bool,
@@ -520,8 +634,16 @@ def demo(
 
     The fake server runs on loopback with the real 100,000-record search cap,
     so the default 250,000 records need the window splitting to come out
-    whole. The file is then checked against the server's own truth.
+    whole. The file is then checked against the server's own truth. With
+    --sync, the same records are mirrored into SQLite instead.
     """
+    if sync_:
+        from copper_async.sync._demo import demo_sync
+
+        if out is not None:
+            _fail(ExitCode.USAGE, "--sync mirrors into SQLite: --out is for the export demo")
+        ctx.invoke(demo_sync, count=count, seed=seed, cap=options.cap, quiet=quiet)
+        return
     from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
 
     _configure_logging(quiet=quiet, verbose=verbose)

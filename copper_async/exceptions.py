@@ -240,16 +240,21 @@ class CapExceededError(CopperError):
             )
         elif exact:
             message = (
-                f"{self.unreachable} records are unreachable: window {self.window!r} "
+                f"{_records(max(count - cap, 0))} {'is' if count - cap == 1 else 'are'} "
+                f"unreachable: window {self.window!r} "
                 f"matches {count} records and the search cap is {cap}"
             )
         else:
             message = (
-                f"up to {self.unreachable} records may be unreachable: window "
+                f"up to {_records(max(count - cap, 0))} may be unreachable: window "
                 f"{self.window!r} matches up to {count} records (the API's total, an upper "
                 f"bound) and the search cap is {cap}"
             )
         super().__init__(message, context=context)
+
+
+def _records(count: int) -> str:
+    return "1 record" if count == 1 else f"{count} records"
 
 
 class CheckpointError(CopperError):

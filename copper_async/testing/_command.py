@@ -6,7 +6,7 @@ It serves generated records (``--generate N --seed S``, with
 :class:`~copper_async.testing._server.FakeServerOptions` field (its ``seed``
 is ``--play-seed``, or ``--seed`` when that is not given, so faults can vary
 over the same records); prints the
-base URL and the credentials it accepts; serves until SIGINT or SIGTERM and
+base URL and the headers it requires; serves until SIGINT or SIGTERM and
 then shuts down cleanly (exit 0). A bad flag is one ``Error:`` line on
 stderr and exit 2.
 """
@@ -27,7 +27,7 @@ from copper_async._ratelimit import RateLimit
 from copper_async.exceptions import InvalidOptionError
 from copper_async.testing._dataset import Dataset, HotSpot
 from copper_async.testing._faults import FAULT_KINDS
-from copper_async.testing._server import FakeCopperServer, FakeServerOptions
+from copper_async.testing._server import APPLICATION, FakeCopperServer, FakeServerOptions
 
 __all__ = [
     "build_options",
@@ -140,7 +140,9 @@ async def serve_until_stopped(
                 f"fake Copper server: {server.url}",
                 f"X-PW-AccessToken: {options.access_token}",
                 f"X-PW-UserEmail: {options.user_email}",
-                f"records: {len(dataset)}; serving until SIGINT or SIGTERM",
+                # On the last line, so that the lines before keep their places.
+                f"records: {len(dataset)}; every route (/_fake/* too) also needs "
+                f"X-PW-Application: {APPLICATION}; serving until SIGINT or SIGTERM",
             )
             for line in lines:
                 click.echo(line, file=out)
