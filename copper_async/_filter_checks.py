@@ -249,14 +249,15 @@ def _unknown_field(key: object, allowed: Iterable[str]) -> InvalidFilterError:
     return InvalidFilterError(str(key), reason)
 
 
-def _check_object(body: object) -> None:
+def _as_object(body: object) -> Mapping[str, Any]:
+    """``body``, refused unless it is a JSON object (a mapping)."""
     if not isinstance(body, Mapping):
         raise InvalidFilterError("body", f"expected a JSON object, got {_show(body)}")
+    return body
 
 
 def _check_keys(body: object, allowed: tuple[str, ...]) -> None:
-    _check_object(body)
-    for key in cast("Mapping[str, Any]", body):
+    for key in _as_object(body):
         if key not in allowed:
             raise _unknown_field(key, allowed)
 

@@ -38,12 +38,12 @@ from copper_async._filter_body import (
     _value_from_body,
 )
 from copper_async._filter_checks import (
+    _as_object,
     _check_bounds,
     _check_int,
     _check_int_code,
     _check_keys,
     _check_number,
-    _check_object,
     _check_text,
     _check_timestamp,
     _choice,
@@ -145,8 +145,8 @@ def paging_from_body(body: Mapping[str, Any]) -> Paging:
     Either is None when the body does not have it. Raises InvalidFilterError
     for the same values :meth:`OpportunityFilter.to_body` refuses.
     """
-    _check_object(body)
-    page_number, page_size = body.get("page_number"), body.get("page_size")
+    fields = _as_object(body)
+    page_number, page_size = fields.get("page_number"), fields.get("page_size")
     _check_paging(page_number, page_size)
     return Paging(page_number=page_number, page_size=page_size)
 
