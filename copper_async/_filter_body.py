@@ -34,10 +34,9 @@ from copper_async._filter_checks import (
     _show,
     _str_tuple,
 )
-from copper_async._filter_fields import MatchOption
+from copper_async._filter_fields import _OPTIONS, MatchOption
 from copper_async.exceptions import InvalidFilterError
 
-_OPTIONS: tuple[str, ...] = tuple(MatchOption)
 _Entry = TypeVar("_Entry", bound=_KnownKeywords)
 
 
