@@ -108,6 +108,10 @@ __all__ = [
     "paging_from_body",
 ]
 
+# The classes defined in private modules are documented here: say so in reprs and pickles.
+for _public in (CustomFieldFilter, DateField, MatchOption, Paging, Priority, SortDirection,
+                SortField, Status, TagFilter):  # fmt: skip
+    _public.__module__ = __name__
 
 _PAGING_KEYS = ("page_number", "page_size")
 _SORT_KEYS = ("sort_by", "sort_direction")
