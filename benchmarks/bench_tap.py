@@ -70,16 +70,10 @@ def _run_taps(args: argparse.Namespace) -> tuple[set[int], list[dict[str, Any]]]
         tempfile.TemporaryDirectory(prefix="copper-tap-bench-") as folder,
     ):
         truth = bench_alternatives._truth(server)
-        peer = bench_alternatives.run_client(
-            "tap-copper",
-            server,
-            Path(folder),
-            python=sys.executable,
-            peer_python=args.peer_python,
-            page_size=args.page_size,
-            cap=args.cap,
-        )
-        ours = run_copper_tap(server, Path(folder), page_size=args.page_size, cap=args.cap)
+        sizes = {"page_size": args.page_size, "cap": args.cap}  # the same for both taps
+        interpreters = {"python": sys.executable, "peer_python": args.peer_python}
+        peer = bench_alternatives.run_client(TAPS[0], server, Path(folder), **interpreters, **sizes)
+        ours = run_copper_tap(server, Path(folder), **sizes)
     for result in (peer, ours):
         ids = result.pop("ids", None)
         if ids is not None:
