@@ -41,12 +41,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
 __all__ = [
+    "COLUMNS",
     "PEER_PACKAGES",
     "REQUESTS_LOOP",
     "TAP_WRAPPER",
+    "add_data_options",
+    "figures",
     "main",
     "peer_versions",
     "read_ids",
+    "result_row",
     "run_client",
 ]
 
@@ -100,6 +104,8 @@ with requests.Session() as session, open(out, "w") as file:
 """
 
 CLIENTS = ("tap-copper", "requests loop", "copper-async")
+COLUMNS = ("client", "status", "delivered", "of N", "unique", "missing", "requests")
+COLUMNS += ("records/s", "CPU s", "CPU ms/1k rec", "peak RSS MiB")
 #: The peers' distributions, whose versions the report gives.
 PEER_PACKAGES = ("requests", "tap-copper", "singer-python")
 _VERSIONS = """\
@@ -191,8 +197,12 @@ def run_client(
             run = _common.run_child(command, stdout=handle)
     else:
         run = _common.run_child(command, stdout=stdout)
-    requests_made = server.stats()["requests"] - before
     ids = read_ids(out, singer=name == "tap-copper")
+    return figures(name, run, ids, server.stats()["requests"] - before)
+
+
+def figures(name: str, run: _common.ChildRun, ids: list[int], requests: int) -> dict[str, Any]:
+    """One client's result: its run, the ids it delivered, the requests it made."""
     status = "ok"
     if run.returncode != 0:
         last = run.stderr_tail.splitlines()[-1] if run.stderr_tail else ""
@@ -203,12 +213,45 @@ def run_client(
         "delivered": len(ids),
         "unique": len(set(ids)),
         "ids": ids,
-        "requests": requests_made,
+        "requests": requests,
         "seconds": run.wall_seconds,
         "cpu_seconds": run.cpu_seconds,
         "peak_rss": run.max_rss_bytes,
         "stderr_tail": run.stderr_tail if run.returncode else "",
     }
+
+
+def result_row(result: dict[str, Any], n: int) -> list[Any]:
+    """One client's row of :data:`COLUMNS` (figures empty when it did not run)."""
+    if "delivered" not in result:
+        return [result["client"], result["status"], *[None] * (len(COLUMNS) - 2)]
+    delivered, cpu = result["delivered"], result["cpu_seconds"]
+    return [
+        result["client"],
+        result["status"],
+        delivered,
+        delivered / n,
+        result["unique"],
+        result["missing"],
+        result["requests"],
+        delivered / result["seconds"],
+        cpu,
+        1000 * cpu / delivered * 1000 if delivered else None,
+        result["peak_rss"] / 2**20,
+    ]
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """The data served (N, cap, page size, seed) and the peers' interpreter."""
+    parser.add_argument("--records", type=_common.positive_int, default=250_000)
+    parser.add_argument("--cap", type=_common.positive_int, default=100_000)
+    parser.add_argument("--page-size", type=_common.positive_int, default=200)
+    parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument(
+        "--peer-python",
+        default=sys.executable,
+        help="interpreter that has the peers (tap-copper, requests) installed (default: this one)",
+    )
 
 
 def _truth(server: _common.FakeServerProcess) -> set[int]:
@@ -234,20 +277,12 @@ def _parser() -> argparse.ArgumentParser:
         description="tap-copper, a plain requests page loop and copper-async export against "
         "the same fake server: records delivered, requests, records/s, CPU seconds."
     )
-    parser.add_argument("--records", type=_common.positive_int, default=250_000)
-    parser.add_argument("--cap", type=_common.positive_int, default=100_000)
-    parser.add_argument("--page-size", type=_common.positive_int, default=200)
+    add_data_options(parser)
     parser.add_argument(
         "--past-cap",
         choices=["empty", "error"],
         default="empty",
         help="the server's answer past the cap (empty page, or 422)",
-    )
-    parser.add_argument("--seed", type=int, default=17)
-    parser.add_argument(
-        "--peer-python",
-        default=sys.executable,
-        help="interpreter that has the peers (tap-copper, requests) installed (default: this one)",
     )
     parser.add_argument(
         "--client", action="append", choices=CLIENTS, help="repeatable (default: all)"
@@ -285,28 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name}: {result['status']}")
             results.append(result)
     n = len(truth)
-    columns = ["client", "status", "delivered", "of N", "unique", "missing", "requests"]
-    columns += ["records/s", "CPU s", "CPU ms/1k rec", "peak RSS MiB"]
-    rows = []
-    for r in results:
-        if "delivered" not in r:
-            rows.append([r["client"], r["status"], *[None] * (len(columns) - 2)])
-            continue
-        rows.append(
-            [
-                r["client"],
-                r["status"],
-                r["delivered"],
-                r["delivered"] / n,
-                r["unique"],
-                r["missing"],
-                r["requests"],
-                r["delivered"] / r["seconds"],
-                r["cpu_seconds"],
-                1000 * r["cpu_seconds"] / r["delivered"] * 1000 if r["delivered"] else None,
-                r["peak_rss"] / 2**20,
-            ]
-        )
+    columns = list(COLUMNS)
+    rows = [result_row(r, n) for r in results]
     ours = next((r for r in results if r["client"] == "copper-async"), None)
     checks = []
     if ours is not None and "delivered" in ours:

@@ -31,6 +31,7 @@ import bench_alternatives
 __all__ = ["main", "run_copper_tap"]
 
 TAPS = ("tap-copper", "copper-async tap")
+TITLE = "Singer taps on one fake server"
 
 
 def run_copper_tap(
@@ -38,37 +39,16 @@ def run_copper_tap(
 ) -> dict[str, Any]:
     """Run ``copper-async tap`` against ``server``; its figures."""
     config = folder / "tap.json"
-    config.write_bytes(
-        orjson.dumps(
-            {
-                "access_token": server.token,
-                "user_email": server.email,
-                "base_url": server.url,
-                "rate_limit": "none",
-                "page_size": page_size,
-                "cap": cap,
-            }
-        )
-    )
+    settings = {"access_token": server.token, "user_email": server.email}
+    settings |= {"base_url": server.url, "rate_limit": "none", "page_size": page_size, "cap": cap}
+    config.write_bytes(orjson.dumps(settings))
     out = folder / "copper-async-tap.out"
     before = server.stats()["requests"]
     with open(out, "wb") as handle:
         command = [sys.executable, "-m", "copper_async", "tap", "--config", str(config)]
         run = _common.run_child(command, stdout=handle)
     ids = bench_alternatives.read_ids(out, singer=True)
-    status = "ok" if run.returncode == 0 else f"failed (exit {run.returncode})"
-    return {
-        "client": "copper-async tap",
-        "status": status,
-        "delivered": len(ids),
-        "unique": len(set(ids)),
-        "ids": ids,
-        "requests": server.stats()["requests"] - before,
-        "seconds": run.wall_seconds,
-        "cpu_seconds": run.cpu_seconds,
-        "peak_rss": run.max_rss_bytes,
-        "stderr_tail": run.stderr_tail if run.returncode else "",
-    }
+    return bench_alternatives.figures(TAPS[-1], run, ids, server.stats()["requests"] - before)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,87 +56,57 @@ def _parser() -> argparse.ArgumentParser:
         description="copper-async tap beside tap-copper on one fake server: records "
         "delivered, requests, records/s."
     )
-    parser.add_argument("--records", type=_common.positive_int, default=250_000)
-    parser.add_argument("--cap", type=_common.positive_int, default=100_000)
-    parser.add_argument("--page-size", type=_common.positive_int, default=200)
-    parser.add_argument("--seed", type=int, default=17)
-    parser.add_argument(
-        "--peer-python",
-        default=sys.executable,
-        help="interpreter with tap-copper installed (default: this one)",
-    )
+    bench_alternatives.add_data_options(parser)
     _common.add_json_option(parser)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run both taps; print a table; 0 when this tap delivered every record once."""
-    args = _parser().parse_args(argv)
+def _run_taps(args: argparse.Namespace) -> tuple[set[int], list[dict[str, Any]]]:
+    """Both taps against one fake server: the server's ids and each tap's figures."""
     server_args = ["--generate", str(args.records), "--seed", str(args.seed)]
     server_args += ["--cap", str(args.cap)]
-    results = []
     with (
         _common.fake_server_process(server_args) as server,
         tempfile.TemporaryDirectory(prefix="copper-tap-bench-") as folder,
     ):
         truth = bench_alternatives._truth(server)
-        results.append(
-            bench_alternatives.run_client(
-                "tap-copper",
-                server,
-                Path(folder),
-                python=sys.executable,
-                peer_python=args.peer_python,
-                page_size=args.page_size,
-                cap=args.cap,
-            )
-        )
-        results.append(run_copper_tap(server, Path(folder), page_size=args.page_size, cap=args.cap))
-    n = len(truth)
-    columns = ["tap", "status", "delivered", "of N", "unique", "missing", "requests"]
-    columns += ["records/s", "CPU s", "peak RSS MiB"]
-    rows = []
-    for result in results:
+        sizes = {"page_size": args.page_size, "cap": args.cap}  # the same for both taps
+        interpreters = {"python": sys.executable, "peer_python": args.peer_python}
+        peer = bench_alternatives.run_client(TAPS[0], server, Path(folder), **interpreters, **sizes)
+        ours = run_copper_tap(server, Path(folder), **sizes)
+    for result in (peer, ours):
         ids = result.pop("ids", None)
-        if ids is None:
-            rows.append([result["client"], result["status"], *[None] * (len(columns) - 2)])
-            continue
-        result["missing"] = n - len(set(ids) & truth)
-        rows.append(
-            [
-                result["client"],
-                result["status"],
-                result["delivered"],
-                result["delivered"] / n,
-                result["unique"],
-                result["missing"],
-                result["requests"],
-                result["delivered"] / result["seconds"],
-                result["cpu_seconds"],
-                result["peak_rss"] / 2**20,
-            ]
-        )
+        if ids is not None:
+            result["missing"] = len(truth) - len(set(ids) & truth)
+    return truth, [peer, ours]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both taps; print a table; 0 when this tap delivered every record once."""
+    args = _parser().parse_args(argv)
+    truth, results = _run_taps(args)
+    n = len(truth)
+    rows = [bench_alternatives.result_row(result, n) for result in results]
     ours = results[-1]
-    complete = ours.get("delivered") == n and ours.get("missing") == 0
+    complete = ours.get("unique") == ours.get("delivered") == n and ours.get("missing") == 0
     checks = [_common.check("copper-async tap: every record once", int(complete), "1", complete)]
     notes = [
         f"N = {n:,} generated records, cap {args.cap:,}, page size {args.page_size}, no rate "
         "limit or latency; each tap a child process measured alone (os.wait4), Singer "
         "messages written to a file; records/s = RECORD messages / wall time."
     ]
+    notes += [
+        f"{r['client']} stderr: {r['stderr_tail'][-600:]}" for r in results if r.get("stderr_tail")
+    ]
     print(notes[0])
-    _common.print_table(columns, rows)
+    _common.print_table(bench_alternatives.COLUMNS, rows)
     _common.print_checks(checks)
+    config = vars(args) | {"json": str(args.json) if args.json else None}
+    table = {"columns": bench_alternatives.COLUMNS, "rows": rows, "checks": checks, "notes": notes}
     payload = _common.result_payload(
-        "tap",
-        "Singer taps on one fake server",
-        config=vars(args) | {"json": str(args.json) if args.json else None},
-        columns=columns,
-        rows=rows,
-        checks=checks,
-        notes=notes,
-        results=results,
+        "tap", "Singer taps on one fake server", config=config, **table
     )
+    payload["results"] = results
     _common.write_json(args.json, payload)
     return 0 if complete else 1
 

@@ -7,6 +7,7 @@ Runs, each as its own process (``--quick`` for small sizes):
 3. ``bench_cost.py``: cost per record against a bare loop,
 4. ``bench_memory.py``: peak RSS of an export by N,
 5. ``bench_alternatives.py``: tap-copper and a requests loop against this library,
+6. ``bench_tap.py``: ``copper-async tap`` beside tap-copper, Singer to Singer,
 
 then writes, into ``--results`` (``benchmarks/results/`` by default; a new
 temporary folder with ``--quick``, so a smoke run never replaces the
@@ -64,6 +65,7 @@ BENCHMARKS = {
     "cost": "bench_cost.py",
     "memory": "bench_memory.py",
     "alternatives": "bench_alternatives.py",
+    "tap": "bench_tap.py",
 }
 #: The small sizes of ``--quick`` (a smoke run of every script, about half a minute).
 QUICK: dict[str, list[str]] = {
@@ -96,6 +98,7 @@ QUICK: dict[str, list[str]] = {
     "cost": ["--records", "2000", "--page-size", "50", "--rounds", "3"],
     "memory": ["--sizes", "2000", "6000", "--cap", "1000"],
     "alternatives": ["--records", "3000", "--cap", "1000"],
+    "tap": ["--records", "3000", "--cap", "1000"],
 }
 
 
@@ -332,7 +335,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--peer-python",
-        help="interpreter with tap-copper and requests, for bench_alternatives.py",
+        help="interpreter with tap-copper and requests, for bench_alternatives.py and bench_tap.py",
     )
     parser.add_argument(
         "--no-run", action="store_true", help="only render the report from existing JSON"
@@ -373,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             (results / f"{name}.json").unlink(missing_ok=True)
             extra = list(QUICK[name]) if args.quick else []
-            if name == "alternatives" and args.peer_python:
+            if name in ("alternatives", "tap") and args.peer_python:
                 extra += ["--peer-python", args.peer_python]
             runs[name] = _run(name, extra, results, quick=args.quick)
             ran.append(name)

@@ -1,6 +1,11 @@
 """The tap's settings: one table, read by ``--about`` and by the validation.
 
-Every setting is checked before any request; a bad one raises
+The search settings (``page_size``, ``concurrency``, ``cap``) are the
+:class:`~copper_async.SearchOptions` fields of those names: their bounds,
+defaults and help come from its declarations and :class:`SearchOptions`
+itself checks them, as for the export's flags; ``rate_limit`` is read by
+:meth:`RateLimit.parse <copper_async.RateLimit.parse>`. Every setting is
+checked before any request; a bad one raises
 :class:`~copper_async.exceptions.InvalidOptionError` naming it.
 ``access_token`` and ``user_email`` fall back to ``COPPER_ACCESS_TOKEN`` and
 ``COPPER_USER_EMAIL``, as the export command's options do.
@@ -23,12 +28,17 @@ from copper_async import (
     RateLimit,
     SearchOptions,
 )
+from copper_async._options import option_spec
+from copper_async._protocol import DEFAULT_BASE_URL
 
-__all__ = ["SETTINGS", "Setting", "TapConfig", "settings_schema"]
+__all__ = ["SEARCH_SETTINGS", "SETTINGS", "Setting", "TapConfig", "settings_schema"]
 
 logger = logging.getLogger(__name__)
 
-_DEFAULTS = SearchOptions()
+#: The :class:`SearchOptions` a config may set: their bounds, defaults and help
+#: are the declarations' own (the export's flags read the same).
+SEARCH_SETTINGS = ("page_size", "concurrency", "cap")
+_RATE_LIMIT_OFF = ("none", "off", "0")
 
 
 @attrs.frozen
@@ -41,6 +51,17 @@ class Setting:
     required: bool = False
     sensitive: bool = False
     env: str | None = None
+
+
+def _search_setting(name: str) -> Setting:
+    """A setting read off the :class:`SearchOptions` field of that name."""
+    field = attrs.fields_dict(SearchOptions)[name]
+    spec = option_spec(field)
+    if spec.choices:
+        schema: dict[str, Any] = {"type": "string", "enum": list(spec.choices)}
+    else:
+        schema = {"type": "integer", "minimum": spec.low, "maximum": spec.high}
+    return Setting(name, {**schema, "default": field.default}, spec.help)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -67,23 +88,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "base_url",
-        {"type": "string", "default": "https://api.copper.com/developer_api/v1"},
+        {"type": "string", "default": DEFAULT_BASE_URL},
         "API root (for a proxy or a test server).",
     ),
     Setting(
-        "page_size",
-        {"type": "integer", "minimum": 1, "maximum": 200, "default": _DEFAULTS.page_size},
-        "Records per search page.",
-    ),
-    Setting(
         "rate_limit",
-        {"type": "string", "default": "180/60"},
-        "Requests/seconds, e.g. 180/60 (Copper's limit), or 'none'.",
-    ),
-    Setting(
-        "concurrency",
-        {"type": "integer", "minimum": 1, "maximum": 64, "default": _DEFAULTS.concurrency},
-        "Search pages in flight at once (all under the one rate limit).",
+        {"type": "string", "default": str(RateLimit())},
+        f"Requests/seconds, e.g. {RateLimit()} (Copper's limit), or 'none'.",
     ),
     Setting(
         "filter",
@@ -91,11 +102,7 @@ SETTINGS: tuple[Setting, ...] = (
         'A search body as in Copper\'s docs (e.g. {"status_ids": [1]}): only the records '
         "it matches are read.",
     ),
-    Setting(
-        "cap",
-        {"type": "integer", "minimum": 1, "default": _DEFAULTS.cap},
-        "The API's search cap (change it only for test servers).",
-    ),
+    *(_search_setting(name) for name in SEARCH_SETTINGS),
 )
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 
@@ -114,12 +121,6 @@ def settings_schema() -> dict[str, Any]:
         "properties": properties,
         "required": [s.name for s in SETTINGS if s.required],
     }
-
-
-def _integer(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidOptionError(name, f"must be an integer from {low} to {high}, not {value!r}")
-    return value
 
 
 def _text(name: str, value: Any) -> str:
@@ -152,9 +153,7 @@ def _filter(value: Any) -> OpportunityFilter:
 
 def _rate_limit(value: Any) -> RateLimit | None:
     text = _text("rate_limit", value)
-    if text.lower() in ("none", "off"):
-        return None
-    return RateLimit.parse(text)
+    return None if text.strip().lower() in _RATE_LIMIT_OFF else RateLimit.parse(text)
 
 
 @attrs.frozen(kw_only=True)
@@ -167,7 +166,7 @@ class TapConfig:
     base_url: str | None = None
     filter: OpportunityFilter = attrs.field(factory=OpportunityFilter)
     rate_limit: RateLimit | None = attrs.field(factory=RateLimit)
-    options: SearchOptions = _DEFAULTS
+    options: SearchOptions = attrs.field(factory=SearchOptions)
 
     @classmethod
     def from_mapping(
@@ -189,18 +188,13 @@ class TapConfig:
             if not value:
                 raise InvalidOptionError(name, f"missing: set it in the config or {env}")
             credentials[name] = _text(name, value)
-        options = SearchOptions(
-            page_size=_integer("page_size", values.get("page_size", _DEFAULTS.page_size), 1, 200),
-            concurrency=_integer(
-                "concurrency", values.get("concurrency", _DEFAULTS.concurrency), 1, 64
-            ),
-            cap=_integer("cap", values.get("cap", _DEFAULTS.cap), 1, 10**9),
-        )
+        # SearchOptions checks each against its declaration, naming the key.
+        options = SearchOptions(**{k: values[k] for k in SEARCH_SETTINGS if k in values})
         return cls(
             **credentials,
             start_date=_start_date(values["start_date"]) if "start_date" in values else None,
             base_url=_text("base_url", values["base_url"]) if "base_url" in values else None,
             filter=_filter(values["filter"]) if "filter" in values else OpportunityFilter(),
-            rate_limit=_rate_limit(values.get("rate_limit", "180/60")),
+            rate_limit=_rate_limit(values["rate_limit"]) if "rate_limit" in values else RateLimit(),
             options=options,
         )

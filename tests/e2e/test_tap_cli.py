@@ -25,6 +25,20 @@ def tap(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
+async def tap_process(config: Path, env: dict[str, str] | None = None) -> tuple[int, bytes, bytes]:
+    """``copper-async tap --config CONFIG`` beside a server on this loop: its exit
+    code, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "copper_async", "tap", "--config", str(config)],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode is not None
+    return process.returncode, stdout, stderr
+
+
 def test_about_prints_json_with_the_capabilities_meltano_reads() -> None:
     done = tap("--about", "--format", "json")
     assert done.returncode == 0, done.stderr
@@ -82,19 +96,8 @@ async def test_a_run_writes_messages_on_stdout_and_logs_on_stderr(tmp_path: Path
         settings = {"base_url": server.url, "rate_limit": "none", "cap": 500, "page_size": 100}
         config.write_bytes(orjson.dumps(settings))
         environ = {"COPPER_ACCESS_TOKEN": "fake-token", "COPPER_USER_EMAIL": "fake@example.com"}
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "copper_async",
-            "tap",
-            "--config",
-            str(config),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={"PATH": "/usr/bin:/bin", **environ},
-        )
-        stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode == 0, stderr
+        code, stdout, stderr = await tap_process(config, {"PATH": "/usr/bin:/bin", **environ})
+    assert code == 0, stderr
     messages = [orjson.loads(line) for line in stdout.splitlines()]
     kinds = [m["type"] for m in messages]
     assert kinds[0] == "SCHEMA"
@@ -111,16 +114,6 @@ async def test_a_refused_token_exits_3(tmp_path: Path) -> None:
         config.write_bytes(
             orjson.dumps({"base_url": server.url, "access_token": "wrong", "user_email": "e@x.io"})
         )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "copper_async",
-            "tap",
-            "--config",
-            str(config),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, stderr = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode == 3, stderr
+        code, _, stderr = await tap_process(config)
+    assert code == 3, stderr
     assert b"wrong" not in stderr

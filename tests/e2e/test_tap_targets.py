@@ -3,41 +3,51 @@
 Each target gets its own virtualenv (its pins clash with this project's),
 made by the fixture with ``python -m venv`` + pip and cached under the temp
 folder, keyed by the target's version and this Python. A failed install
-fails the test with pip's words; nothing is skipped. PostgreSQL runs as a
-throwaway cluster (initdb / pg_ctl as the ``postgres`` user when run as
-root) on a unix socket only.
+fails the test with pip's words; nothing is skipped. PostgreSQL is the
+session's throwaway cluster (``tests/pg.py``), a fresh database per test.
 
-The data: 25,000 records under a search cap of 10,000 (pages of 200), so
-every run must split past the cap. The second run starts from the STATE
-the target passed through and must read exactly the records changed since.
+The data: by default 25,000 records under a search cap of 10,000 (pages of
+200), so every run must split past the cap. ``COPPER_ASYNC_TARGETS=full``
+(``nox -s targets``, CI) runs the same tests at full size: 250,000 records
+under the real cap of 100,000. The second run starts from the STATE the
+target passed through and must read exactly the records changed since.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
-import glob
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 
-from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
+from copper_async._options import SEARCH_CAP
+from copper_async.testing import Changes, Dataset, FakeCopperServer, FakeServerOptions
+from tests.pg import pg_cluster, pg_url
+from tests.singer_support import fake_tap_config
 
-RECORDS, CAP, PAGE = 25_000, 10_000, 200
+__all__ = ["pg_cluster", "pg_url"]  # the fixtures, for pytest
+
+#: records, search cap, seconds one ``tap | target`` run may take
+SIZES = {"small": (25_000, 10_000, 300), "full": (250_000, SEARCH_CAP, 1_800)}
+SIZE = os.environ.get("COPPER_ASYNC_TARGETS", "small")
+if SIZE not in SIZES:
+    raise pytest.UsageError(f"COPPER_ASYNC_TARGETS must be one of {sorted(SIZES)}, not {SIZE!r}")
+RECORDS, CAP, PIPELINE_TIMEOUT = SIZES[SIZE]
+PAGE = 200
 TARGETS = {
     "target-jsonl": ("target-jsonl==0.1.4", "target-jsonl"),
     "target-postgres": ("meltanolabs-target-postgres==0.8.1", "target-postgres"),
 }
-_PIPELINE_TIMEOUT = 300
 
 
 def cache_root() -> Path:
@@ -73,131 +83,12 @@ def target_executable(name: str) -> Path:
     return venv / "bin" / executable
 
 
-# -- PostgreSQL ---------------------------------------------------------------------
-
-
-def _pg_program(name: str) -> str:
-    found = shutil.which(name) or next(
-        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
-    )
-    if found is None:
-        pytest.fail(f"PostgreSQL's {name} is not installed (apt-get install postgresql)")
-    return found
-
-
-class Postgres:
-    """A throwaway cluster on a unix socket; ``sql`` runs one query through psql."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.socket_dir = folder / "socket"
-        self.port = 5432  # only names the socket file, in a folder of our own
-        self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql+psycopg://postgres@/{database}?host={self.socket_dir}&port={self.port}"
-
-    def sql(self, query: str) -> list[list[str]]:
-        done = subprocess.run(
-            [
-                _pg_program("psql"),
-                "-h",
-                str(self.socket_dir),
-                "-p",
-                str(self.port),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-At",
-                "-F",
-                "\t",
-                "-c",
-                query,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        return [line.split("\t") for line in done.stdout.splitlines()]
-
-
-@pytest.fixture
-def postgres() -> Iterator[Postgres]:
-    folder = Path(tempfile.mkdtemp(prefix="copper-tap-pg-"))
-    server = Postgres(folder)
-    server.socket_dir.mkdir()
-    data = folder / "data"
-    if server.as_owner:
-        os.chmod(folder, 0o755)
-        shutil.chown(server.socket_dir, "postgres")
-        data.mkdir(mode=0o700)
-        shutil.chown(data, "postgres")
-    owner = server.as_owner
-    subprocess.run(
-        [
-            *owner,
-            _pg_program("initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "--no-sync",
-            "-E",
-            "UTF8",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    options = f"-k {server.socket_dir} -c listen_addresses='' -p {server.port} -F"
-    log = folder / "log" if not owner else server.socket_dir / "log"
-    subprocess.run(
-        [
-            *owner,
-            _pg_program("pg_ctl"),
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-l",
-            str(log),
-            "-w",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    try:
-        yield server
-    finally:
-        subprocess.run(
-            [*owner, _pg_program("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 # -- the pipeline --------------------------------------------------------------------
 
 
 def tap_config(server: FakeCopperServer, folder: Path) -> Path:
     path = folder / "tap.json"
-    config = {
-        "access_token": "fake-token",
-        "user_email": "fake@example.com",
-        "base_url": server.url,
-        "rate_limit": "none",
-        "page_size": PAGE,
-        "cap": CAP,
-    }
-    path.write_bytes(orjson.dumps(config))
+    path.write_bytes(orjson.dumps(fake_tap_config(server, page_size=PAGE, cap=CAP)))
     return path
 
 
@@ -223,7 +114,7 @@ async def pipeline(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), _PIPELINE_TIMEOUT)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), PIPELINE_TIMEOUT)
     assert process.returncode == 0, stderr.decode(errors="replace")[-3000:]
     lines = [line for line in stdout.splitlines() if line.strip()]
     assert lines, "the target printed no state"
@@ -232,7 +123,7 @@ async def pipeline(
 
 async def two_runs(
     target: Path, target_config: dict[str, Any], folder: Path, after_first: Any
-) -> tuple[FakeCopperServer, Any]:
+) -> tuple[FakeCopperServer, Changes]:
     """Run the pipeline, play user changes, run it again from the state."""
     dataset = Dataset.generate(RECORDS, seed=23)
     async with FakeCopperServer(dataset, options=FakeServerOptions(cap=CAP)) as server:
@@ -271,33 +162,38 @@ async def test_target_jsonl_gets_every_record_once_then_only_the_changes(
     assert sorted(added) == sorted(changes.edited + changes.created)
 
 
+def query(url: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as connection:
+        return connection.execute(sql).fetchall()  # type: ignore[arg-type]
+
+
 @pytest.mark.slow
 @pytest.mark.asyncio
 async def test_target_postgres_gets_every_record_once_then_only_the_changes(
-    tmp_path: Path, postgres: Postgres
+    tmp_path: Path, pg_url: str
 ) -> None:
     target = await asyncio.to_thread(target_executable, "target-postgres")
     config = {
-        "sqlalchemy_url": postgres.url(),
+        # The target's SQLAlchemy URL names the driver; libpq reads the rest alike.
+        "sqlalchemy_url": pg_url.replace("postgresql://", "postgresql+psycopg://", 1),
         "default_target_schema": "copper",
         "add_record_metadata": True,
     }
+    counts = "select count(*), count(distinct id) from copper.opportunities"
 
     def check_first(server: FakeCopperServer) -> None:
-        rows = postgres.sql("select count(*), count(distinct id) from copper.opportunities")
-        assert rows == [[str(RECORDS), str(RECORDS)]]
+        assert query(pg_url, counts) == [(RECORDS, RECORDS)]
 
     server, changes = await two_runs(target, config, tmp_path, check_first)
-    rows = postgres.sql("select count(*), count(distinct id) from copper.opportunities")
-    assert rows == [[str(RECORDS + len(changes.created))] * 2]  # upserted on id
+    assert query(pg_url, counts) == [(RECORDS + len(changes.created),) * 2]  # upserted on id
     # The second batch loaded only the changed records, with their new values.
-    batches = postgres.sql(
+    batches = query(
+        pg_url,
         "select id, extract(epoch from date_modified)::bigint, interaction_count "
         "from copper.opportunities where _sdc_batched_at = "
-        "(select max(_sdc_batched_at) from copper.opportunities)"
+        "(select max(_sdc_batched_at) from copper.opportunities)",
     )
-    assert sorted(int(row[0]) for row in batches) == sorted(changes.edited + changes.created)
+    assert sorted(row[0] for row in batches) == sorted(changes.edited + changes.created)
     for record_id, modified, interactions in batches:
-        truth = server.dataset.record(int(record_id))
-        assert int(modified) == truth["date_modified"]
-        assert int(interactions) == truth["interaction_count"]
+        truth = server.dataset.record(record_id)
+        assert (modified, interactions) == (truth["date_modified"], truth["interaction_count"])

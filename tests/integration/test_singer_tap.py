@@ -13,7 +13,8 @@ import pytest
 import pytest_asyncio
 
 from copper_async.singer import TapConfig, discover, run_tap
-from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
+from copper_async.testing import Changes, Dataset, FakeCopperServer, FakeServerOptions
+from tests.singer_support import fake_tap_config
 
 END = 1_700_000_000  # every generated record was created and modified before this
 FIRST_RUN = END + 1_000
@@ -28,18 +29,8 @@ async def server() -> AsyncIterator[FakeCopperServer]:
 
 
 def config(server: FakeCopperServer, **extra: Any) -> TapConfig:
-    return TapConfig.from_mapping(
-        {
-            "access_token": "fake-token",
-            "user_email": "fake@example.com",
-            "base_url": server.url,
-            "rate_limit": "none",
-            "page_size": PAGE,
-            "cap": CAP,
-            **extra,
-        },
-        environ={},
-    )
+    settings = fake_tap_config(server, **{"page_size": PAGE, "cap": CAP, **extra})
+    return TapConfig.from_mapping(settings, environ={})
 
 
 def messages(out: io.BytesIO) -> list[dict[str, Any]]:
@@ -66,6 +57,15 @@ async def sync(
     out = out if out is not None else io.BytesIO()
     await run_tap(config(server, **extra), out, state=state, catalog=catalog, now=lambda: at)
     return messages(out)
+
+
+async def first_run_then_changes(
+    server: FakeCopperServer, *, at: int, **changes: Any
+) -> tuple[dict[str, Any], Changes]:
+    """A full run's STATE, then users' changes on the server at ``at``."""
+    state = states(await sync(server))[-1]
+    server.clock = lambda: at
+    return state, server.play_changes(**changes)
 
 
 @pytest.mark.asyncio
@@ -95,9 +95,9 @@ async def test_a_full_run_emits_every_record_once_past_the_cap(server: FakeCoppe
 async def test_a_run_from_the_state_reads_only_the_changed_records(
     server: FakeCopperServer,
 ) -> None:
-    state = states(await sync(server))[-1]
-    server.clock = lambda: FIRST_RUN + 500
-    changes = server.play_changes(edits=40, creates=10, deletes=5, seed=3)
+    state, changes = await first_run_then_changes(
+        server, at=FIRST_RUN + 500, edits=40, creates=10, deletes=5, seed=3
+    )
     requests_before = server.stats["requests"]
     lines = await sync(server, state=state, at=FIRST_RUN + 900)
     ids = [r["id"] for r in records(lines)]
@@ -111,9 +111,7 @@ async def test_a_run_from_the_state_reads_only_the_changed_records(
 async def test_an_interrupted_run_restarted_from_its_last_state_loses_nothing(
     server: FakeCopperServer,
 ) -> None:
-    state = states(await sync(server))[-1]
-    server.clock = lambda: FIRST_RUN + 100
-    early = server.play_changes(edits=150, seed=4)
+    state, early = await first_run_then_changes(server, at=FIRST_RUN + 100, edits=150, seed=4)
 
     class ClosedAfter(io.BytesIO):
         """A target that stops reading after a few writes."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 
-from copper_async import InvalidOptionError, OpportunityFilter, RateLimit
+from copper_async import InvalidOptionError, OpportunityFilter, RateLimit, SearchOptions
+from copper_async._options import option_spec
 from copper_async.singer import SETTINGS, TapConfig, about
 from copper_async.singer._about import about_markdown
+from copper_async.singer._config import SEARCH_SETTINGS
 
 GOOD = {"access_token": "t0k", "user_email": "me@example.com"}
 
@@ -90,3 +93,35 @@ def test_about_lists_every_setting_and_the_capabilities() -> None:
     markdown = about_markdown()
     for setting in SETTINGS:
         assert f"| {setting.name} |" in markdown
+
+
+@pytest.mark.parametrize("name", SEARCH_SETTINGS)
+def test_search_settings_are_the_search_options_declarations(name: str) -> None:
+    field = attrs.fields_dict(SearchOptions)[name]
+    spec = option_spec(field)
+    prop = about()["settings"]["properties"][name]
+    assert (prop["minimum"], prop["maximum"]) == (spec.low, spec.high)
+    assert prop["default"] == field.default == getattr(TapConfig.from_mapping(GOOD).options, name)
+    assert prop["description"] == spec.help
+    # Out of bounds: refused with the very words SearchOptions uses.
+    assert spec.high is not None
+    with pytest.raises(InvalidOptionError) as expected:
+        SearchOptions(**{name: spec.high + 1})
+    with pytest.raises(InvalidOptionError) as refused:
+        TapConfig.from_mapping({**GOOD, name: spec.high + 1}, environ={})
+    assert str(refused.value) == str(expected.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "limit"),
+    [
+        ("none", None),
+        ("OFF", None),
+        ("0", None),
+        ("90/30", RateLimit(90, 30)),
+        ("5/1s", RateLimit(5, 1)),
+    ],
+)
+def test_rate_limit_is_read_as_the_export_reads_it(text: str, limit: RateLimit | None) -> None:
+    assert TapConfig.from_mapping({**GOOD, "rate_limit": text}, environ={}).rate_limit == limit
+    assert about()["settings"]["properties"]["rate_limit"]["default"] == str(RateLimit())
