@@ -126,11 +126,20 @@ async def _ours(url: str, pages: list[list[dict[str, Any]]]) -> float:
 
 
 def _bare_rows(url: str, pages: list[list[dict[str, Any]]]) -> list[list[tuple[Any, ...]]]:
-    store: Any = open_store(url)
-    return [
-        [store._row(r, orjson.dumps(r).decode(), store._timestamp(0), 1) for r in page]
-        for page in pages
-    ]
+    """The rows our path stored, page by page, as the bare insert's input."""
+    if url.startswith("postgresql://"):
+        store: Any = open_store(url)
+        return [
+            [store._row(r, orjson.dumps(r).decode(), store._timestamp(0), 1) for r in page]
+            for page in pages
+        ]
+    with sqlite3.connect(url) as connection:  # SQL formats SQLite's timestamps: read them back
+        rows = connection.execute(
+            f"SELECT {', '.join(ALL_COLUMNS)} FROM opportunities ORDER BY id"
+        ).fetchall()
+    sizes = [len(page) for page in pages]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return [rows[start : start + size] for start, size in zip(starts, sizes, strict=True)]
 
 
 def _bare_sqlite(path: Path, rows: list[list[tuple[Any, ...]]]) -> float:

@@ -21,16 +21,16 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import attrs
 import orjson
 
 from copper_async.sync._bookmark import Mode, replaces
 from copper_async.sync._errors import SchemaMismatchError, StoreError
+from copper_async.sync._rows import RowPlan
 from copper_async.sync._schema import (
     COLUMNS,
-    CONVERTERS,
     META_TABLE,
     SCHEMA_VERSION,
     STATE_TABLE,
@@ -121,6 +121,8 @@ class ThreadedStore:
     #: Refuse a database that holds tables of something else (an SQLite file
     #: is one application's; a PostgreSQL database may hold other tables).
     refuse_foreign_tables = False
+    #: SQL types of the column kinds, and of ``record`` (the JSON text as sent).
+    types: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self) -> None:
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -128,15 +130,11 @@ class ThreadedStore:
         )
         self._connection: Any = None
         self._key: str | None = None
-        converters = []
-        for column in COLUMNS:
-            convert = CONVERTERS[column.kind]
-            if column.kind == "timestamp":
-                convert = self._timestamp_of(convert)
-            elif column.kind == "date":
-                convert = self._date_of(convert)
-            converters.append((column.name, convert))
-        self._converters = tuple(converters)
+        self._rows = self._row_plan()
+        # The run whose first page checked for rows of other runs, and whether
+        # there were none: then a page is bulk-inserted without a lookup.
+        self._checked_run: int | None = None
+        self._fresh = False
 
     # -- dialect hooks ----------------------------------------------------------------
 
@@ -157,7 +155,26 @@ class ThreadedStore:
         """Settings for a database found to be the mirror's (or empty)."""
 
     def _create_schema(self) -> None:
-        raise NotImplementedError
+        """The three tables, in the dialect's :attr:`types`."""
+        t = self.types
+        typed = ", ".join(
+            f"{c.name} {t[c.kind]}" + (" PRIMARY KEY" if c.name == "id" else "") for c in COLUMNS
+        )
+        for statement in (
+            f"CREATE TABLE {META_TABLE} (key {t['text']} PRIMARY KEY, value {t['text']} NOT NULL)",
+            f"CREATE TABLE {TABLE} ({typed}, record {t['record']} NOT NULL, "
+            f"synced_at {t['timestamp']} NOT NULL, deleted_at {t['timestamp']}, "
+            f"seen_run {t['integer']} NOT NULL)",
+            f"CREATE TABLE {STATE_TABLE} (job_key {t['text']} PRIMARY KEY, "
+            f"job {t['json']} NOT NULL, bookmark {t['integer']}, "
+            f"runs {t['integer']} NOT NULL, run {t['json']}, last_run {t['json']}, "
+            f"updated_at {t['timestamp']} NOT NULL)",
+        ):
+            self._execute(statement)
+        self._connection.cursor().executemany(
+            self._sql(f"INSERT INTO {META_TABLE} (key, value) VALUES (?, ?)"),
+            [("tool", TOOL), ("schema_version", str(SCHEMA_VERSION))],
+        )
 
     def _existing(self, ids: list[int]) -> dict[int, tuple[int | None, bool, str]]:
         """id -> (date_modified seconds, deleted, record JSON) of the stored rows."""
@@ -179,12 +196,12 @@ class ThreadedStore:
         """The StoreError for a driver error; None to let it through."""
         raise NotImplementedError
 
-    def _timestamp_of(self, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        to_timestamp = self._timestamp
-        return lambda value: None if (s := convert(value)) is None else to_timestamp(s)
+    def _is_conflict(self, error: Exception) -> bool:
+        """Whether ``error`` is a duplicate primary key."""
+        raise NotImplementedError
 
-    def _date_of(self, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        return convert
+    def _row_plan(self) -> RowPlan:
+        return RowPlan(timestamp=self._timestamp, date=lambda date: date)
 
     # -- running in the thread --------------------------------------------------------
 
@@ -319,26 +336,25 @@ class ThreadedStore:
     def _row(
         self, record: Mapping[str, Any], text: str, synced: Any, run_id: int
     ) -> tuple[Any, ...]:
-        get = record.get
-        return (
-            *[convert(get(name)) for name, convert in self._converters],
-            text,
-            synced,
-            None,
-            run_id,
-        )
+        return self._rows.row(record, text, synced, run_id)
 
     def _upsert(
         self, run_id: int, records: Sequence[Mapping[str, Any]], synced_at: int
     ) -> PageCounts:
-        stored = self._existing([record["id"] for record in records])
         synced = self._timestamp(synced_at)
+        texts = [orjson.dumps(record).decode() for record in records]
+        build = self._rows.row
+        rows = [
+            build(record, text, synced, run_id) for record, text in zip(records, texts, strict=True)
+        ]
+        if self._only_this_run(run_id) and self._insert_new(rows):
+            return PageCounts(len(rows), 0, 0)
+        stored = self._existing([record["id"] for record in records])
         inserts, updates, seen = [], [], []
-        for record in records:
-            text = orjson.dumps(record).decode()
+        for record, text, row in zip(records, texts, rows, strict=True):
             previous = stored.get(record["id"])
             if previous is None:
-                inserts.append(self._row(record, text, synced, run_id))
+                inserts.append(row)
                 continue
             modified, deleted, old_text = previous
             if not replaces(modified, seconds(record.get("date_modified"))) or (
@@ -346,7 +362,7 @@ class ThreadedStore:
             ):
                 seen.append(record["id"])
             else:
-                updates.append(self._row(record, text, synced, run_id))
+                updates.append(row)
         if inserts:
             self._insert(inserts)
         if updates:
@@ -354,6 +370,31 @@ class ThreadedStore:
         if seen:
             self._mark_seen(seen, run_id)
         return PageCounts(len(inserts), len(updates), len(seen))
+
+    def _only_this_run(self, run_id: int) -> bool:
+        """Whether the table holds no row of another run (checked once a run):
+        a first load into an empty table, or its continuation."""
+        if self._checked_run != run_id:
+            (other,) = self._execute(
+                f"SELECT EXISTS (SELECT 1 FROM {TABLE} WHERE seen_run <> ?)", (run_id,)
+            ).fetchone()
+            self._checked_run, self._fresh = run_id, not other
+        return self._fresh
+
+    def _insert_new(self, rows: list[tuple[Any, ...]]) -> bool:
+        """Insert rows presumed new in one bulk statement; False (and nothing
+        written) if one is stored already: the caller then looks them up."""
+        self._execute("SAVEPOINT copper_async_page")
+        try:
+            self._insert(rows)
+        except Exception as error:
+            if not self._is_conflict(error):
+                raise
+            self._execute("ROLLBACK TO SAVEPOINT copper_async_page")
+            self._execute("RELEASE SAVEPOINT copper_async_page")
+            return False
+        self._execute("RELEASE SAVEPOINT copper_async_page")
+        return True
 
     def _update(self, rows: list[tuple[Any, ...]]) -> None:
         names = ", ".join(ALL_COLUMNS)
