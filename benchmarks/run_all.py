@@ -64,6 +64,7 @@ BENCHMARKS = {
     "cost": "bench_cost.py",
     "memory": "bench_memory.py",
     "alternatives": "bench_alternatives.py",
+    "sync": "bench_sync.py",
 }
 #: The small sizes of ``--quick`` (a smoke run of every script, about half a minute).
 QUICK: dict[str, list[str]] = {
@@ -96,6 +97,7 @@ QUICK: dict[str, list[str]] = {
     "cost": ["--records", "2000", "--page-size", "50", "--rounds", "3"],
     "memory": ["--sizes", "2000", "6000", "--cap", "1000"],
     "alternatives": ["--records", "3000", "--cap", "1000"],
+    "sync": ["--quick"],
 }
 
 

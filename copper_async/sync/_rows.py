@@ -152,9 +152,3 @@ class RowPlan:
         columns = [fix(column) for fix, column in zip(self._fixes, cut, strict=True)]
         tail = (texts, repeat(synced, count), repeat(None, count), repeat(run_id, count))
         return list(zip(*columns, *tail, strict=False))  # the repeats end with the texts
-
-    def row(
-        self, record: Mapping[str, Any], text: str, synced: Any, run_id: int
-    ) -> tuple[Any, ...]:
-        """One record's row (a page of one)."""
-        return self.rows([record], [text], synced, run_id)[0]

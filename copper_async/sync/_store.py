@@ -4,9 +4,8 @@ A store keeps the mirror: the ``opportunities`` table, the job's state row
 (bookmark, the unfinished run's planner snapshot and counts) and the schema
 version. A run is: :meth:`Store.open` (lock, check the schema and the job),
 :meth:`Store.begin_run`, then per page :meth:`Store.upsert_page` (rows
-written, not yet committed) and, at the engine's commit points,
-:meth:`Store.save_progress`, which commits those rows and the run's progress
-in one transaction; :meth:`Store.mark_deletions` and :meth:`Store.finish_run`
+written, not yet committed; at the engine's commit points committed with the
+run's progress in one transaction); :meth:`Store.mark_deletions` and :meth:`Store.finish_run`
 end it, in one more. Whatever stops a run, the database holds whole pages and
 a progress record that matches them.
 
@@ -92,7 +91,11 @@ class Store(Protocol):
     async def begin_run(self, run: RunProgress) -> None: ...
     async def restore(self, run_id: int, build: Callable[[Iterator[dict[str, Any]]], T]) -> T: ...
     async def upsert_page(
-        self, run_id: int, records: Sequence[Mapping[str, Any]], synced_at: int
+        self,
+        run_id: int,
+        records: Sequence[Mapping[str, Any]],
+        synced_at: int,
+        commit: RunProgress | None = None,
     ) -> PageCounts: ...
     async def save_progress(self, run: RunProgress) -> None: ...
     async def mark_deletions(self, run_id: int, deleted_at: int) -> int: ...
@@ -239,9 +242,33 @@ class ThreadedStore:
         return await self._call(lambda: build(self._delivered(run_id)))
 
     async def upsert_page(
-        self, run_id: int, records: Sequence[Mapping[str, Any]], synced_at: int
+        self,
+        run_id: int,
+        records: Sequence[Mapping[str, Any]],
+        synced_at: int,
+        commit: RunProgress | None = None,
     ) -> PageCounts:
-        return await self._call(self._upsert, run_id, records, synced_at)
+        """Write a page; with ``commit``, also add its counts to that run's
+        progress and commit both (one trip to the store's thread, not two)."""
+        return await self._call(self._upsert_and_commit, run_id, records, synced_at, commit)
+
+    def _upsert_and_commit(
+        self,
+        run_id: int,
+        records: Sequence[Mapping[str, Any]],
+        synced_at: int,
+        commit: RunProgress | None,
+    ) -> PageCounts:
+        counts = self._upsert(run_id, records, synced_at)
+        if commit is not None:
+            progress = attrs.evolve(
+                commit,
+                inserted=commit.inserted + counts.inserted,
+                updated=commit.updated + counts.updated,
+                unchanged=commit.unchanged + counts.unchanged,
+            )
+            self._save_run(progress, True)
+        return counts
 
     async def save_progress(self, run: RunProgress) -> None:
         await self._call(self._save_run, run, True)
@@ -333,20 +360,12 @@ class ThreadedStore:
         if commit:
             self._connection.commit()
 
-    def _row(
-        self, record: Mapping[str, Any], text: str, synced: Any, run_id: int
-    ) -> tuple[Any, ...]:
-        return self._rows.row(record, text, synced, run_id)
-
     def _upsert(
         self, run_id: int, records: Sequence[Mapping[str, Any]], synced_at: int
     ) -> PageCounts:
         synced = self._timestamp(synced_at)
         texts = [orjson.dumps(record).decode() for record in records]
-        build = self._rows.row
-        rows = [
-            build(record, text, synced, run_id) for record, text in zip(records, texts, strict=True)
-        ]
+        rows = self._rows.rows(records, texts, synced, run_id)
         if self._only_this_run(run_id) and self._insert_new(rows):
             return PageCounts(len(rows), 0, 0)
         stored = self._existing([record["id"] for record in records])
