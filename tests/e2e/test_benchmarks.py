@@ -43,6 +43,7 @@ requests_bench = _load("bench_requests")
 cost = _load("bench_cost")
 memory = _load("bench_memory")
 alternatives = _load("bench_alternatives")
+sync_bench = _load("bench_sync")
 stress = _load("stress")
 run_all = _load("run_all")
 
@@ -79,6 +80,7 @@ TINY: dict[str, list[str]] = {
     "cost": ["--records", "300", "--page-size", "20", "--rounds", "1"],
     "memory": ["--sizes", "300", "600", "--cap", "200"],
     "alternatives": ["--records", "500", "--cap", "200", "--page-size", "50"],
+    "sync": ["--quick", "--skip", "memory,write"],  # all of it: tests/e2e/test_sync_bench.py
 }
 MAINS = {
     "rate_limit": rate_limit.main,
@@ -86,6 +88,7 @@ MAINS = {
     "cost": cost.main,
     "memory": memory.main,
     "alternatives": alternatives.main,
+    "sync": sync_bench.main,
 }
 
 
