@@ -104,8 +104,8 @@ with requests.Session() as session, open(out, "w") as file:
 """
 
 CLIENTS = ("tap-copper", "requests loop", "copper-async")
-COLUMNS = ("client", "status", "delivered", "of N", "unique", "missing", "requests")
-COLUMNS += ("records/s", "CPU s", "CPU ms/1k rec", "peak RSS MiB")
+COLUMNS: tuple[str, ...] = ("client", "status", "delivered", "of N", "unique", "missing")
+COLUMNS += ("requests", "records/s", "CPU s", "CPU ms/1k rec", "peak RSS MiB")
 #: The peers' distributions, whose versions the report gives.
 PEER_PACKAGES = ("requests", "tap-copper", "singer-python")
 _VERSIONS = """\

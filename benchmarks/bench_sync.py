@@ -2,14 +2,14 @@
 
 1. **Incremental cost.** N generated records are mirrored into SQLite, then
    for each k (0, 1,000, 50,000, 150,000 by default) the fake server's
-   clock moves a day, k records are edited there (``date_modified`` = its
-   now) and the mirror syncs again. Requests are counted by the server;
+   clock moves a day, k records are edited there over that day (each
+   ``date_modified`` a second of it) and the mirror syncs again. Requests are counted by the server;
    target: <= ceil(k/200) + 3 whatever N (past the cap the engine splits).
    The table is checked against the server's records after each run.
 2. **Write throughput.** The same pages of records (decoded JSON, as the
    engine hands them over) are written into each store by the store's own
-   path (``upsert_page`` + ``save_progress``, which converts, checks what is
-   stored and commits page by page), and, as the baseline, as ready-made
+   path (``upsert_page`` committing the run's progress, which converts, checks
+   what is stored and commits page by page), and, as the baseline, as ready-made
    rows by a bare bulk insert into a fresh table of the same schema
    (``executemany`` for SQLite, ``COPY`` for PostgreSQL), committed page by
    page too. Targets: ours >= 0.7 of the bare rate and >= 10,000 records/s.
@@ -17,6 +17,11 @@
 3. **Memory.** ``copper-async sync`` into a new SQLite file, as a child
    process against a fake server process, for two sizes; its peak RSS from
    ``os.wait4``. Target: the larger size's peak <= 1.2 x the smaller's.
+
+4. **Reliability** (``--stress``, not part of the default run): a 250,000-record
+   full load and then an incremental run, each killed with SIGKILL at 5
+   random moments (the server's Nth request) and rerun; after each kill the
+   bookmark is never ahead, and at the end the table equals the server's.
 
 Run ``python benchmarks/bench_sync.py --help`` (``--quick`` for a smoke run).
 """
@@ -77,7 +82,9 @@ async def _incremental(records: int, ks: list[int], cap: int, folder: Path) -> l
             rows.append(["full load", records, requests, math.ceil(records / 200), seconds, True])
             for k in ks:
                 clock[0] += DAY
-                server.play_changes(edits=k, seed=k)
+                # A day of users' edits, spread over its seconds (a same-second
+                # burst is tested for correctness, not cost).
+                server.play_changes(edits=k, seed=k, over=DAY)
                 _result, requests, seconds = await sync()
                 exact = _table_matches(db, dataset)
                 rows.append([f"k = {k:,}", k, requests, math.ceil(k / 200) + 3, seconds, exact])
@@ -117,20 +124,29 @@ async def _ours(url: str, pages: list[list[dict[str, Any]]]) -> float:
     began = time.perf_counter()
     try:
         for page in pages:
-            await store.upsert_page(1, page, 1_800_000_000)
+            await store.upsert_page(1, page, 1_800_000_000, run)  # committed with the progress
             run.inserted += len(page)
-            await store.save_progress(run)
     finally:
         await store.close()
     return time.perf_counter() - began
 
 
 def _bare_rows(url: str, pages: list[list[dict[str, Any]]]) -> list[list[tuple[Any, ...]]]:
-    store: Any = open_store(url)
-    return [
-        [store._row(r, orjson.dumps(r).decode(), store._timestamp(0), 1) for r in page]
-        for page in pages
-    ]
+    """The rows our path stored, page by page, as the bare insert's input."""
+    if url.startswith("postgresql://"):
+        store: Any = open_store(url)
+        synced = store._timestamp(0)
+        return [
+            store._rows.rows(page, [orjson.dumps(r).decode() for r in page], synced, 1)
+            for page in pages
+        ]
+    with sqlite3.connect(url) as connection:  # SQL formats SQLite's timestamps: read them back
+        rows = connection.execute(
+            f"SELECT {', '.join(ALL_COLUMNS)} FROM opportunities ORDER BY id"
+        ).fetchall()
+    sizes = [len(page) for page in pages]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return [rows[start : start + size] for start, size in zip(starts, sizes, strict=True)]
 
 
 def _bare_sqlite(path: Path, rows: list[list[tuple[Any, ...]]]) -> float:
@@ -234,6 +250,21 @@ def _memory(sizes: list[int], cap: int, folder: Path) -> list[list[Any]]:
     return rows
 
 
+def _flat_rows(tables: dict[str, list[list[Any]]]) -> list[list[Any]]:
+    """Every part's rows in the one table RESULTS.md shows."""
+    flat: list[list[Any]] = []
+    for row in tables.get("cost", []):
+        flat.append(["requests", row[0], row[2], f"<= {row[3]}", round(row[4], 1), row[5]])
+    for store, records, ours, bare, ratio in tables.get("write", []):
+        case = f"{store}, {records:,} records"
+        flat.append(["write rec/s", case, ours, f"bare {bare} (ratio {ratio:.3f})", "", ""])
+    for size, peak, wall, exact in tables.get("memory", []):
+        flat.append(["peak MiB", f"N = {size:,}", round(peak, 1), "flat", round(wall, 1), exact])
+    for row in tables.get("stress", []):
+        flat.append(["kill -9", *row])
+    return flat
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -241,6 +272,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--write-records", type=_common.positive_int, default=50_000)
     parser.add_argument("--memory-sizes", default="50000,250000")
     parser.add_argument("--skip", default="", help="comma list of: cost, write, memory")
+    parser.add_argument(
+        "--stress", action="store_true", help="also kill -9 runs at random moments (slow)"
+    )
+    parser.add_argument("--stress-records", type=_common.positive_int, default=250_000)
     _common.add_json_option(parser)
     return parser
 
@@ -253,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         records, ks, cap = args.records, [0, 1_000, 50_000, 150_000], 100_000
         write, sizes = args.write_records, [int(s) for s in args.memory_sizes.split(",")]
-    checks, notes = [], []
+    checks: list[Any] = []
+    notes: list[str] = []
     tables: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as name:
         folder = Path(name)
@@ -283,11 +319,22 @@ def main(argv: list[str] | None = None) -> int:
                     _common.check(f"{store} ours / bare", round(ratio, 3), ">= 0.7", ratio >= 0.7)
                 )
                 checks.append(_common.check(f"{store} records/s", ours, ">= 10000", ours >= 10_000))
-    columns = ["table", "rows"]
-    flat = [[key, orjson.dumps(value, default=str).decode()] for key, value in tables.items()]
-    notes.append("cost rows: case, k, requests, target, seconds, table exact")
-    notes.append("write rows: store, records, ours rec/s, bare rec/s, ratio")
-    notes.append("memory rows: N, peak MiB, wall s, count ok")
+        if args.stress:
+            size = 6_000 if args.quick else args.stress_records
+            print(f"kill -9 x 5 in a full load and an incremental run, N = {size:,}", flush=True)
+            import _sync_stress
+
+            rows, passed = asyncio.run(
+                _sync_stress.stress(size, 2_000 if args.quick else 100_000, folder)
+            )
+            tables["stress"] = rows
+            checks.append(
+                _common.check(
+                    "kill -9: table exact, bookmark never ahead", int(passed), "1", passed
+                )
+            )
+    columns = ["part", "case", "value", "target or baseline", "seconds", "exact"]
+    flat = _flat_rows(tables)
     for name, rows in tables.items():
         print(f"\n{name}")
         for row in rows:
@@ -296,7 +343,14 @@ def main(argv: list[str] | None = None) -> int:
     payload = _common.result_payload(
         "sync",
         "Incremental sync: request cost, store write rate, memory",
-        config={"records": records, "ks": ks, "cap": cap, "write_records": write, "sizes": sizes},
+        config={
+            "records": records,
+            "ks": ks,
+            "cap": cap,
+            "write_records": write,
+            "sizes": sizes,
+            "stress": args.stress,
+        },
         columns=columns,
         rows=flat,
         checks=checks,

@@ -39,7 +39,7 @@ def run_copper_tap(
 ) -> dict[str, Any]:
     """Run ``copper-async tap`` against ``server``; its figures."""
     config = folder / "tap.json"
-    settings = {"access_token": server.token, "user_email": server.email}
+    settings: dict[str, object] = {"access_token": server.token, "user_email": server.email}
     settings |= {"base_url": server.url, "rate_limit": "none", "page_size": page_size, "cap": cap}
     config.write_bytes(orjson.dumps(settings))
     out = folder / "copper-async-tap.out"
@@ -102,9 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     _common.print_table(bench_alternatives.COLUMNS, rows)
     _common.print_checks(checks)
     config = vars(args) | {"json": str(args.json) if args.json else None}
-    table = {"columns": bench_alternatives.COLUMNS, "rows": rows, "checks": checks, "notes": notes}
     payload = _common.result_payload(
-        "tap", "Singer taps on one fake server", config=config, **table
+        "tap",
+        "Singer taps on one fake server",
+        config=config,
+        columns=bench_alternatives.COLUMNS,
+        rows=rows,
+        checks=checks,
+        notes=notes,
     )
     payload["results"] = results
     _common.write_json(args.json, payload)

@@ -66,6 +66,7 @@ BENCHMARKS = {
     "memory": "bench_memory.py",
     "alternatives": "bench_alternatives.py",
     "tap": "bench_tap.py",
+    "sync": "bench_sync.py",
 }
 #: The small sizes of ``--quick`` (a smoke run of every script, about half a minute).
 QUICK: dict[str, list[str]] = {
@@ -99,6 +100,7 @@ QUICK: dict[str, list[str]] = {
     "memory": ["--sizes", "2000", "6000", "--cap", "1000"],
     "alternatives": ["--records", "3000", "--cap", "1000"],
     "tap": ["--records", "3000", "--cap", "1000"],
+    "sync": ["--quick"],
 }
 
 

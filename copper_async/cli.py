@@ -160,14 +160,19 @@ def _run(
     progress: Progress | None = None,
     resumable: bool = False,
     base_url: str | None = None,
+    stopped: str | None = None,
+    exit_code: Callable[[CopperError], int] = _exit_code,
 ) -> T:
     """Run ``coroutine``; map errors, Ctrl-C and SIGTERM to one line and an exit code.
 
     The progress bar is closed first, so that the line stands on its own.
+    ``stopped`` says what an interruption leaves (default: the export's
+    output); ``exit_code`` maps errors for commands with codes of their own.
     """
-    stopped = "the output is consistent up to the last page" + (
-        "; continue with --resume" if resumable else ""
-    )
+    if stopped is None:
+        stopped = "the output is consistent up to the last page" + (
+            "; continue with --resume" if resumable else ""
+        )
     try:
         try:
             with warnings.catch_warnings():
@@ -181,7 +186,7 @@ def _run(
     except _Terminated:
         _fail(ExitCode.TERMINATED, f"terminated; {stopped}")
     except CopperError as error:
-        _fail(_exit_code(error), _explain(error, base_url))
+        _fail(exit_code(error), _explain(error, base_url))
 
 
 def _explain(error: CopperError, base_url: str | None) -> str:

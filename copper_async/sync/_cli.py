@@ -1,23 +1,24 @@
 """``copper-async sync``: keep a local database up to date with Copper.
 
-The command is registered by :mod:`copper_async.cli`, whose helpers
-(credentials, progress bar, exit codes) it reuses; they are imported when the
-command runs, so either module may be imported first.
+The command is registered (lazily) by :mod:`copper_async.cli`, whose helpers
+it reuses: the search flags, declared once in
+:class:`~copper_async._options.SearchOptions`, the runner that maps errors,
+Ctrl-C and SIGTERM to exit codes, the progress bar.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import sys
-import warnings
 from collections.abc import Coroutine
 from typing import Any, NoReturn, TypeVar
 
+import attrs
 import click
 
-from copper_async._options import SEARCH_CAP
-from copper_async.exceptions import CopperError, SearchCapWarning
+from copper_async._options import SearchOptions
+from copper_async.cli import _search_flag
+from copper_async.exceptions import CopperError
 from copper_async.sync._errors import StoreBusyError, StoreError
 from copper_async.sync._open import DEFAULT_DB
 from copper_async.sync._runner import SyncResult
@@ -25,6 +26,7 @@ from copper_async.sync._runner import SyncResult
 __all__ = ["SyncExitCode", "run_command", "summary", "sync"]
 
 T = TypeVar("T")
+_OPTIONS = attrs.fields(SearchOptions)
 
 
 class SyncExitCode:
@@ -56,29 +58,26 @@ def _fail(code: int, message: str) -> NoReturn:
     sys.exit(code)
 
 
-def run_command(coroutine: Coroutine[Any, Any, T], *, progress: Any = None) -> T:
-    """Run the sync; map errors, Ctrl-C and SIGTERM to one line and an exit code."""
-    from copper_async.cli import ExitCode, _exit_code, _stop_on_sigterm, _Terminated
+def _exit_code(error: CopperError) -> int:
+    from copper_async.cli import _exit_code as export_exit_code
 
-    stopped = "committed pages stay; the next run continues from them"
-    try:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", SearchCapWarning)
-                return asyncio.run(_stop_on_sigterm(coroutine))
-        finally:
-            if progress is not None:
-                progress.close()
-    except KeyboardInterrupt:
-        _fail(ExitCode.INTERRUPTED, f"interrupted; {stopped}")
-    except _Terminated:
-        _fail(ExitCode.TERMINATED, f"terminated; {stopped}")
-    except StoreBusyError as error:
-        _fail(SyncExitCode.BUSY, str(error))
-    except StoreError as error:
-        _fail(SyncExitCode.STORE, str(error))
-    except CopperError as error:
-        _fail(_exit_code(error), str(error))
+    if isinstance(error, StoreBusyError):
+        return SyncExitCode.BUSY
+    if isinstance(error, StoreError):
+        return SyncExitCode.STORE
+    return export_exit_code(error)
+
+
+def run_command(coroutine: Coroutine[Any, Any, T], *, progress: Any = None) -> T:
+    """Run the sync through the export's runner, with the sync's own exit codes."""
+    from copper_async.cli import _run
+
+    return _run(
+        coroutine,
+        progress=progress,
+        stopped="committed pages stay; the next run continues from them",
+        exit_code=_exit_code,
+    )
 
 
 def _when(seconds: int) -> str:
@@ -121,15 +120,10 @@ def summary(result: SyncResult) -> list[str]:
 @click.option(
     "--rate-limit", default="180/60", show_default=True, help="Requests/seconds, or 'none'."
 )
-@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True)
+@_search_flag(_OPTIONS.concurrency)
+@_search_flag(_OPTIONS.page_size)
+@_search_flag(_OPTIONS.cap)
 @click.option("--base-url", default=None, help="API root (default: Copper's).")
-@click.option(
-    "--cap",
-    type=click.IntRange(1),
-    default=SEARCH_CAP,
-    show_default=True,
-    help="The API's search cap (for test servers).",
-)
 @click.option("--token", envvar="COPPER_ACCESS_TOKEN", help="Or COPPER_ACCESS_TOKEN.")
 @click.option("--email", envvar="COPPER_USER_EMAIL", help="Or COPPER_USER_EMAIL.")
 @click.option("--allow-insecure-http", is_flag=True, help="Allow http:// to a non-local host.")
@@ -142,8 +136,9 @@ def sync(
     reconcile: bool,
     rate_limit: str,
     concurrency: int,
-    base_url: str | None,
+    page_size: int,
     cap: int,
+    base_url: str | None,
     token: str | None,
     email: str | None,
     allow_insecure_http: bool,
@@ -177,6 +172,7 @@ def sync(
     query = _read_filter(filter_source)
     limit = _rate_limit(rate_limit)
     try:
+        SearchOptions(page_size=page_size, concurrency=concurrency, cap=cap)  # checks across them
         store = open_store(db)
         client = CopperClient(
             access_token=token,
@@ -200,6 +196,7 @@ def sync(
                 full=full,
                 reconcile=reconcile,
                 concurrency=concurrency,
+                page_size=page_size,
                 cap=cap,
                 progress=progress,
             )

@@ -17,10 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import click
 import orjson
 
-from copper_async._options import SEARCH_CAP
+from copper_async._options import SearchOptions
+from copper_async.cli import _search_flag
 from copper_async.sync._bookmark import OVERLAP
 from copper_async.sync._cli import run_command, summary
 from copper_async.sync._runner import SyncResult
@@ -72,7 +74,7 @@ def _check(path: Path, dataset: Any, deleted: list[int], *, reconciled: bool) ->
     show_default=True,
     help="End with a reconcile run, which finds the deletions.",
 )
-@click.option("--cap", type=click.IntRange(1), default=SEARCH_CAP, show_default=True)
+@_search_flag(attrs.fields(SearchOptions).cap)
 @click.option("--quiet", "-q", is_flag=True, help="Only errors and the summary.")
 def demo_sync(
     count: int,

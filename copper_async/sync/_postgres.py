@@ -13,25 +13,16 @@ connection dies.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
 from copper_async.exceptions import InvalidOptionError
 from copper_async.sync._errors import StoreBusyError, StoreError
-from copper_async.sync._schema import COLUMNS, META_TABLE, SCHEMA_VERSION, STATE_TABLE, TABLE, TOOL
+from copper_async.sync._schema import TABLE
 from copper_async.sync._store import ALL_COLUMNS, ThreadedStore
 
 __all__ = ["PostgresStore"]
 
-_TYPES = {
-    "integer": "bigint",
-    "real": "double precision",
-    "boolean": "boolean",
-    "text": "text",
-    "timestamp": "timestamptz",
-    "date": "date",
-    "json": "jsonb",
-}
 _UTC = dt.UTC
 
 
@@ -47,6 +38,16 @@ class PostgresStore(ThreadedStore):
     """The mirror in a PostgreSQL database (its tables created when missing)."""
 
     placeholder = "%s"
+    types: ClassVar[Mapping[str, str]] = {
+        "integer": "bigint",
+        "real": "double precision",
+        "boolean": "boolean",
+        "text": "text",
+        "timestamp": "timestamptz",
+        "date": "date",
+        "json": "jsonb",
+        "record": "json",  # the text as Copper sent it
+    }
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -81,25 +82,6 @@ class PostgresStore(ThreadedStore):
         ).fetchall()
         return {name for (name,) in rows}
 
-    def _create_schema(self) -> None:
-        typed = ", ".join(
-            f"{c.name} {_TYPES[c.kind]}" + (" PRIMARY KEY" if c.name == "id" else "")
-            for c in COLUMNS
-        )
-        for statement in (
-            f"CREATE TABLE {META_TABLE} (key text PRIMARY KEY, value text NOT NULL)",
-            f"CREATE TABLE {TABLE} ({typed}, record json NOT NULL, "
-            "synced_at timestamptz NOT NULL, deleted_at timestamptz, seen_run bigint NOT NULL)",
-            f"CREATE TABLE {STATE_TABLE} (job_key text PRIMARY KEY, job jsonb NOT NULL, "
-            "bookmark bigint, runs bigint NOT NULL, run jsonb, last_run jsonb, "
-            "updated_at timestamptz NOT NULL)",
-        ):
-            self._execute(statement)
-        self._connection.cursor().executemany(
-            f"INSERT INTO {META_TABLE} (key, value) VALUES (%s, %s)",
-            [("tool", TOOL), ("schema_version", str(SCHEMA_VERSION))],
-        )
-
     def _existing(self, ids: list[int]) -> dict[int, tuple[int | None, bool, str]]:
         rows = self._execute(
             "SELECT id, extract(epoch FROM date_modified)::bigint, deleted_at IS NOT NULL, "
@@ -126,6 +108,9 @@ class PostgresStore(ThreadedStore):
             )
             for record_id, created, modified in cursor:
                 yield {"id": record_id, "date_created": created, "date_modified": modified}
+
+    def _is_conflict(self, error: Exception) -> bool:
+        return isinstance(error, self._psycopg.errors.UniqueViolation)
 
     def _timestamp(self, value: int) -> dt.datetime:
         return dt.datetime.fromtimestamp(value, _UTC)

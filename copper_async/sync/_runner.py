@@ -166,15 +166,16 @@ async def _read(
     pages = search.pages()
     try:
         async for page in pages:
-            counts = await store.upsert_page(run.run_id, page.records, int(now()))
+            run.requests = earlier_requests + search.stats.requests
+            commit = None
+            if search.at_commit_point:  # the page's rows commit with this progress
+                run.planner = engine.snapshot(search)
+                commit = run
+            counts = await store.upsert_page(run.run_id, page.records, int(now()), commit)
             run.inserted += counts.inserted
             run.updated += counts.updated
             run.unchanged += counts.unchanged
             written += len(page.records)
-            run.requests = earlier_requests + search.stats.requests
-            if search.at_commit_point:
-                run.planner = engine.snapshot(search)
-                await store.save_progress(run)
             if progress is not None:
                 progress(search.stats, written)
     finally:

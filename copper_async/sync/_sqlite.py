@@ -13,31 +13,35 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from copper_async.sync._errors import StoreBusyError, StoreError
-from copper_async.sync._schema import COLUMNS, META_TABLE, SCHEMA_VERSION, STATE_TABLE, TABLE, TOOL
+from copper_async.sync._rows import RowPlan
+from copper_async.sync._schema import COLUMNS, TABLE
 from copper_async.sync._store import ALL_COLUMNS, ThreadedStore
 
 __all__ = ["SQLiteStore"]
 
-_TYPES = {
-    "integer": "INTEGER",
-    "real": "REAL",
-    "boolean": "INTEGER",
-    "text": "TEXT",
-    "timestamp": "TEXT",
-    "date": "TEXT",
-    "json": "TEXT",
-}
+_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+_FROM_SECONDS = f"strftime('{_TIMESTAMP_FORMAT}', ?, 'unixepoch')"
 
 
 class SQLiteStore(ThreadedStore):
     """The mirror in one SQLite file (created when missing)."""
 
     refuse_foreign_tables = True
+    types: ClassVar[Mapping[str, str]] = {
+        "integer": "INTEGER",
+        "real": "REAL",
+        "boolean": "INTEGER",
+        "text": "TEXT",
+        "timestamp": "TEXT",
+        "date": "TEXT",
+        "json": "TEXT",
+        "record": "TEXT",
+    }
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__()
@@ -88,25 +92,6 @@ class SQLiteStore(ThreadedStore):
         rows = self._execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
         return {name for (name,) in rows if not name.startswith("sqlite_")}
 
-    def _create_schema(self) -> None:
-        typed = ", ".join(
-            f"{c.name} {_TYPES[c.kind]}" + (" PRIMARY KEY" if c.name == "id" else "")
-            for c in COLUMNS
-        )
-        for statement in (
-            f"CREATE TABLE {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-            f"CREATE TABLE {TABLE} ({typed}, record TEXT NOT NULL, synced_at TEXT NOT NULL, "
-            "deleted_at TEXT, seen_run INTEGER NOT NULL)",
-            f"CREATE TABLE {STATE_TABLE} (job_key TEXT PRIMARY KEY, job TEXT NOT NULL, "
-            "bookmark INTEGER, runs INTEGER NOT NULL, run TEXT, last_run TEXT, "
-            "updated_at TEXT NOT NULL)",
-        ):
-            self._execute(statement)
-        self._connection.executemany(
-            f"INSERT INTO {META_TABLE} (key, value) VALUES (?, ?)",
-            [("tool", TOOL), ("schema_version", str(SCHEMA_VERSION))],
-        )
-
     def _existing(self, ids: list[int]) -> dict[int, tuple[int | None, bool, str]]:
         marks = ", ".join("?" * len(ids))
         rows = self._execute(
@@ -117,10 +102,22 @@ class SQLiteStore(ThreadedStore):
         return {row[0]: (row[1], bool(row[2]), row[3]) for row in rows}
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> None:
-        marks = ", ".join("?" * len(ALL_COLUMNS))
+        marks = ", ".join(self._value_marks())
         self._connection.executemany(
             f"INSERT INTO {TABLE} ({', '.join(ALL_COLUMNS)}) VALUES ({marks})", rows
         )
+
+    def _value_marks(self) -> list[str]:
+        # The typed timestamps arrive as Unix seconds: SQLite formats them (in C).
+        return [_FROM_SECONDS if column.kind == "timestamp" else "?" for column in COLUMNS] + [
+            "?"
+        ] * (len(ALL_COLUMNS) - len(COLUMNS))
+
+    def _row_plan(self) -> RowPlan:
+        return RowPlan(timestamp=None, date=lambda date: date.isoformat())
+
+    def _is_conflict(self, error: Exception) -> bool:
+        return isinstance(error, sqlite3.IntegrityError)
 
     def _mark_seen(self, ids: list[int], run_id: int) -> None:
         self._connection.executemany(
@@ -137,10 +134,7 @@ class SQLiteStore(ThreadedStore):
             yield {"id": record_id, "date_created": created, "date_modified": modified}
 
     def _timestamp(self, value: int) -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
-
-    def _date_of(self, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        return lambda value: None if (d := convert(value)) is None else d.isoformat()
+        return time.strftime(_TIMESTAMP_FORMAT, time.gmtime(value))
 
     def _translate(self, error: Exception) -> Exception | None:
         if isinstance(error, sqlite3.Error):

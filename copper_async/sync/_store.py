@@ -4,9 +4,8 @@ A store keeps the mirror: the ``opportunities`` table, the job's state row
 (bookmark, the unfinished run's planner snapshot and counts) and the schema
 version. A run is: :meth:`Store.open` (lock, check the schema and the job),
 :meth:`Store.begin_run`, then per page :meth:`Store.upsert_page` (rows
-written, not yet committed) and, at the engine's commit points,
-:meth:`Store.save_progress`, which commits those rows and the run's progress
-in one transaction; :meth:`Store.mark_deletions` and :meth:`Store.finish_run`
+written, not yet committed; at the engine's commit points committed with the
+run's progress in one transaction); :meth:`Store.mark_deletions` and :meth:`Store.finish_run`
 end it, in one more. Whatever stops a run, the database holds whole pages and
 a progress record that matches them.
 
@@ -21,16 +20,16 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import attrs
 import orjson
 
 from copper_async.sync._bookmark import Mode, replaces
 from copper_async.sync._errors import SchemaMismatchError, StoreError
+from copper_async.sync._rows import RowPlan
 from copper_async.sync._schema import (
     COLUMNS,
-    CONVERTERS,
     META_TABLE,
     SCHEMA_VERSION,
     STATE_TABLE,
@@ -92,7 +91,11 @@ class Store(Protocol):
     async def begin_run(self, run: RunProgress) -> None: ...
     async def restore(self, run_id: int, build: Callable[[Iterator[dict[str, Any]]], T]) -> T: ...
     async def upsert_page(
-        self, run_id: int, records: Sequence[Mapping[str, Any]], synced_at: int
+        self,
+        run_id: int,
+        records: Sequence[Mapping[str, Any]],
+        synced_at: int,
+        commit: RunProgress | None = None,
     ) -> PageCounts: ...
     async def save_progress(self, run: RunProgress) -> None: ...
     async def mark_deletions(self, run_id: int, deleted_at: int) -> int: ...
@@ -121,6 +124,8 @@ class ThreadedStore:
     #: Refuse a database that holds tables of something else (an SQLite file
     #: is one application's; a PostgreSQL database may hold other tables).
     refuse_foreign_tables = False
+    #: SQL types of the column kinds, and of ``record`` (the JSON text as sent).
+    types: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self) -> None:
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -128,15 +133,11 @@ class ThreadedStore:
         )
         self._connection: Any = None
         self._key: str | None = None
-        converters = []
-        for column in COLUMNS:
-            convert = CONVERTERS[column.kind]
-            if column.kind == "timestamp":
-                convert = self._timestamp_of(convert)
-            elif column.kind == "date":
-                convert = self._date_of(convert)
-            converters.append((column.name, convert))
-        self._converters = tuple(converters)
+        self._rows = self._row_plan()
+        # The run whose first page checked for rows of other runs, and whether
+        # there were none: then a page is bulk-inserted without a lookup.
+        self._checked_run: int | None = None
+        self._fresh = False
 
     # -- dialect hooks ----------------------------------------------------------------
 
@@ -157,7 +158,26 @@ class ThreadedStore:
         """Settings for a database found to be the mirror's (or empty)."""
 
     def _create_schema(self) -> None:
-        raise NotImplementedError
+        """The three tables, in the dialect's :attr:`types`."""
+        t = self.types
+        typed = ", ".join(
+            f"{c.name} {t[c.kind]}" + (" PRIMARY KEY" if c.name == "id" else "") for c in COLUMNS
+        )
+        for statement in (
+            f"CREATE TABLE {META_TABLE} (key {t['text']} PRIMARY KEY, value {t['text']} NOT NULL)",
+            f"CREATE TABLE {TABLE} ({typed}, record {t['record']} NOT NULL, "
+            f"synced_at {t['timestamp']} NOT NULL, deleted_at {t['timestamp']}, "
+            f"seen_run {t['integer']} NOT NULL)",
+            f"CREATE TABLE {STATE_TABLE} (job_key {t['text']} PRIMARY KEY, "
+            f"job {t['json']} NOT NULL, bookmark {t['integer']}, "
+            f"runs {t['integer']} NOT NULL, run {t['json']}, last_run {t['json']}, "
+            f"updated_at {t['timestamp']} NOT NULL)",
+        ):
+            self._execute(statement)
+        self._connection.cursor().executemany(
+            self._sql(f"INSERT INTO {META_TABLE} (key, value) VALUES (?, ?)"),
+            [("tool", TOOL), ("schema_version", str(SCHEMA_VERSION))],
+        )
 
     def _existing(self, ids: list[int]) -> dict[int, tuple[int | None, bool, str]]:
         """id -> (date_modified seconds, deleted, record JSON) of the stored rows."""
@@ -179,12 +199,12 @@ class ThreadedStore:
         """The StoreError for a driver error; None to let it through."""
         raise NotImplementedError
 
-    def _timestamp_of(self, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        to_timestamp = self._timestamp
-        return lambda value: None if (s := convert(value)) is None else to_timestamp(s)
+    def _is_conflict(self, error: Exception) -> bool:
+        """Whether ``error`` is a duplicate primary key."""
+        raise NotImplementedError
 
-    def _date_of(self, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        return convert
+    def _row_plan(self) -> RowPlan:
+        return RowPlan(timestamp=self._timestamp, date=lambda date: date)
 
     # -- running in the thread --------------------------------------------------------
 
@@ -222,9 +242,33 @@ class ThreadedStore:
         return await self._call(lambda: build(self._delivered(run_id)))
 
     async def upsert_page(
-        self, run_id: int, records: Sequence[Mapping[str, Any]], synced_at: int
+        self,
+        run_id: int,
+        records: Sequence[Mapping[str, Any]],
+        synced_at: int,
+        commit: RunProgress | None = None,
     ) -> PageCounts:
-        return await self._call(self._upsert, run_id, records, synced_at)
+        """Write a page; with ``commit``, also add its counts to that run's
+        progress and commit both (one trip to the store's thread, not two)."""
+        return await self._call(self._upsert_and_commit, run_id, records, synced_at, commit)
+
+    def _upsert_and_commit(
+        self,
+        run_id: int,
+        records: Sequence[Mapping[str, Any]],
+        synced_at: int,
+        commit: RunProgress | None,
+    ) -> PageCounts:
+        counts = self._upsert(run_id, records, synced_at)
+        if commit is not None:
+            progress = attrs.evolve(
+                commit,
+                inserted=commit.inserted + counts.inserted,
+                updated=commit.updated + counts.updated,
+                unchanged=commit.unchanged + counts.unchanged,
+            )
+            self._save_run(progress, True)
+        return counts
 
     async def save_progress(self, run: RunProgress) -> None:
         await self._call(self._save_run, run, True)
@@ -316,29 +360,20 @@ class ThreadedStore:
         if commit:
             self._connection.commit()
 
-    def _row(
-        self, record: Mapping[str, Any], text: str, synced: Any, run_id: int
-    ) -> tuple[Any, ...]:
-        get = record.get
-        return (
-            *[convert(get(name)) for name, convert in self._converters],
-            text,
-            synced,
-            None,
-            run_id,
-        )
-
     def _upsert(
         self, run_id: int, records: Sequence[Mapping[str, Any]], synced_at: int
     ) -> PageCounts:
-        stored = self._existing([record["id"] for record in records])
         synced = self._timestamp(synced_at)
+        texts = [orjson.dumps(record).decode() for record in records]
+        rows = self._rows.rows(records, texts, synced, run_id)
+        if self._only_this_run(run_id) and self._insert_new(rows):
+            return PageCounts(len(rows), 0, 0)
+        stored = self._existing([record["id"] for record in records])
         inserts, updates, seen = [], [], []
-        for record in records:
-            text = orjson.dumps(record).decode()
+        for record, text, row in zip(records, texts, rows, strict=True):
             previous = stored.get(record["id"])
             if previous is None:
-                inserts.append(self._row(record, text, synced, run_id))
+                inserts.append(row)
                 continue
             modified, deleted, old_text = previous
             if not replaces(modified, seconds(record.get("date_modified"))) or (
@@ -346,7 +381,7 @@ class ThreadedStore:
             ):
                 seen.append(record["id"])
             else:
-                updates.append(self._row(record, text, synced, run_id))
+                updates.append(row)
         if inserts:
             self._insert(inserts)
         if updates:
@@ -354,6 +389,31 @@ class ThreadedStore:
         if seen:
             self._mark_seen(seen, run_id)
         return PageCounts(len(inserts), len(updates), len(seen))
+
+    def _only_this_run(self, run_id: int) -> bool:
+        """Whether the table holds no row of another run (checked once a run):
+        a first load into an empty table, or its continuation."""
+        if self._checked_run != run_id:
+            (other,) = self._execute(
+                f"SELECT EXISTS (SELECT 1 FROM {TABLE} WHERE seen_run <> ?)", (run_id,)
+            ).fetchone()
+            self._checked_run, self._fresh = run_id, not other
+        return self._fresh
+
+    def _insert_new(self, rows: list[tuple[Any, ...]]) -> bool:
+        """Insert rows presumed new in one bulk statement; False (and nothing
+        written) if one is stored already: the caller then looks them up."""
+        self._execute("SAVEPOINT copper_async_page")
+        try:
+            self._insert(rows)
+        except Exception as error:
+            if not self._is_conflict(error):
+                raise
+            self._execute("ROLLBACK TO SAVEPOINT copper_async_page")
+            self._execute("RELEASE SAVEPOINT copper_async_page")
+            return False
+        self._execute("RELEASE SAVEPOINT copper_async_page")
+        return True
 
     def _update(self, rows: list[tuple[Any, ...]]) -> None:
         names = ", ".join(ALL_COLUMNS)

@@ -702,18 +702,38 @@ class Dataset:
         return record
 
     def apply_changes(
-        self, rng: random.Random, *, now: int, edits: int = 0, creates: int = 0, deletes: int = 0
+        self,
+        rng: random.Random,
+        *,
+        now: int,
+        edits: int = 0,
+        creates: int = 0,
+        deletes: int = 0,
+        over: int = 0,
     ) -> Changes:
-        """Play a batch of user activity at the server time ``now``, as Copper records it.
+        """Play a batch of user activity ending at the server time ``now``, as
+        Copper records it.
 
         ``edits`` distinct live records are edited (``date_modified`` becomes
-        ``now``), ``deletes`` other ones removed, and ``creates`` new records
-        added with the next ids, created and modified at ``now``. The date
-        orders are rebuilt once for the batch (linear), not once a record.
+        the edit's time), ``deletes`` other ones removed, and ``creates`` new
+        records added with the next ids, created and modified at their time.
+        With ``over`` = 0 every change happens at ``now`` (a same-second
+        burst); otherwise each at a random second of ``(now - over, now]``, as
+        users' edits spread over a day. The date orders are rebuilt once for
+        the batch (linear), not once a record.
         """
-        for name, count in (("edits", edits), ("creates", creates), ("deletes", deletes)):
+        for name, count in (
+            ("edits", edits),
+            ("creates", creates),
+            ("deletes", deletes),
+            ("over", over),
+        ):
             if isinstance(count, bool) or not isinstance(count, int) or count < 0:
                 raise InvalidOptionError(name, f"must be an integer >= 0, not {count!r}")
+
+        def moment() -> int:
+            return now - rng.randrange(over) if over else now
+
         if edits + deletes > self._count:
             raise InvalidOptionError(
                 "edits", f"{edits} edits and {deletes} deletions: only {self._count} records"
@@ -725,7 +745,7 @@ class Dataset:
         deleted = sorted(live[p] for p in picked[edits:])
         touched = [*edited, *deleted]
         for slot in edited:
-            record = self._edited(slot, rng, now)
+            record = self._edited(slot, rng, moment())
             self._json[slot] = _exact_copy(orjson.dumps(record))
             self._fill(slot, record)
         for slot in deleted:
@@ -734,7 +754,8 @@ class Dataset:
         self._count -= len(deleted)
         first_new = len(self._id)
         ids = range(self._next_id, self._next_id + creates)
-        _generate_into(self, rng, ids, [now] * creates, [now] * creates)
+        created = [moment() for _ in ids]
+        _generate_into(self, rng, ids, created, created)
         touched += range(first_new, len(self._id))
         for field in _ORDERED:
             self._reorder(field, touched)

@@ -24,7 +24,7 @@ Admin endpoints, behind the same auth headers and outside every fault and
 limit: ``GET /_fake/stats`` (the counters of :attr:`FakeCopperServer.stats`)
 and ``POST /_fake/truth`` (a search body: every matching id in sort order;
 ``page_number`` and ``page_size`` are ignored, as is the cap) and
-``POST /_fake/changes`` (``{"edits": n, "creates": n, "deletes": n, "seed": s}``:
+``POST /_fake/changes`` (``{"edits": n, "creates": n, "deletes": n, "seed": s, "over": s}``:
 plays that user activity at the server's clock, see :meth:`FakeCopperServer.play_changes`,
 and answers the ids edited, created and deleted).
 """
@@ -638,14 +638,17 @@ class FakeCopperServer:
         self._drift_version = dataset.version
 
     def play_changes(
-        self, *, edits: int = 0, creates: int = 0, deletes: int = 0, seed: int = 0
+        self, *, edits: int = 0, creates: int = 0, deletes: int = 0, seed: int = 0, over: int = 0
     ) -> Changes:
-        """Users edit, create and delete records now (by :attr:`clock`), as in Copper:
-        an edit or a creation stamps ``date_modified`` with the server's time.
-        The same seed on the same data picks the same records."""
+        """Users edit, create and delete records, as in Copper: an edit or a
+        creation stamps ``date_modified`` with the server's time. With
+        ``over`` = 0 all of it happens now (by :attr:`clock`), in one second;
+        otherwise at random seconds of the ``over`` seconds up to now, as a
+        day of users' edits spreads. The same seed on the same data picks
+        the same records and moments."""
         now = int(self.clock())
         return self.dataset.apply_changes(
-            random.Random(seed), now=now, edits=edits, creates=creates, deletes=deletes
+            random.Random(seed), now=now, edits=edits, creates=creates, deletes=deletes, over=over
         )
 
     # -- admin endpoints -----------------------------------------------------------------
@@ -659,7 +662,7 @@ class FakeCopperServer:
             return _error(413, f"the body is larger than {MAX_BODY} bytes")
         except QueryError as error:
             return _error(error.status, error.message)
-        known = {"edits", "creates", "deletes", "seed"}
+        known = {"edits", "creates", "deletes", "seed", "over"}
         if not isinstance(body, Mapping) or not set(body) <= known:
             return _error(422, f"the body must be an object with keys among {sorted(known)}")
         try:

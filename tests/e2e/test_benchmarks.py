@@ -44,6 +44,7 @@ cost = _load("bench_cost")
 memory = _load("bench_memory")
 alternatives = _load("bench_alternatives")
 tap_bench = _load("bench_tap")
+sync_bench = _load("bench_sync")
 stress = _load("stress")
 run_all = _load("run_all")
 
@@ -81,6 +82,7 @@ TINY: dict[str, list[str]] = {
     "memory": ["--sizes", "300", "600", "--cap", "200"],
     "alternatives": ["--records", "500", "--cap", "200", "--page-size", "50"],
     "tap": ["--records", "500", "--cap", "200", "--page-size", "50"],
+    "sync": ["--quick", "--skip", "memory,write"],  # all of it: tests/e2e/test_sync_bench.py
 }
 MAINS = {
     "rate_limit": rate_limit.main,
@@ -89,6 +91,7 @@ MAINS = {
     "memory": memory.main,
     "alternatives": alternatives.main,
     "tap": tap_bench.main,
+    "sync": sync_bench.main,
 }
 
 

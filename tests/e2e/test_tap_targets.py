@@ -164,7 +164,7 @@ async def test_target_jsonl_gets_every_record_once_then_only_the_changes(
 
 def query(url: str, sql: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as connection:
-        return connection.execute(sql).fetchall()  # type: ignore[arg-type]
+        return connection.execute(sql).fetchall()
 
 
 @pytest.mark.slow

@@ -175,3 +175,33 @@ async def test_tables_of_another_tool_are_refused_untouched(pg_url: str) -> None
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
         ).fetchone()
     assert tables == (1,)
+
+
+@pytest.mark.asyncio
+async def test_a_page_repeating_a_stored_id_in_a_first_load_is_counted_exactly(
+    pg_url: str,
+) -> None:
+    """The first load's bulk COPY meets a stored id: the page is rolled back to
+    its savepoint and sorted into new, newer and unchanged rows instead."""
+    from copper_async.sync import RunProgress
+
+    store = open_store(pg_url)
+    try:
+        await store.open({"job": 1}, "a" * 64)
+        first = [{"id": i, "name": f"r{i}", "date_modified": 1_000} for i in (1, 2)]
+        assert (await store.upsert_page(1, first, 5)).inserted == 2
+        page = [
+            {"id": 1, "name": "r1", "date_modified": 1_000},  # unchanged
+            {"id": 2, "name": "newer", "date_modified": 2_000},  # updated
+            {"id": 3, "name": "new", "date_modified": 2_000},  # inserted
+        ]
+        counts = await store.upsert_page(1, page, 6)
+        assert (counts.inserted, counts.updated, counts.unchanged) == (1, 1, 1)
+        await store.save_progress(RunProgress(run_id=1, mode="full", started=0, read_from=None))
+    finally:
+        await store.close()
+    assert {i: r["name"] for i, (r, _d) in pg_rows(pg_url).items()} == {
+        1: "r1",
+        2: "newer",
+        3: "new",
+    }

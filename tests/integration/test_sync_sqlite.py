@@ -275,3 +275,26 @@ async def test_the_token_is_never_stored(tmp_path: Path) -> None:
     files = list(tmp_path.iterdir())  # noqa: ASYNC240 - the run is over
     assert len(files) >= 2  # the database and its lock file
     assert all(TOKEN.encode() not in path.read_bytes() for path in files)
+
+
+@pytest.mark.asyncio
+async def test_changes_past_the_cap_spread_over_a_day_or_in_one_second(tmp_path: Path) -> None:
+    """A day of edits past the cap is read exact at the engine's cost; a
+    same-second burst past the cap is still read whole."""
+    db = tmp_path / "m.sqlite"
+    async with world(9_000, cap=2_000) as w:
+        await sync(w, db)
+        w.clock.advance(DAY)
+        w.server.play_changes(edits=5_000, seed=4, over=DAY)
+        w.server.reset_stats()
+        spread = await sync(w, db)
+        assert (spread.mode, spread.updated) == ("incremental", 5_000)
+        leaves = spread.stats["windows_done"]
+        assert spread.requests <= 1.01 * math.ceil(5_000 / 200) + 3 * leaves
+        assert live(sqlite_rows(db)) == w.truth()
+
+        w.clock.advance(DAY)
+        w.server.play_changes(edits=2_500, seed=5)  # one second, past the cap
+        burst = await sync(w, db)
+        assert burst.updated == 2_500
+        assert live(sqlite_rows(db)) == w.truth()

@@ -106,7 +106,7 @@ def test_search_settings_are_the_search_options_declarations(name: str) -> None:
     # Out of bounds: refused with the very words SearchOptions uses.
     assert spec.high is not None
     with pytest.raises(InvalidOptionError) as expected:
-        SearchOptions(**{name: spec.high + 1})
+        SearchOptions(**{name: spec.high + 1})  # type: ignore[arg-type]
     with pytest.raises(InvalidOptionError) as refused:
         TapConfig.from_mapping({**GOOD, name: spec.high + 1}, environ={})
     assert str(refused.value) == str(expected.value)

@@ -95,3 +95,28 @@ def test_modify_at_now_stamps_now_and_keeps_the_old_play_without_it() -> None:
     before = dataset.record(6)["date_modified"]
     dataset.modify(6, random.Random(1))
     assert before < dataset.record(6)["date_modified"] <= before + 30 * 86_400
+
+
+def test_changes_spread_over_the_played_interval_and_stay_searchable_in_order() -> None:
+    dataset = Dataset.generate(3_000, seed=6, end=NOW - 100_000)
+    day = 86_400
+    changes = dataset.apply_changes(
+        random.Random(5), now=NOW, edits=600, creates=100, deletes=0, over=day
+    )
+    moments = [dataset.record(i)["date_modified"] for i in changes.edited + changes.created]
+    assert all(NOW - day < m <= NOW for m in moments)
+    assert len(set(moments)) > 500  # spread, not a same-second burst
+    for record_id in changes.created:
+        record = dataset.record(record_id)
+        assert record["date_created"] == record["date_modified"]
+    # Half the interval finds exactly the changes stamped in it, in date order.
+    found = search(
+        dataset,
+        {"minimum_modified_date": NOW - day // 2, "sort_by": "date_modified", "page_size": 200},
+    )
+    expected = {
+        i
+        for i, m in zip(changes.edited + changes.created, moments, strict=True)
+        if m >= NOW - day // 2
+    }
+    assert set(found) == expected
