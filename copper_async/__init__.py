@@ -6,7 +6,8 @@ import logging
 
 from copper_async._clock import Clock, LoopClock
 from copper_async._custom_fields import CustomFieldDefinition, CustomFieldNames, CustomFieldOption
-from copper_async._engine import MultiSearch, Search
+from copper_async._engine import Search
+from copper_async._multi import MultiSearch
 from copper_async._options import SearchOptions
 from copper_async._ratelimit import RateLimit
 from copper_async._records import ABSENT, CustomFieldValue, LeadConversion, Opportunity

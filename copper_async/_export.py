@@ -23,7 +23,7 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -39,7 +39,7 @@ from copper_async._checkpoint import (
 )
 from copper_async._clock import Clock, LoopClock
 from copper_async._custom_fields import CustomFieldNames
-from copper_async._engine import Search
+from copper_async._engine import ResultPage, Search
 from copper_async._lock import exclusive_lock
 from copper_async._options import SearchOptions
 from copper_async._pages import PageSource
@@ -293,117 +293,167 @@ class _Run:
 
 
 async def _export(run: _Run, custom_fields: CustomFieldNames | None) -> ExportResult:
-    fetcher, filter, out, format = run.fetcher, run.filter, run.out, run.format
-    options, checkpoint, progress, clock = run.options, run.checkpoint, run.progress, run.clock
-    resume = run.resume
-    path = out if isinstance(out, Path) else None
-    job = job_description(
-        filter,
-        options,
-        path if path is not None else Path("-"),
-        format,
-        base_url=fetcher.base_url,
-        user_email=fetcher.user_email,
-    )
-    if custom_fields is not None:
-        # Only when on, so that the jobs of earlier versions keep their fingerprint.
-        job["custom_field_names"] = True
+    job = _job_of(run, custom_fields is not None)
     fingerprint = job_fingerprint(job)
-    if checkpoint is not None:
-        remove_stale_temp_files(checkpoint)
-
+    if run.checkpoint is not None:
+        remove_stale_temp_files(run.checkpoint)
     # One stats object: a restored planner counts into it from its snapshot on.
-    stats = SearchStats(clock=clock)
-    if path is None:
-        writer: RecordWriter = open_writer(out, format, custom_fields=custom_fields)
-        restored, state = None, None
-    else:
-        opened = _open_job(
-            job,
-            fingerprint,
-            options,
-            path,
-            format,
-            checkpoint,
-            stats,
-            resume=resume,
-            custom_fields=custom_fields,
-        )
-        if isinstance(opened, ExportResult):
-            return opened
-        writer, restored, state = opened
-    committed = state.committed_bytes if state else 0
-    records = state.records if state else 0
-    previous_stats: dict[str, Any] = dict(state.stats) if state else {}
-
+    stats = SearchStats(clock=run.clock)
+    opened = _open_output(run, job, fingerprint, stats, custom_fields)
+    if isinstance(opened, ExportResult):
+        return opened
+    writer, restored, state = opened
     search: Search[dict[str, Any]] = Search(
-        fetcher,
-        filter,
+        run.fetcher,
+        run.filter,
         resource=OPPORTUNITIES,
-        options=options,
-        clock=clock,
+        options=run.options,
+        clock=run.clock,
         planner=restored.planner if restored else None,
         planner_events=restored.events if restored else (),
         stats=stats,
     )
-    if state is not None:
-        # The first run's total covers the whole search; this run's first page
-        # is only one window's.
-        total = previous_stats.get("total_hint")
-        if isinstance(total, int) and not isinstance(total, bool):
-            search.stats.total_hint = total
-
-    def snapshot(*, complete: bool) -> Checkpoint:
-        return Checkpoint(
-            fingerprint=fingerprint,
-            job=job,
-            committed_bytes=committed,
-            records=records,
-            planner=search.planner.snapshot(include_seen=False),
-            stats=merge_stats(previous_stats, search.stats.as_dict()),
-            csv_columns=getattr(writer, "columns", None),
-            complete=complete,
-        )
-
-    def commit(state: Checkpoint) -> int:
-        length = writer.commit()
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, attrs.evolve(state, committed_bytes=length))
-        return length
-
+    written = _Written(fingerprint, job, run.checkpoint, writer, search, state)
     pages = search.pages()
     try:
-        if state is not None and progress is not None:
-            progress(search.stats, records)
-        async for page in pages:
-            writer.write_page(page.records)
-            records += len(page.records)
-            if checkpoint is not None and search.at_commit_point:
-                # The disk work runs in a thread while the next pages arrive.
-                state = snapshot(complete=False)
-                committed = await _in_thread(commit, state)
-            if progress is not None:
-                progress(search.stats, records)
-        writer.finish()
-        committed = await _in_thread(commit, snapshot(complete=True))
+        await _write_pages(written, pages, run.progress)
     except (asyncio.CancelledError, KeyboardInterrupt):
         # Stopped between pages: keep what is whole; a resume continues from it.
         # The caller gets the cancellation: this is only the detail.
-        if checkpoint is not None:
-            logger.info(
-                "export interrupted after %d records; resume from %s to continue",
-                records,
-                checkpoint,
-            )
-        else:
-            logger.info("export interrupted after %d records (no checkpoint)", records)
+        _log_interruption(written.records, run.checkpoint)
         raise
     finally:
         await pages.aclose()
         writer.close()
-    return ExportResult(
-        path, records, committed, merge_stats(previous_stats, search.stats.as_dict()), resume
+    path = run.out if isinstance(run.out, Path) else None
+    return ExportResult(path, written.records, written.committed, written.stats(), run.resume)
+
+
+def _job_of(run: _Run, custom_field_names: bool) -> dict[str, Any]:
+    """The job a checkpoint belongs to (see :func:`job_description`)."""
+    job = job_description(
+        run.filter,
+        run.options,
+        run.out if isinstance(run.out, Path) else Path("-"),
+        run.format,
+        base_url=run.fetcher.base_url,
+        user_email=run.fetcher.user_email,
     )
+    if custom_field_names:
+        # Only when on, so that the jobs of earlier versions keep their fingerprint.
+        job["custom_field_names"] = True
+    return job
+
+
+def _open_output(
+    run: _Run,
+    job: dict[str, Any],
+    fingerprint: str,
+    stats: SearchStats,
+    custom_fields: CustomFieldNames | None,
+) -> tuple[RecordWriter, Restored | None, Checkpoint | None] | ExportResult:
+    """The writer, and on resume the restored planner and the checkpoint read;
+    or the result of an export the checkpoint says is complete."""
+    if not isinstance(run.out, Path):
+        return open_writer(run.out, run.format, custom_fields=custom_fields), None, None
+    return _open_job(
+        job,
+        fingerprint,
+        run.options,
+        run.out,
+        run.format,
+        run.checkpoint,
+        stats,
+        resume=run.resume,
+        custom_fields=custom_fields,
+    )
+
+
+@attrs.define
+class _Written:
+    """What an export has written and committed so far, and how it commits.
+
+    ``resumed_from`` is the checkpoint this run continues (None for a fresh
+    run); its counts and stats carry on into this run's.
+    """
+
+    fingerprint: str
+    job: dict[str, Any]
+    checkpoint: Path | None
+    writer: RecordWriter
+    search: Search[dict[str, Any]]
+    resumed_from: Checkpoint | None
+    committed: int = attrs.field(init=False)
+    records: int = attrs.field(init=False)
+    previous_stats: dict[str, Any] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        state = self.resumed_from
+        self.committed = state.committed_bytes if state else 0
+        self.records = state.records if state else 0
+        self.previous_stats = dict(state.stats) if state else {}
+        if state is not None:
+            # The first run's total covers the whole search; this run's first page
+            # is only one window's.
+            total = self.previous_stats.get("total_hint")
+            if isinstance(total, int) and not isinstance(total, bool):
+                self.search.stats.total_hint = total
+
+    def stats(self) -> dict[str, Any]:
+        """The search's stats over every run of this export."""
+        return merge_stats(self.previous_stats, self.search.stats.as_dict())
+
+    def snapshot(self, *, complete: bool) -> Checkpoint:
+        return Checkpoint(
+            fingerprint=self.fingerprint,
+            job=self.job,
+            committed_bytes=self.committed,
+            records=self.records,
+            planner=self.search.planner.snapshot(include_seen=False),
+            stats=self.stats(),
+            csv_columns=getattr(self.writer, "columns", None),
+            complete=complete,
+        )
+
+    def commit(self, state: Checkpoint) -> int:
+        """Make the written pages durable, then record them (in a thread)."""
+        length = self.writer.commit()
+        if self.checkpoint is not None:
+            save_checkpoint(self.checkpoint, attrs.evolve(state, committed_bytes=length))
+        return length
+
+
+async def _write_pages(
+    written: _Written,
+    pages: AsyncIterator[ResultPage[dict[str, Any]]],
+    progress: ProgressCallback | None,
+) -> None:
+    """Write every page, committing at each point the checkpoint can describe."""
+    search = written.search
+    if written.resumed_from is not None and progress is not None:
+        progress(search.stats, written.records)
+    async for page in pages:
+        written.writer.write_page(page.records)
+        written.records += len(page.records)
+        if written.checkpoint is not None and search.at_commit_point:
+            # The disk work runs in a thread while the next pages arrive.
+            state = written.snapshot(complete=False)
+            written.committed = await _in_thread(written.commit, state)
+        if progress is not None:
+            progress(search.stats, written.records)
+    written.writer.finish()
+    written.committed = await _in_thread(written.commit, written.snapshot(complete=True))
+
+
+def _log_interruption(records: int, checkpoint: Path | None) -> None:
+    if checkpoint is not None:
+        logger.info(
+            "export interrupted after %d records; resume from %s to continue",
+            records,
+            checkpoint,
+        )
+    else:
+        logger.info("export interrupted after %d records (no checkpoint)", records)
 
 
 async def _in_thread(commit: Callable[[Checkpoint], int], state: Checkpoint) -> int:

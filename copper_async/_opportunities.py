@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from typing import Any, Generic, Literal, TypeVar, Unpack, overload
 
 from copper_async._clock import Clock
-from copper_async._engine import MultiSearch, Search
+from copper_async._engine import Search
+from copper_async._multi import MultiSearch
 from copper_async._options import SearchKwargs, SearchOptions
 from copper_async._pages import PageSource
 from copper_async._records import Opportunity

@@ -34,7 +34,7 @@ def _fail(code: int, message: str) -> NoReturn:
 
 
 def _exit_code(error: CopperError) -> int:
-    from copper_async.cli import _exit_code as export_exit_code  # loaded by now: no cycle
+    from copper_async._cli_support import _exit_code as export_exit_code  # loaded by now: no cycle
 
     return export_exit_code(error)
 

@@ -16,8 +16,8 @@ from typing import Any, NoReturn, TypeVar
 import attrs
 import click
 
+from copper_async._cli_support import _search_flag
 from copper_async._options import SearchOptions
-from copper_async.cli import _search_flag
 from copper_async.exceptions import CopperError
 from copper_async.sync._errors import StoreBusyError, StoreError
 from copper_async.sync._open import DEFAULT_DB
@@ -59,7 +59,7 @@ def _fail(code: int, message: str) -> NoReturn:
 
 
 def _exit_code(error: CopperError) -> int:
-    from copper_async.cli import _exit_code as export_exit_code
+    from copper_async._cli_support import _exit_code as export_exit_code
 
     if isinstance(error, StoreBusyError):
         return SyncExitCode.BUSY
@@ -70,7 +70,7 @@ def _exit_code(error: CopperError) -> int:
 
 def run_command(coroutine: Coroutine[Any, Any, T], *, progress: Any = None) -> T:
     """Run the sync through the export's runner, with the sync's own exit codes."""
-    from copper_async.cli import _run
+    from copper_async._cli_support import _run
 
     return _run(
         coroutine,
@@ -151,14 +151,14 @@ def sync(
     an overlap for clock skew) and upserts them by id; pages commit with the
     run's progress, so a stopped run continues where it stopped.
     """
-    from copper_async._protocol import DEFAULT_BASE_URL
-    from copper_async.cli import (
+    from copper_async._cli_support import (
         ExitCode,
         Progress,
         _configure_logging,
         _rate_limit,
         _read_filter,
     )
+    from copper_async._protocol import DEFAULT_BASE_URL
     from copper_async.client import CopperClient
     from copper_async.exceptions import InvalidInputError
     from copper_async.sync._open import open_store

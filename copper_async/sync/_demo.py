@@ -21,8 +21,8 @@ import attrs
 import click
 import orjson
 
+from copper_async._cli_support import _search_flag
 from copper_async._options import SearchOptions
-from copper_async.cli import _search_flag
 from copper_async.sync._bookmark import OVERLAP
 from copper_async.sync._cli import run_command, summary
 from copper_async.sync._runner import SyncResult
@@ -88,7 +88,7 @@ def demo_sync(
     quiet: bool,
 ) -> None:
     """Mirror N fake records into SQLite, change some, sync only those, check."""
-    from copper_async.cli import ExitCode, Progress, _configure_logging
+    from copper_async._cli_support import ExitCode, Progress, _configure_logging
 
     _configure_logging(quiet=quiet, verbose=False)
     keep = db is not None

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from copper_async._cli_support import Progress, _configure_logging
 from copper_async._engine import SearchStats
-from copper_async.cli import Progress, _configure_logging
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
 from tests.fakes import Account, Terminal, generated_records
 

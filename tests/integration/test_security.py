@@ -25,10 +25,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
 
+from copper_async._cli_support import Progress
 from copper_async._engine import SearchOptions
 from copper_async._export import run_export
 from copper_async._retry import RetryPolicy
-from copper_async.cli import ExitCode, Progress, main
+from copper_async.cli import ExitCode, main
 from copper_async.client import CopperClient, RetryEvent
 from copper_async.exceptions import (
     AuthenticationError,
