@@ -63,17 +63,17 @@ class _LazyGroup(click.Group):
         "sync": (
             "copper_async.sync._cli",
             "sync",
-            "Mirror opportunities into SQLite or PostgreSQL, reading only what changed.",
+            "Mirror opportunities into a database: everything once, then only changes.",
         ),
         "demo-sync": (
             "copper_async.sync._demo",
             "demo_sync",
-            "Load the fake server into SQLite, play a day of changes, sync them, check the table.",
+            "Mirror N fake records into SQLite, change some, sync only those, check.",
         ),
         "tap": (
             "copper_async.singer._cli",
             "tap",
-            "Run as a Singer tap: SCHEMA, RECORD and STATE messages on stdout.",
+            "A Singer tap of Copper opportunities, complete past the search cap.",
         ),
     }
 

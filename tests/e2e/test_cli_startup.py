@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
 import pytest
+
+from copper_async.cli import _LazyGroup
 
 
 def python(code: str) -> str:
@@ -54,3 +57,11 @@ def test_the_fake_server_command_is_loaded_when_run() -> None:
     )
     assert "--generate" in output
     assert output.splitlines()[-1] == "True"
+
+
+def test_the_command_list_shows_each_lazy_command_s_own_first_help_line() -> None:
+    """The list is printed without importing the lazy commands: its lines must
+    still say what each command's own help says."""
+    for name, (module, attribute, line) in _LazyGroup.lazy.items():
+        command = getattr(importlib.import_module(module), attribute)
+        assert line == (command.help or "").splitlines()[0], name
