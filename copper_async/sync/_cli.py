@@ -18,8 +18,7 @@ import click
 
 from copper_async._options import SearchOptions
 from copper_async.cli import _search_flag
-from copper_async.exceptions import CopperError
-from copper_async.sync._errors import StoreBusyError, StoreError
+from copper_async.exceptions import CopperError, StoreBusyError, StoreError
 from copper_async.sync._open import DEFAULT_DB
 from copper_async.sync._runner import SyncResult
 

@@ -16,8 +16,7 @@ import datetime as dt
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-from copper_async.exceptions import InvalidOptionError
-from copper_async.sync._errors import StoreBusyError, StoreError
+from copper_async.exceptions import InvalidOptionError, StoreBusyError, StoreError
 from copper_async.sync._schema import TABLE
 from copper_async.sync._store import ALL_COLUMNS, ThreadedStore
 

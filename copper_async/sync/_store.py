@@ -25,8 +25,8 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import attrs
 import orjson
 
+from copper_async.exceptions import SchemaMismatchError, StoreError
 from copper_async.sync._bookmark import Mode, replaces
-from copper_async.sync._errors import SchemaMismatchError, StoreError
 from copper_async.sync._rows import RowPlan
 from copper_async.sync._schema import (
     COLUMNS,

@@ -186,6 +186,17 @@ async def test_a_second_run_is_refused_while_one_holds_the_database(tmp_path: Pa
         release.set()
         await task
         assert live(sqlite_rows(db)) == w.truth()
+    # The export's lock: its file is removed when the run lets go.
+    assert not (tmp_path / "m.sqlite.lock").exists()
+
+
+def test_the_store_errors_are_in_the_one_error_tree() -> None:
+    from copper_async import exceptions, sync
+
+    for name in ("StoreError", "StoreBusyError", "SchemaMismatchError"):
+        assert getattr(sync, name) is getattr(exceptions, name)
+        assert name in exceptions.__all__
+    assert issubclass(exceptions.StoreBusyError, exceptions.StoreError)
 
 
 def digest(path: Path) -> str:
