@@ -68,3 +68,30 @@ def sqlite_rows(path: Path) -> dict[int, tuple[dict[str, Any], str | None]]:
 
 def live(rows: dict[int, tuple[dict[str, Any], Any]]) -> dict[int, dict[str, Any]]:
     return {i: record for i, (record, deleted) in rows.items() if deleted is None}
+
+
+def named_rows_expected(
+    records: dict[int, dict[str, Any]], names: Any
+) -> dict[int, dict[str, Any]]:
+    """What the named view should hold, by the export's own naming (CustomFieldNames)."""
+    expected: dict[int, dict[str, Any]] = {}
+    for record_id, record in records.items():
+        values = dict.fromkeys(names.columns.values())
+        for entry in reversed(record.get("custom_fields") or []):  # the first one wins
+            definition_id = entry.get("custom_field_definition_id")
+            if definition_id in names.columns:
+                value = names.value(definition_id, entry.get("value"))
+                values[names.columns[definition_id]] = value
+        expected[record_id] = values
+    return expected
+
+
+def comparable(value: Any) -> Any:
+    """A view's value as JSON would carry it (SQLite's JSON text, PostgreSQL's numeric)."""
+    import decimal
+
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, str) and value.startswith("["):
+        return orjson.loads(value)
+    return value

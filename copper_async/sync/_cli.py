@@ -126,6 +126,12 @@ def summary(result: SyncResult) -> list[str]:
 @click.option("--token", envvar="COPPER_ACCESS_TOKEN", help="Or COPPER_ACCESS_TOKEN.")
 @click.option("--email", envvar="COPPER_USER_EMAIL", help="Or COPPER_USER_EMAIL.")
 @click.option("--allow-insecure-http", is_flag=True, help="Allow http:// to a non-local host.")
+@click.option(
+    "--custom-field-names",
+    is_flag=True,
+    help="Also (re)create the view opportunities_named: a column per custom field, "
+    "options by name (one more request).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Only errors on stderr.")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging (never credentials).")
 def sync(
@@ -141,6 +147,7 @@ def sync(
     token: str | None,
     email: str | None,
     allow_insecure_http: bool,
+    custom_field_names: bool,
     quiet: bool,
     verbose: bool,
 ) -> None:
@@ -198,6 +205,7 @@ def sync(
                 page_size=page_size,
                 cap=cap,
                 progress=progress,
+                custom_field_names=custom_field_names,
             )
 
     result = run_command(job(), progress=progress)

@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from copper_async._custom_fields import CustomFieldNames
 from copper_async._engine import SearchStats
 from copper_async.client import CopperClient
 from copper_async.exceptions import InvalidOptionError
@@ -69,6 +70,7 @@ async def run_sync(
     cap: int = engine.SEARCH_CAP,
     now: Callable[[], float] = time.time,
     progress: ProgressCallback | None = None,
+    custom_field_names: bool = False,
 ) -> SyncResult:
     """Bring ``store`` up to date with the records ``filter`` matches.
 
@@ -77,13 +79,24 @@ async def run_sync(
     rows it did not see as deleted. A run that stopped is continued by the
     next one (unless that asks for another kind of read). The store is
     closed at the end, whatever happens.
+
+    ``custom_field_names`` reads Copper's custom field definitions first (one
+    more request) and, once the run is done, recreates the
+    ``opportunities_named`` view: a column per custom field, options by name.
     """
-    for name, flag in (("full", full), ("reconcile", reconcile)):
+    for name, flag in (
+        ("full", full),
+        ("reconcile", reconcile),
+        ("custom_field_names", custom_field_names),
+    ):
         if not isinstance(flag, bool):
             raise InvalidOptionError(name, f"must be True or False, not {flag!r}")
     query = filter if filter is not None else OpportunityFilter()
     job, key = job_identity(query, base_url=client.base_url, user_email=client.user_email)
     try:
+        names = None
+        if custom_field_names:  # before any write: a refusal here changes nothing
+            names = CustomFieldNames.for_records(await client.custom_field_definitions())
         state = await store.open(job, key)
         run, resumed = await _start(store, state, full=full, reconcile=reconcile, now=now)
         # Records created after the run began are the next run's (their
@@ -112,6 +125,8 @@ async def run_sync(
         summary.pop("stats")
         summary["finished"] = int(now())
         await store.finish_run(run, bookmark, summary)
+        if names is not None:
+            await store.name_custom_fields(names)
     finally:
         await store.close()
     return result

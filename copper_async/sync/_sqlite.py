@@ -17,8 +17,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from copper_async._custom_fields import CustomFieldNames
 from copper_async._lock import exclusive_lock
 from copper_async.exceptions import StoreBusyError, StoreError
+from copper_async.sync._named import sqlite_view
 from copper_async.sync._rows import RowPlan
 from copper_async.sync._schema import COLUMNS, TABLE
 from copper_async.sync._store import ALL_COLUMNS, ThreadedStore
@@ -105,6 +107,9 @@ class SQLiteStore(ThreadedStore):
 
     def _row_plan(self) -> RowPlan:
         return RowPlan(timestamp=None, date=lambda date: date.isoformat())
+
+    def _named_view(self, names: CustomFieldNames) -> str:
+        return sqlite_view(names)
 
     def _is_conflict(self, error: Exception) -> bool:
         return isinstance(error, sqlite3.IntegrityError)
