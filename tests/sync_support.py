@@ -13,6 +13,7 @@ import attrs
 import orjson
 
 from copper_async import CopperClient
+from copper_async.sync._clock import SettableClock
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
 
 START = 1_780_000_000  # the fake clock's first second (the data end before it)
@@ -21,23 +22,10 @@ TOKEN, EMAIL = "fake-token", "fake@example.com"
 
 
 @attrs.define
-class Clock:
-    """One wall clock for the fake server and the sync runner."""
-
-    now: float = START
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@attrs.define
 class World:
     server: FakeCopperServer
     client: CopperClient
-    clock: Clock
+    clock: SettableClock
 
     @property
     def dataset(self) -> Dataset:
@@ -49,7 +37,7 @@ class World:
 
 @asynccontextmanager
 async def world(count: int, *, cap: int = 100_000, seed: int = 1) -> AsyncIterator[World]:
-    clock = Clock()
+    clock = SettableClock(START)
     dataset = Dataset.generate(count, seed=seed, end=START - 86_400)
     async with FakeCopperServer(dataset, options=FakeServerOptions(cap=cap)) as server:
         server.clock = clock

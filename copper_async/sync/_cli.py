@@ -16,7 +16,7 @@ from typing import Any, NoReturn, TypeVar
 import attrs
 import click
 
-from copper_async._options import SearchOptions
+from copper_async._options import SearchKwargs, SearchOptions
 from copper_async.cli import _search_flag
 from copper_async.exceptions import CopperError, StoreBusyError, StoreError
 from copper_async.sync._open import DEFAULT_DB
@@ -178,7 +178,8 @@ def sync(
     query = _read_filter(filter_source)
     limit = _rate_limit(rate_limit)
     try:
-        SearchOptions(page_size=page_size, concurrency=concurrency, cap=cap)  # checks across them
+        options = SearchKwargs(page_size=page_size, concurrency=concurrency, cap=cap)
+        SearchOptions(**options)  # checks across them, before anything is opened
         store = open_store(db)
         client = CopperClient(
             access_token=token,
@@ -201,11 +202,9 @@ def sync(
                 query,
                 full=full,
                 reconcile=reconcile,
-                concurrency=concurrency,
-                page_size=page_size,
-                cap=cap,
                 progress=progress,
                 custom_field_names=custom_field_names,
+                **options,
             )
 
     result = run_command(job(), progress=progress)

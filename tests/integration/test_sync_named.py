@@ -47,10 +47,10 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 async def test_the_named_view_has_a_column_per_field_and_options_by_name(db: str) -> None:
     async with world(1_500) as w:
-        plain = await run_sync(w.client, open_store(db), now=w.clock)
+        plain = await run_sync(w.client, open_store(db), clock=w.clock)
         assert w.server.stats["requests_by_status"] == {200: plain.requests}
         w.server.reset_stats()
-        named = await run_sync(w.client, open_store(db), now=w.clock, custom_field_names=True)
+        named = await run_sync(w.client, open_store(db), clock=w.clock, custom_field_names=True)
         # One more answer than search requests: the definitions.
         assert w.server.stats["requests_by_status"] == {200: named.requests + 1}
         columns = list(NAMES.columns.values())
@@ -95,7 +95,7 @@ async def test_names_with_quotes_and_values_of_other_types_are_safe(db: str) -> 
     names = tricky_names()
     columns = ["cf_bob_s_region_drop_table_x", "cf_bob_s_region", "cf_flag"]
     assert list(names.columns.values()) == columns
-    records = {
+    records: dict[int, dict[str, Any]] = {
         1: {"id": 1, "custom_fields": [
             {"custom_field_definition_id": 1, "value": 1},
             {"custom_field_definition_id": 2, "value": [3, 99, "x"]},

@@ -30,7 +30,7 @@ from tests.sync_support import DAY, TOKEN, live, sqlite_rows, world
 
 async def sync(w: Any, db: Path, **options: Any) -> Any:
     options.setdefault("cap", 2_000)
-    return await run_sync(w.client, SQLiteStore(db), now=w.clock, **options)
+    return await run_sync(w.client, SQLiteStore(db), clock=w.clock, **options)
 
 
 @pytest.mark.asyncio
@@ -284,7 +284,7 @@ async def test_the_token_is_never_stored(tmp_path: Path) -> None:
     async with world(300) as w:
         await sync(w, db)
     files = list(tmp_path.iterdir())  # noqa: ASYNC240 - the run is over
-    assert len(files) >= 2  # the database and its lock file
+    assert "m.sqlite" in [path.name for path in files]  # its lock file is gone with the run
     assert all(TOKEN.encode() not in path.read_bytes() for path in files)
 
 
@@ -308,4 +308,20 @@ async def test_changes_past_the_cap_spread_over_a_day_or_in_one_second(tmp_path:
         w.server.play_changes(edits=2_500, seed=5)  # one second, past the cap
         burst = await sync(w, db)
         assert burst.updated == 2_500
+        assert live(sqlite_rows(db)) == w.truth()
+
+
+@pytest.mark.asyncio
+async def test_search_options_are_the_searchs_own_and_checked_before_the_database(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "m.sqlite"
+    async with world(500) as w:
+        for bad in ({"page_size": 0}, {"cap": 10, "page_size": 20}, {"end_at": 5}):
+            with pytest.raises(InvalidOptionError):
+                await sync(w, db, **bad)
+        assert not db.exists()
+        w.server.reset_stats()
+        result = await sync(w, db, page_size=50, split_field="date_modified", on_cap="warn")
+        assert result.requests == w.server.stats["requests"] == 10  # 500 records by 50
         assert live(sqlite_rows(db)) == w.truth()
