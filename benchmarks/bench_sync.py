@@ -48,6 +48,7 @@ import orjson  # noqa: E402
 
 from copper_async import CopperClient  # noqa: E402
 from copper_async.sync import RunProgress, run_sync  # noqa: E402
+from copper_async.sync._clock import SettableClock  # noqa: E402
 from copper_async.sync._open import open_store  # noqa: E402
 from copper_async.sync._store import ALL_COLUMNS  # noqa: E402
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions  # noqa: E402
@@ -60,11 +61,11 @@ DAY = 86_400
 
 async def _incremental(records: int, ks: list[int], cap: int, folder: Path) -> list[list[Any]]:
     dataset = Dataset.generate(records, seed=3)
-    clock = [float(dataset.end + DAY)]
+    clock = SettableClock(float(dataset.end + DAY))
     rows: list[list[Any]] = []
     db = folder / "cost.sqlite"
     async with FakeCopperServer(dataset, options=FakeServerOptions(cap=cap)) as server:
-        server.clock = lambda: clock[0]
+        server.clock = clock
         async with CopperClient(
             access_token="fake-token",
             user_email="fake@example.com",
@@ -75,13 +76,13 @@ async def _incremental(records: int, ks: list[int], cap: int, folder: Path) -> l
             async def sync() -> Any:
                 server.reset_stats()
                 began = time.perf_counter()
-                result = await run_sync(client, open_store(str(db)), cap=cap, now=lambda: clock[0])
+                result = await run_sync(client, open_store(str(db)), cap=cap, clock=clock)
                 return result, server.stats["requests"], time.perf_counter() - began
 
             _load, requests, seconds = await sync()
             rows.append(["full load", records, requests, math.ceil(records / 200), seconds, True])
             for k in ks:
-                clock[0] += DAY
+                clock.advance(DAY)
                 # A day of users' edits, spread over its seconds (a same-second
                 # burst is tested for correctness, not cost).
                 server.play_changes(edits=k, seed=k, over=DAY)

@@ -1,4 +1,4 @@
-"""One export at a time per checkpoint and per output: an exclusive ``flock``.
+"""One run at a time per file: an exclusive ``flock``, for the export and the sync.
 
 The lock is on ``<file>.lock`` beside the file it guards (the checkpoint is
 replaced on each save, so it cannot carry a lock itself). The kernel drops
@@ -12,43 +12,42 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from copper_async.exceptions import CopperError, InvalidOptionError
+from copper_async.exceptions import CopperError, ExportBusyError, InvalidOptionError
 
 __all__ = ["ExportBusyError", "exclusive_lock", "lock_path"]
 
-
-class ExportBusyError(CopperError):
-    """Another export of the same checkpoint or output is running."""
+#: Makes the error of a lock that cannot be taken for another reason than a holder.
+Unusable = Callable[[str], CopperError]
 
 
 def lock_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.lock")
 
 
-def _take(lock: Path, what: str) -> int:
+def _bad_output(message: str) -> CopperError:
+    return InvalidOptionError("out", message)
+
+
+def _take(lock: Path, what: str, holder: str, busy: type[CopperError], unusable: Unusable) -> int:
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
-            raise InvalidOptionError(
-                "out", f"cannot create the lock file {str(lock)!r}: {error.strerror}"
-            ) from None
+            raise unusable(f"cannot create the lock file {str(lock)!r}: {error.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
             os.close(fd)
             if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise ExportBusyError(
-                    f"another export is running on {what} (lock {str(lock)!r} held): "
+                raise busy(
+                    f"another {holder} is running on {what} (lock {str(lock)!r} held): "
                     "wait for it to end, or stop it first"
                 ) from None
-            raise InvalidOptionError(
-                "out", f"cannot lock {str(lock)!r}: {error.strerror}"
-            ) from None
+            raise unusable(f"cannot lock {str(lock)!r}: {error.strerror}") from None
         try:
             same = os.path.samestat(os.fstat(fd), os.stat(lock))
         except FileNotFoundError:
@@ -59,10 +58,22 @@ def _take(lock: Path, what: str) -> int:
 
 
 @contextmanager
-def exclusive_lock(path: Path, what: str) -> Iterator[None]:
-    """Hold ``<path>.lock`` for the block, or raise ExportBusyError at once."""
+def exclusive_lock(
+    path: Path,
+    what: str,
+    *,
+    holder: str = "export",
+    busy: type[CopperError] = ExportBusyError,
+    unusable: Unusable = _bad_output,
+) -> Iterator[None]:
+    """Hold ``<path>.lock`` for the block, or raise ``busy`` at once.
+
+    ``holder`` names the kind of run in the message ("another export is
+    running..."); ``unusable`` makes the error of a lock file that cannot be
+    created or locked (by default, a bad ``out`` option).
+    """
     lock = lock_path(path)
-    fd = _take(lock, what)
+    fd = _take(lock, what, holder, busy, unusable)
     try:
         yield
     finally:

@@ -27,11 +27,19 @@ the access token.
     │   └── ServerError                    5xx, still after every retry
     ├── CapExceededError                  records the search cap makes unreachable
     ├── CheckpointError                   a checkpoint that cannot be used
-    └── OutputError                       an export's output cannot be written
+    ├── OutputError                       an export's output cannot be written
+    ├── ExportBusyError                   another export holds its checkpoint or output
+    └── StoreError                        a sync's database cannot be used: bad URL,
+        │                                 unreachable, refused login, read-only, disk
+        │                                 full, lost mid-run
+        ├── StoreBusyError                 another sync of this database and job runs
+        └── SchemaMismatchError            a database of another tool or schema version
 
     SearchCapWarning (UserWarning)        on_cap="warn": records left unread
 
-The access token is never part of any message or attribute here.
+A failed sync leaves what it committed whole: the next run continues from
+it. Store messages name the database without its password. The access token
+is never part of any message or attribute here.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ __all__ = [
     "CapExceededError",
     "CheckpointError",
     "CopperError",
+    "ExportBusyError",
     "InvalidFilterError",
     "InvalidInputError",
     "InvalidOptionError",
@@ -56,8 +65,11 @@ __all__ = [
     "ResponseError",
     "ResponseFormatError",
     "ResponseTooLargeError",
+    "SchemaMismatchError",
     "SearchCapWarning",
     "ServerError",
+    "StoreBusyError",
+    "StoreError",
     "TransportError",
 ]
 
@@ -271,6 +283,22 @@ class OutputError(CopperError):
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"cannot write {path!r}: {reason}")
         self.path = path
+
+
+class ExportBusyError(CopperError):
+    """Another export of the same checkpoint or output is running."""
+
+
+class StoreError(CopperError):
+    """The sync's database cannot be opened, read or written."""
+
+
+class StoreBusyError(StoreError):
+    """Another sync of the same database and job is running."""
+
+
+class SchemaMismatchError(StoreError):
+    """The database belongs to another tool or another schema version: never altered."""
 
 
 class SearchCapWarning(UserWarning):

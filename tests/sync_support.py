@@ -13,6 +13,7 @@ import attrs
 import orjson
 
 from copper_async import CopperClient
+from copper_async.sync._clock import SettableClock
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
 
 START = 1_780_000_000  # the fake clock's first second (the data end before it)
@@ -21,23 +22,10 @@ TOKEN, EMAIL = "fake-token", "fake@example.com"
 
 
 @attrs.define
-class Clock:
-    """One wall clock for the fake server and the sync runner."""
-
-    now: float = START
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@attrs.define
 class World:
     server: FakeCopperServer
     client: CopperClient
-    clock: Clock
+    clock: SettableClock
 
     @property
     def dataset(self) -> Dataset:
@@ -49,7 +37,7 @@ class World:
 
 @asynccontextmanager
 async def world(count: int, *, cap: int = 100_000, seed: int = 1) -> AsyncIterator[World]:
-    clock = Clock()
+    clock = SettableClock(START)
     dataset = Dataset.generate(count, seed=seed, end=START - 86_400)
     async with FakeCopperServer(dataset, options=FakeServerOptions(cap=cap)) as server:
         server.clock = clock
@@ -68,3 +56,30 @@ def sqlite_rows(path: Path) -> dict[int, tuple[dict[str, Any], str | None]]:
 
 def live(rows: dict[int, tuple[dict[str, Any], Any]]) -> dict[int, dict[str, Any]]:
     return {i: record for i, (record, deleted) in rows.items() if deleted is None}
+
+
+def named_rows_expected(
+    records: dict[int, dict[str, Any]], names: Any
+) -> dict[int, dict[str, Any]]:
+    """What the named view should hold, by the export's own naming (CustomFieldNames)."""
+    expected: dict[int, dict[str, Any]] = {}
+    for record_id, record in records.items():
+        values = dict.fromkeys(names.columns.values())
+        for entry in reversed(record.get("custom_fields") or []):  # the first one wins
+            definition_id = entry.get("custom_field_definition_id")
+            if definition_id in names.columns:
+                value = names.value(definition_id, entry.get("value"))
+                values[names.columns[definition_id]] = value
+        expected[record_id] = values
+    return expected
+
+
+def comparable(value: Any) -> Any:
+    """A view's value as JSON would carry it (SQLite's JSON text, PostgreSQL's numeric)."""
+    import decimal
+
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, str) and value.startswith("["):
+        return orjson.loads(value)
+    return value

@@ -7,8 +7,8 @@ SQLite (standard library, the default) and PostgreSQL (``psycopg``, the
 ``copper-async[postgres]`` extra).
 """
 
+from copper_async.exceptions import SchemaMismatchError, StoreBusyError, StoreError
 from copper_async.sync._bookmark import OVERLAP, Mode
-from copper_async.sync._errors import SchemaMismatchError, StoreBusyError, StoreError
 from copper_async.sync._open import open_store
 from copper_async.sync._runner import SyncResult, run_sync
 from copper_async.sync._schema import COLUMNS, SCHEMA_VERSION, STATE_TABLE, TABLE

@@ -17,9 +17,8 @@ import attrs
 import click
 
 from copper_async._cli_support import _search_flag
-from copper_async._options import SearchOptions
-from copper_async.exceptions import CopperError
-from copper_async.sync._errors import StoreBusyError, StoreError
+from copper_async._options import SearchKwargs, SearchOptions
+from copper_async.exceptions import CopperError, StoreBusyError, StoreError
 from copper_async.sync._open import DEFAULT_DB
 from copper_async.sync._runner import SyncResult
 
@@ -127,6 +126,12 @@ def summary(result: SyncResult) -> list[str]:
 @click.option("--token", envvar="COPPER_ACCESS_TOKEN", help="Or COPPER_ACCESS_TOKEN.")
 @click.option("--email", envvar="COPPER_USER_EMAIL", help="Or COPPER_USER_EMAIL.")
 @click.option("--allow-insecure-http", is_flag=True, help="Allow http:// to a non-local host.")
+@click.option(
+    "--custom-field-names",
+    is_flag=True,
+    help="Also (re)create the view opportunities_named: a column per custom field, "
+    "options by name (one more request).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Only errors on stderr.")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging (never credentials).")
 def sync(
@@ -142,6 +147,7 @@ def sync(
     token: str | None,
     email: str | None,
     allow_insecure_http: bool,
+    custom_field_names: bool,
     quiet: bool,
     verbose: bool,
 ) -> None:
@@ -172,7 +178,8 @@ def sync(
     query = _read_filter(filter_source)
     limit = _rate_limit(rate_limit)
     try:
-        SearchOptions(page_size=page_size, concurrency=concurrency, cap=cap)  # checks across them
+        options = SearchKwargs(page_size=page_size, concurrency=concurrency, cap=cap)
+        SearchOptions(**options)  # checks across them, before anything is opened
         store = open_store(db)
         client = CopperClient(
             access_token=token,
@@ -195,10 +202,9 @@ def sync(
                 query,
                 full=full,
                 reconcile=reconcile,
-                concurrency=concurrency,
-                page_size=page_size,
-                cap=cap,
                 progress=progress,
+                custom_field_names=custom_field_names,
+                **options,
             )
 
     result = run_command(job(), progress=progress)

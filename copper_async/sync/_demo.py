@@ -133,6 +133,7 @@ async def _play(
     progress: Any,
 ) -> tuple[list[tuple[str, SyncResult]], list[str], list[int]]:
     from copper_async.client import CopperClient
+    from copper_async.sync._clock import SettableClock
     from copper_async.sync._open import open_store
     from copper_async.sync._runner import run_sync
     from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
@@ -144,8 +145,8 @@ async def _play(
     options = FakeServerOptions(cap=cap)
     runs: list[tuple[str, SyncResult]] = []
     async with FakeCopperServer(dataset, options=options) as server:
-        clock = [time.time()]
-        server.clock = lambda: clock[0]
+        clock = SettableClock(time.time())
+        server.clock = clock
         async with CopperClient(
             access_token=options.access_token,
             user_email=options.user_email,
@@ -156,7 +157,7 @@ async def _play(
             async def sync(title: str, *, reconcile: bool = False) -> None:
                 began = time.monotonic()
                 result = await run_sync(
-                    client, open_store(str(db)), now=lambda: clock[0], cap=cap,
+                    client, open_store(str(db)), clock=clock, cap=cap,
                     progress=progress, reconcile=reconcile,
                 )  # fmt: skip
                 progress.close()
@@ -164,13 +165,13 @@ async def _play(
 
             await sync("full load")
             # A day of activity on the server, stamped with its clock.
-            clock[0] += 86_400
+            clock.advance(86_400)
             edits, creates, deletes = changes
             played = server.play_changes(edits=edits, creates=creates, deletes=deletes, seed=seed)
             await sync("incremental sync")
             problems = _check(db, dataset, played.deleted, reconciled=False)
             if reconcile and not problems:
-                clock[0] += 2 * OVERLAP
+                clock.advance(2 * OVERLAP)
                 await sync("reconcile", reconcile=True)
                 problems = _check(db, dataset, played.deleted, reconciled=True)
     return runs, problems, played.deleted

@@ -10,33 +10,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import attrs
+
 from copper_async._engine import Search
-from copper_async._options import SEARCH_CAP, SearchOptions
+from copper_async._options import SearchOptions
 from copper_async._planner import Restored, WindowPlanner
 from copper_async._resources import OPPORTUNITIES
 from copper_async._stats import SearchStats
 from copper_async.client import CopperClient
 from copper_async.filters import OpportunityFilter
 
-__all__ = ["SEARCH_CAP", "RawSearch", "new_search", "restore_planner", "resumed_search", "snapshot"]
+__all__ = ["RawSearch", "new_search", "restore_planner", "resumed_search", "snapshot"]
 
 RawSearch = Search[dict[str, Any]]
 
 
-def options(*, page_size: int, concurrency: int, cap: int, end_at: int) -> SearchOptions:
-    """``end_at`` bounds ``date_created`` (records created later are the next run's)."""
-    return SearchOptions(page_size=page_size, concurrency=concurrency, cap=cap, end_at=end_at)
-
-
 def new_search(client: CopperClient, query: OpportunityFilter, opts: SearchOptions) -> RawSearch:
-    return client.opportunities.search(
-        query,
-        raw=True,
-        page_size=opts.page_size,
-        concurrency=opts.concurrency,
-        cap=opts.cap,
-        end_at=opts.end_at,
-    )
+    return client.opportunities.search(query, raw=True, **attrs.asdict(opts, recurse=False))
 
 
 def restore_planner(

@@ -16,8 +16,9 @@ import datetime as dt
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-from copper_async.exceptions import InvalidOptionError
-from copper_async.sync._errors import StoreBusyError, StoreError
+from copper_async._custom_fields import CustomFieldNames
+from copper_async.exceptions import InvalidOptionError, StoreBusyError, StoreError
+from copper_async.sync._named import postgres_view
 from copper_async.sync._schema import TABLE
 from copper_async.sync._store import ALL_COLUMNS, ThreadedStore
 
@@ -108,6 +109,9 @@ class PostgresStore(ThreadedStore):
             )
             for record_id, created, modified in cursor:
                 yield {"id": record_id, "date_created": created, "date_modified": modified}
+
+    def _named_view(self, names: CustomFieldNames) -> str:
+        return postgres_view(names)
 
     def _is_conflict(self, error: Exception) -> bool:
         return isinstance(error, self._psycopg.errors.UniqueViolation)

@@ -7,16 +7,18 @@ See :mod:`copper_async.sync._bookmark` for when the bookmark moves and
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Unpack
 
 import attrs
 
+from copper_async._clock import Clock, LoopClock
+from copper_async._custom_fields import CustomFieldNames
 from copper_async._engine import SearchStats
+from copper_async._options import SearchKwargs, SearchOptions
 from copper_async.client import CopperClient
 from copper_async.exceptions import InvalidOptionError
-from copper_async.filters import MAX_PAGE_SIZE, OpportunityFilter
+from copper_async.filters import OpportunityFilter
 from copper_async.sync import _engine_adapter as engine
 from copper_async.sync._bookmark import (
     OVERLAP,
@@ -64,11 +66,10 @@ async def run_sync(
     *,
     full: bool = False,
     reconcile: bool = False,
-    page_size: int = MAX_PAGE_SIZE,
-    concurrency: int = 4,
-    cap: int = engine.SEARCH_CAP,
-    now: Callable[[], float] = time.time,
+    clock: Clock | None = None,
     progress: ProgressCallback | None = None,
+    custom_field_names: bool = False,
+    **options: Unpack[SearchKwargs],
 ) -> SyncResult:
     """Bring ``store`` up to date with the records ``filter`` matches.
 
@@ -77,20 +78,36 @@ async def run_sync(
     rows it did not see as deleted. A run that stopped is continued by the
     next one (unless that asks for another kind of read). The store is
     closed at the end, whatever happens.
+
+    ``options`` are the search's (:class:`~copper_async._options.SearchOptions`)
+    but ``end_at``: each run bounds ``date_created`` by its own start.
+    ``custom_field_names`` reads Copper's custom field definitions first (one
+    more request) and, once the run is done, recreates the
+    ``opportunities_named`` view: a column per custom field, options by name.
     """
-    for name, flag in (("full", full), ("reconcile", reconcile)):
+    for name, flag in (
+        ("full", full),
+        ("reconcile", reconcile),
+        ("custom_field_names", custom_field_names),
+    ):
         if not isinstance(flag, bool):
             raise InvalidOptionError(name, f"must be True or False, not {flag!r}")
+    if "end_at" in options:
+        raise InvalidOptionError("end_at", "the sync bounds each run by its own start")
+    search_options = SearchOptions(**options)
+    # The run's wall time (its start, synced_at, deleted_at) is the clock's.
+    now = (clock if clock is not None else LoopClock()).time
     query = filter if filter is not None else OpportunityFilter()
     job, key = job_identity(query, base_url=client.base_url, user_email=client.user_email)
     try:
+        names = None
+        if custom_field_names:  # before any write: a refusal here changes nothing
+            names = CustomFieldNames.for_records(await client.custom_field_definitions())
         state = await store.open(job, key)
         run, resumed = await _start(store, state, full=full, reconcile=reconcile, now=now)
         # Records created after the run began are the next run's (their
         # date_modified is later than this run's start).
-        opts = engine.options(
-            page_size=page_size, concurrency=concurrency, cap=cap, end_at=run.started + OVERLAP
-        )
+        opts = attrs.evolve(search_options, end_at=run.started + OVERLAP)
         stats = await _read(client, store, query, opts, run, resumed, now, progress)
         deleted = 0
         if run.mode == "reconcile":
@@ -112,6 +129,8 @@ async def run_sync(
         summary.pop("stats")
         summary["finished"] = int(now())
         await store.finish_run(run, bookmark, summary)
+        if names is not None:
+            await store.name_custom_fields(names)
     finally:
         await store.close()
     return result
@@ -143,7 +162,7 @@ async def _read(
     client: CopperClient,
     store: Store,
     base: OpportunityFilter,
-    opts: Any,
+    opts: SearchOptions,
     run: RunProgress,
     resumed: bool,
     now: Callable[[], float],

@@ -2,14 +2,14 @@
 
 Timestamps are ISO-8601 UTC text (``2026-01-31T09:30:00Z``), ``close_date``
 an ISO date, JSON columns text. A run holds an exclusive ``flock`` on
-``<database>.lock`` beside the file for its whole length: independent of
-SQLite's own (fcntl) locks, released by the kernel if the process dies.
+``<database>.lock`` beside the file for its whole length (the export's lock,
+:mod:`copper_async._lock`): independent of SQLite's own (fcntl) locks,
+released by the kernel if the process dies.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
+import contextlib
 import os
 import sqlite3
 import time
@@ -17,7 +17,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from copper_async.sync._errors import StoreBusyError, StoreError
+from copper_async._custom_fields import CustomFieldNames
+from copper_async._lock import exclusive_lock
+from copper_async.exceptions import StoreBusyError, StoreError
+from copper_async.sync._named import sqlite_view
 from copper_async.sync._rows import RowPlan
 from copper_async.sync._schema import COLUMNS, TABLE
 from copper_async.sync._store import ALL_COLUMNS, ThreadedStore
@@ -47,7 +50,7 @@ class SQLiteStore(ThreadedStore):
         super().__init__()
         self.path = Path(path)
         self.name = f"SQLite database {str(self.path)!r}"
-        self._lock_fd: int | None = None
+        self._held: contextlib.ExitStack | None = None
 
     def _connect(self) -> _Connection:
         if self.path.is_dir():
@@ -65,28 +68,17 @@ class SQLiteStore(ThreadedStore):
         self._connection.pragma("PRAGMA synchronous=NORMAL")
 
     def _lock(self, key: str) -> None:
-        lock_path = f"{self.path}.lock"
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as error:
-            raise StoreError(
-                f"cannot create the lock file {lock_path!r}: {error.strerror}"
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            os.close(fd)
-            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise StoreBusyError(
-                    f"another sync is running on {self.name} (lock {lock_path!r} held)"
-                ) from None
-            raise StoreError(f"cannot lock {lock_path!r}: {error.strerror}") from None
-        self._lock_fd = fd
+        self._held = contextlib.ExitStack()
+        self._held.enter_context(
+            exclusive_lock(
+                self.path, self.name, holder="sync", busy=StoreBusyError, unusable=StoreError
+            )
+        )
 
     def _unlock(self) -> None:
-        fd, self._lock_fd = self._lock_fd, None
-        if fd is not None:
-            os.close(fd)  # releases the flock
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()  # removes the lock file and releases the flock
 
     def _tables(self) -> set[str]:
         rows = self._execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
@@ -115,6 +107,9 @@ class SQLiteStore(ThreadedStore):
 
     def _row_plan(self) -> RowPlan:
         return RowPlan(timestamp=None, date=lambda date: date.isoformat())
+
+    def _named_view(self, names: CustomFieldNames) -> str:
+        return sqlite_view(names)
 
     def _is_conflict(self, error: Exception) -> bool:
         return isinstance(error, sqlite3.IntegrityError)

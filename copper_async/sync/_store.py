@@ -6,8 +6,10 @@ version. A run is: :meth:`Store.open` (lock, check the schema and the job),
 :meth:`Store.begin_run`, then per page :meth:`Store.upsert_page` (rows
 written, not yet committed; at the engine's commit points committed with the
 run's progress in one transaction); :meth:`Store.mark_deletions` and :meth:`Store.finish_run`
-end it, in one more. Whatever stops a run, the database holds whole pages and
-a progress record that matches them.
+end it, in one more; :meth:`Store.name_custom_fields` then recreates the
+view with a column per custom field, when the run was asked to. Whatever
+stops a run, the database holds whole pages and a progress record that
+matches them.
 
 :class:`ThreadedStore` runs a blocking DB-API connection in one thread of its
 own, so that no database work runs on the event loop; the SQLite and
@@ -25,8 +27,10 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import attrs
 import orjson
 
+from copper_async._custom_fields import CustomFieldNames
+from copper_async.exceptions import SchemaMismatchError, StoreError
 from copper_async.sync._bookmark import Mode, replaces
-from copper_async.sync._errors import SchemaMismatchError, StoreError
+from copper_async.sync._named import NAMED_VIEW
 from copper_async.sync._rows import RowPlan
 from copper_async.sync._schema import (
     COLUMNS,
@@ -102,6 +106,7 @@ class Store(Protocol):
     async def finish_run(
         self, run: RunProgress, bookmark: int, summary: Mapping[str, Any]
     ) -> None: ...
+    async def name_custom_fields(self, names: CustomFieldNames) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -206,6 +211,10 @@ class ThreadedStore:
     def _row_plan(self) -> RowPlan:
         return RowPlan(timestamp=self._timestamp, date=lambda date: date)
 
+    def _named_view(self, names: CustomFieldNames) -> str:
+        """The dialect's ``CREATE VIEW`` of :mod:`copper_async.sync._named`."""
+        raise NotImplementedError
+
     # -- running in the thread --------------------------------------------------------
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
@@ -278,6 +287,10 @@ class ThreadedStore:
 
     async def finish_run(self, run: RunProgress, bookmark: int, summary: Mapping[str, Any]) -> None:
         await self._call(self._finish, run, bookmark, summary)
+
+    async def name_custom_fields(self, names: CustomFieldNames) -> None:
+        """Recreate the named view from ``names`` (the current definitions)."""
+        await self._call(self._rename, names)
 
     async def close(self) -> None:
         try:
@@ -444,6 +457,11 @@ class ThreadedStore:
             "updated_at = ? WHERE job_key = ?",
             (bookmark, run.run_id, orjson.dumps(summary).decode(), self._now_text(), self._key),
         )
+        self._connection.commit()
+
+    def _rename(self, names: CustomFieldNames) -> None:
+        self._execute(f"DROP VIEW IF EXISTS {NAMED_VIEW}")
+        self._execute(self._named_view(names))
         self._connection.commit()
 
     def _close(self) -> None:

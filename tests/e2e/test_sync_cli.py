@@ -211,3 +211,19 @@ async def test_demo_sync_checks_the_table() -> None:
     assert "the table equals the server's records and deletions marked" in text
     assert "updated           120" in text
     assert "deleted           20\n" in text
+
+
+@pytest.mark.asyncio
+async def test_custom_field_names_flag_makes_the_named_view(tmp_path: Path) -> None:
+    db = tmp_path / "m.sqlite"
+    async with FakeCopperServer(Dataset.generate(50, seed=2)) as server:
+        code, err = await cli([*sync_args(server, db), "--custom-field-names"])
+        assert code == 0, err
+    with sqlite3.connect(db) as connection:
+        regions = connection.execute(
+            "SELECT DISTINCT cf_region FROM opportunities_named"
+        ).fetchall()
+    assert regions
+    assert {region for (region,) in regions} <= {
+        "North", "South", "East", "West", "Central", "EMEA", "APAC", "LATAM", None,
+    }  # fmt: skip

@@ -23,7 +23,7 @@ from tests.sync_support import DAY, TOKEN, world
 
 async def sync(w: Any, url: str, **options: Any) -> Any:
     options.setdefault("cap", 2_000)
-    return await run_sync(w.client, open_store(url), now=w.clock, **options)
+    return await run_sync(w.client, open_store(url), clock=w.clock, **options)
 
 
 def pg_rows(url: str) -> dict[int, tuple[dict[str, Any], Any]]:

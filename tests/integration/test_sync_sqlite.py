@@ -30,7 +30,7 @@ from tests.sync_support import DAY, TOKEN, live, sqlite_rows, world
 
 async def sync(w: Any, db: Path, **options: Any) -> Any:
     options.setdefault("cap", 2_000)
-    return await run_sync(w.client, SQLiteStore(db), now=w.clock, **options)
+    return await run_sync(w.client, SQLiteStore(db), clock=w.clock, **options)
 
 
 @pytest.mark.asyncio
@@ -186,6 +186,17 @@ async def test_a_second_run_is_refused_while_one_holds_the_database(tmp_path: Pa
         release.set()
         await task
         assert live(sqlite_rows(db)) == w.truth()
+    # The export's lock: its file is removed when the run lets go.
+    assert not (tmp_path / "m.sqlite.lock").exists()
+
+
+def test_the_store_errors_are_in_the_one_error_tree() -> None:
+    from copper_async import exceptions, sync
+
+    for name in ("StoreError", "StoreBusyError", "SchemaMismatchError"):
+        assert getattr(sync, name) is getattr(exceptions, name)
+        assert name in exceptions.__all__
+    assert issubclass(exceptions.StoreBusyError, exceptions.StoreError)
 
 
 def digest(path: Path) -> str:
@@ -273,7 +284,7 @@ async def test_the_token_is_never_stored(tmp_path: Path) -> None:
     async with world(300) as w:
         await sync(w, db)
     files = list(tmp_path.iterdir())  # noqa: ASYNC240 - the run is over
-    assert len(files) >= 2  # the database and its lock file
+    assert "m.sqlite" in [path.name for path in files]  # its lock file is gone with the run
     assert all(TOKEN.encode() not in path.read_bytes() for path in files)
 
 
@@ -297,4 +308,20 @@ async def test_changes_past_the_cap_spread_over_a_day_or_in_one_second(tmp_path:
         w.server.play_changes(edits=2_500, seed=5)  # one second, past the cap
         burst = await sync(w, db)
         assert burst.updated == 2_500
+        assert live(sqlite_rows(db)) == w.truth()
+
+
+@pytest.mark.asyncio
+async def test_search_options_are_the_searchs_own_and_checked_before_the_database(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "m.sqlite"
+    async with world(500) as w:
+        for bad in ({"page_size": 0}, {"cap": 10, "page_size": 20}, {"end_at": 5}):
+            with pytest.raises(InvalidOptionError):
+                await sync(w, db, **bad)
+        assert not db.exists()
+        w.server.reset_stats()
+        result = await sync(w, db, page_size=50, split_field="date_modified", on_cap="warn")
+        assert result.requests == w.server.stats["requests"] == 10  # 500 records by 50
         assert live(sqlite_rows(db)) == w.truth()

@@ -1,0 +1,126 @@
+"""``opportunities_named``: the mirror's table with a column per custom field.
+
+The table's schema is versioned and never altered, and Copper's custom
+fields change under it; so the named columns live in a view, recreated at the
+end of each run that asks for them (``--custom-field-names``) from the
+definitions Copper answered then. Each definition gets one column, named by
+:class:`~copper_async._custom_fields.CustomFieldNames` (``cf_region``...),
+its value read from the row's ``custom_fields`` JSON; Dropdown ids become
+option names, MultiSelect values a JSON array of names (an id no option has
+stays an id, as in the CSV export). Views take no parameters, so names and
+option names are written into the SQL as quoted identifiers and literals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from copper_async._custom_fields import CustomFieldNames
+from copper_async.sync._schema import TABLE
+
+__all__ = ["NAMED_VIEW", "postgres_view", "quote_identifier", "quote_literal", "sqlite_view"]
+
+NAMED_VIEW: Final = f"{TABLE}_named"
+_NUMBERS: Final = frozenset({"Float", "Currency", "Percentage", "Date"})
+
+
+def quote_identifier(name: str) -> str:
+    """An SQL identifier (the same rule in SQLite and PostgreSQL)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """An SQL string literal; PostgreSQL's text cannot hold NUL."""
+    return "'" + text.replace("\x00", "").replace("'", "''") + "'"
+
+
+def _options(names: CustomFieldNames, definition_id: int) -> Mapping[int, str]:
+    definition = names.definitions[definition_id]
+    if definition.data_type not in ("Dropdown", "MultiSelect"):
+        return {}
+    return {option.id: option.name for option in definition.options}
+
+
+def _cases(options: Mapping[int, str], value: str, key: str, name: str) -> str:
+    """``CASE <value> WHEN <key(id)> THEN <name(text)> ... ELSE <value> END``."""
+    whens = " ".join(
+        f"WHEN {key.format(option_id)} THEN {name.format(quote_literal(text))}"
+        for option_id, text in options.items()
+    )
+    return f"CASE {value} {whens} ELSE {value} END"
+
+
+# -- SQLite: one correlated lookup per column, in json_each --------------------------
+
+
+def _sqlite_column(names: CustomFieldNames, definition_id: int) -> str:
+    options = _options(names, definition_id)
+    data_type = names.definitions[definition_id].data_type
+    value = "json_extract(f.value, '$.value')"
+    # Only integers are option ids: JSON true reads as 1 in SQLite.
+    if options and data_type == "MultiSelect":
+        item = _cases(options, "m.value", "{}", "{}")
+        value = (
+            f"CASE json_type(f.value, '$.value') WHEN 'array' THEN "
+            f"(SELECT json_group_array(CASE m.type WHEN 'integer' THEN {item} ELSE m.value END) "
+            f"FROM json_each(f.value, '$.value') m) ELSE {value} END"
+        )
+    elif options:
+        value = (
+            f"CASE json_type(f.value, '$.value') WHEN 'integer' THEN "
+            f"{_cases(options, value, '{}', '{}')} ELSE {value} END"
+        )
+    return (
+        f"(SELECT {value} FROM json_each(CASE json_type(o.custom_fields) WHEN 'array' "
+        "THEN o.custom_fields ELSE '[]' END) f "
+        f"WHERE json_extract(f.value, '$.custom_field_definition_id') = {definition_id} "
+        f"LIMIT 1) AS {quote_identifier(names.columns[definition_id])}"
+    )
+
+
+def sqlite_view(names: CustomFieldNames) -> str:
+    columns = "".join(f", {_sqlite_column(names, i)}" for i in names.columns)
+    return f"CREATE VIEW {NAMED_VIEW} AS SELECT o.*{columns} FROM {TABLE} o"
+
+
+# -- PostgreSQL: the row's fields gathered once, in a lateral, by definition id ------
+
+
+def _postgres_column(names: CustomFieldNames, definition_id: int) -> str:
+    options = _options(names, definition_id)
+    data_type = names.definitions[definition_id].data_type
+    value = f"c.fields -> {quote_literal(str(definition_id))}"
+    if options and data_type == "MultiSelect":
+        item = _cases(options, "e.item", "'{}'::jsonb", "to_jsonb({}::text)")
+        column = (
+            f"CASE jsonb_typeof({value}) WHEN 'array' THEN "
+            f"(SELECT coalesce(jsonb_agg({item} ORDER BY e.n), '[]') "
+            f"FROM jsonb_array_elements({value}) WITH ORDINALITY AS e(item, n)) "
+            f"ELSE {value} END"
+        )
+    elif options:
+        whens = " ".join(
+            f"WHEN '{option_id}'::jsonb THEN {quote_literal(text)}"
+            for option_id, text in options.items()
+        )
+        column = f"CASE {value} {whens} ELSE {value} #>> '{{}}' END"
+    elif data_type == "Checkbox":
+        column = f"CASE jsonb_typeof({value}) WHEN 'boolean' THEN ({value})::boolean END"
+    elif data_type in _NUMBERS:
+        column = f"CASE jsonb_typeof({value}) WHEN 'number' THEN ({value})::numeric END"
+    else:
+        column = f"{value} #>> '{{}}'"
+    return f"{column} AS {quote_identifier(names.columns[definition_id])}"
+
+
+def postgres_view(names: CustomFieldNames) -> str:
+    columns = "".join(f", {_postgres_column(names, i)}" for i in names.columns)
+    return (
+        f"CREATE VIEW {NAMED_VIEW} AS SELECT o.*{columns} FROM {TABLE} o "
+        "LEFT JOIN LATERAL (SELECT jsonb_object_agg(f ->> 'custom_field_definition_id', "
+        "f -> 'value') AS fields FROM jsonb_array_elements(CASE jsonb_typeof(o.custom_fields) "
+        "WHEN 'array' THEN o.custom_fields ELSE '[]' END) f "
+        "WHERE jsonb_typeof(f) = 'object' AND f ->> 'custom_field_definition_id' IS NOT NULL"
+        ") c ON true"
+    )
