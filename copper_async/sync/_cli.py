@@ -18,6 +18,7 @@ import click
 
 from copper_async._cli_support import _search_flag
 from copper_async._options import SearchKwargs, SearchOptions
+from copper_async.client import CopperClient
 from copper_async.exceptions import CopperError, StoreBusyError, StoreError
 from copper_async.sync._open import DEFAULT_DB
 from copper_async.sync._runner import SyncResult
@@ -97,6 +98,32 @@ def summary(result: SyncResult) -> list[str]:
     ]
 
 
+def _client(
+    token: str,
+    email: str,
+    limit: Any,
+    base_url: str | None,
+    allow_insecure_http: bool,
+    options: SearchKwargs,
+) -> CopperClient:
+    """The client, with every option checked (across them too) before anything is opened."""
+    from copper_async._cli_support import ExitCode
+    from copper_async._protocol import DEFAULT_BASE_URL
+    from copper_async.exceptions import InvalidInputError
+
+    try:
+        SearchOptions(**options)
+        return CopperClient(
+            access_token=token,
+            user_email=email,
+            rate_limit=limit,
+            allow_insecure_http=allow_insecure_http,
+            base_url=base_url or DEFAULT_BASE_URL,
+        )
+    except InvalidInputError as error:
+        _fail(ExitCode.USAGE, str(error))
+
+
 @click.command(epilog=SYNC_EXIT_CODES_HELP)
 @click.option(
     "--db",
@@ -164,8 +191,6 @@ def sync(
         _rate_limit,
         _read_filter,
     )
-    from copper_async._protocol import DEFAULT_BASE_URL
-    from copper_async.client import CopperClient
     from copper_async.exceptions import InvalidInputError
     from copper_async.sync._open import open_store
     from copper_async.sync._runner import run_sync
@@ -177,18 +202,11 @@ def sync(
         _fail(ExitCode.USAGE, "no user email: set COPPER_USER_EMAIL or pass --email")
     query = _read_filter(filter_source)
     limit = _rate_limit(rate_limit)
+    options = SearchKwargs(page_size=page_size, concurrency=concurrency, cap=cap)
+    client = _client(token, email, limit, base_url, allow_insecure_http, options)
     try:
-        options = SearchKwargs(page_size=page_size, concurrency=concurrency, cap=cap)
-        SearchOptions(**options)  # checks across them, before anything is opened
         store = open_store(db)
-        client = CopperClient(
-            access_token=token,
-            user_email=email,
-            rate_limit=limit,
-            allow_insecure_http=allow_insecure_http,
-            base_url=base_url or DEFAULT_BASE_URL,
-        )
-    except InvalidInputError as error:
+    except InvalidInputError as error:  # a --db URL of no known scheme
         _fail(ExitCode.USAGE, str(error))
     except StoreError as error:
         _fail(SyncExitCode.STORE, str(error))

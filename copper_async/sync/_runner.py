@@ -85,11 +85,8 @@ async def run_sync(
     more request) and, once the run is done, recreates the
     ``opportunities_named`` view: a column per custom field, options by name.
     """
-    for name, flag in (
-        ("full", full),
-        ("reconcile", reconcile),
-        ("custom_field_names", custom_field_names),
-    ):
+    flags = {"full": full, "reconcile": reconcile, "custom_field_names": custom_field_names}
+    for name, flag in flags.items():
         if not isinstance(flag, bool):
             raise InvalidOptionError(name, f"must be True or False, not {flag!r}")
     if "end_at" in options:
@@ -109,30 +106,43 @@ async def run_sync(
         # date_modified is later than this run's start).
         opts = attrs.evolve(search_options, end_at=run.started + OVERLAP)
         stats = await _read(client, store, query, opts, run, resumed, now, progress)
-        deleted = 0
-        if run.mode == "reconcile":
-            deleted = await store.mark_deletions(run.run_id, int(now()))
-        bookmark = next_bookmark(run.started, state.bookmark)
-        result = SyncResult(
-            mode=run.mode,
-            resumed=resumed,
-            inserted=run.inserted,
-            updated=run.updated,
-            unchanged=run.unchanged,
-            deleted=deleted,
-            requests=run.requests,
-            bookmark=bookmark,
-            read_from=run.read_from,
-            stats=stats,
-        )
-        summary = attrs.asdict(result)
-        summary.pop("stats")
-        summary["finished"] = int(now())
-        await store.finish_run(run, bookmark, summary)
+        result = await _finish(store, run, state, resumed, stats, now)
         if names is not None:
             await store.name_custom_fields(names)
     finally:
         await store.close()
+    return result
+
+
+async def _finish(
+    store: Store,
+    run: RunProgress,
+    state: JobState,
+    resumed: bool,
+    stats: dict[str, Any],
+    now: Callable[[], float],
+) -> SyncResult:
+    """Mark deletions (a reconcile), then move the bookmark: the run is complete."""
+    deleted = 0
+    if run.mode == "reconcile":
+        deleted = await store.mark_deletions(run.run_id, int(now()))
+    bookmark = next_bookmark(run.started, state.bookmark)
+    result = SyncResult(
+        mode=run.mode,
+        resumed=resumed,
+        inserted=run.inserted,
+        updated=run.updated,
+        unchanged=run.unchanged,
+        deleted=deleted,
+        requests=run.requests,
+        bookmark=bookmark,
+        read_from=run.read_from,
+        stats=stats,
+    )
+    summary = attrs.asdict(result)
+    summary.pop("stats")
+    summary["finished"] = int(now())
+    await store.finish_run(run, bookmark, summary)
     return result
 
 
