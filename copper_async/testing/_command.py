@@ -25,9 +25,10 @@ import click
 
 from copper_async._ratelimit import RateLimit
 from copper_async.exceptions import InvalidOptionError
+from copper_async.testing._answers import APPLICATION
 from copper_async.testing._dataset import Dataset, HotSpot
 from copper_async.testing._faults import FAULT_KINDS
-from copper_async.testing._server import APPLICATION, FakeCopperServer, FakeServerOptions
+from copper_async.testing._server import FakeCopperServer, FakeServerOptions
 
 __all__ = [
     "build_options",

@@ -1,23 +1,16 @@
-"""The fake server's records: stored in columns, indexed by date, searched like Copper.
+"""The fake server's records: built, searched like Copper, and changed as users do.
 
-A :class:`Dataset` keeps no dict per record. Each record has a *slot* (its
-row in the columns; slots follow ascending ids) and is stored as
-
-- its JSON text, encoded once, so a page is a ``b",".join`` of stored bytes;
-- one entry in each column that a filter or a sort reads (plain lists, with
-  values of the wrong type stored as null), plus one column per custom field.
-
-``date_created`` and ``date_modified`` also have an *order*: every slot with
-a value, sorted by (date, id), kept up to date through every mutation. The
-windows the streaming client asks for (a date range sorted by that date, with
-or without more filters) are a bisect and a slice of an order: no full scan,
-no sort. Other queries scan the columns (a filter is a ``compress`` over a
-``map`` of its column, at C speed where it can be) and sort what matched; when
-nearly every record matches, a full order of the sort column is built instead
-and kept (a few, until the data changes) for later queries to walk. Each
-query's result is cached, per data version, in a small LRU; a result is a
-lazy :class:`Sequence` of ids over the matched slots, so reading a page maps
-only that page's slots to ids.
+A :class:`Dataset` is a :class:`~copper_async.testing._store.Store` (columns,
+JSON and date orders, one slot a record). The windows the streaming client
+asks for (a date range sorted by that date, with or without more filters) are
+a bisect and a slice of a date order: no full scan, no sort. Other queries
+scan the columns (a filter is a ``compress`` over a ``map`` of its column, at
+C speed where it can be) and sort what matched; when nearly every record
+matches, a full order of the sort column is built instead and kept (a few,
+until the data changes) for later queries to walk. Each query's result is
+cached, per data version, in a small LRU; a result is a lazy
+:class:`Sequence` of ids over the matched slots, so reading a page maps only
+that page's slots to ids.
 
 Orders and ties: ties keep id order in both directions; a record whose sort
 field is null comes last in both directions. ``inactive_days`` orders by
@@ -27,44 +20,42 @@ the time since the last contact (most recent contact first when ascending).
 from __future__ import annotations
 
 import bisect
-import collections
-import datetime as dt
-import functools
-import heapq
-import itertools
-import math
-import operator
 import os
 import random
-import sys
-from array import array
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from itertools import compress, repeat
-from typing import Any, Final, overload
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import compress
+from typing import Any, Final
 
 import attrs
 import orjson
 
 from copper_async.exceptions import InvalidOptionError, RecordError
-from copper_async.testing._query import (
-    PRIORITY_IDS,
-    SORT_FIELDS,
-    STATUS_IDS,
-    CustomFieldQuery,
-    Query,
+from copper_async.testing._columns import (
+    _bound_filter,
+    _custom_filter,
+    _exact_copy,
+    _record_id,
+    _where,
+    _where_not,
+)
+from copper_async.testing._generate import CHUNK, draw_created, draw_modified, edit, generate
+from copper_async.testing._query import PRIORITY_IDS, SORT_FIELDS, STATUS_IDS, Query
+from copper_async.testing._store import (
+    _DAY,
+    _DEFAULT_END,
+    _DEFAULT_START,
+    _FLIP,
+    _ORDERED,
+    Store,
+    _Ids,
+    _marks,
 )
 
 __all__ = ["Changes", "Dataset", "HotSpot"]
 
-_UTC = dt.UTC
-_DAY = 86_400
-_DEFAULT_START = int(dt.datetime(2015, 1, 1, tzinfo=_UTC).timestamp())
-_DEFAULT_END = int(dt.datetime(2026, 1, 1, tzinfo=_UTC).timestamp())
 _CACHE_SIZE = 8
-#: The date fields with a maintained order. Searches use the ones listed in
-#: ``_INDEXED`` (tests empty it to compare the index paths with full scans).
-_ORDERED: Final = ("date_created", "date_modified")
+#: Searches use the date orders of the fields listed here (tests empty it to
+#: compare the index paths with full scans).
 _INDEXED: tuple[str, ...] = _ORDERED
 #: A bounded index is preferred to a smaller candidate set up to this factor,
 #: because it spares the sort.
@@ -77,44 +68,12 @@ _SORT_ORDERS = 3
 #: Slots holding more than 1/_MARK_SHARE of all slots are put back in id order by
 #: marking them (linear in the slot count); fewer are sorted.
 _MARK_SHARE = 16
-
-# The columns filters and sorts read, besides ids, followed state and custom fields.
-_ID_FIELDS: Final = (
-    "assignee_id",
-    "company_id",
-    "customer_source_id",
-    "loss_reason_id",
-    "pipeline_id",
-    "pipeline_stage_id",
-    "primary_contact_id",
-)
-_NUMBER_FIELDS: Final = (
-    "monetary_value",
-    "interaction_count",
-    "date_last_contacted",
-    "date_stage_changed",
-    "date_created",
-    "date_modified",
-)
-_COLUMNS: Final = (
-    *_ID_FIELDS,
-    *_NUMBER_FIELDS,
-    "name",
-    "name_key",
-    "company_key",
-    "monetary_unit",
-    "status",
-    "priority",
-    "tags",
-    "close_date",
-)
 #: sort_by -> the column it orders on (keys: casefolded names, status and priority ids).
 _SORT_COLUMNS: Final[Mapping[str, str]] = {
     **SORT_FIELDS,
     "name": "name_key",
     "company_name": "company_key",
 }
-_EMPTY: frozenset[str] = frozenset()
 
 
 def _whole(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -144,130 +103,7 @@ class Changes:
     deleted: list[int]
 
 
-class _Ids(Sequence[int]):
-    """A search result: the matched slots in order, read as ids on demand."""
-
-    __slots__ = ("_id", "_slots")
-
-    def __init__(self, slots: Sequence[int], id_column: array[int]) -> None:
-        self._slots = slots
-        self._id = id_column  # append-only, so a result stays valid after mutations
-
-    def __len__(self) -> int:
-        return len(self._slots)
-
-    @overload
-    def __getitem__(self, index: int) -> int: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[int]: ...
-    def __getitem__(self, index: int | slice) -> int | list[int]:
-        if isinstance(index, slice):
-            ids = self._id
-            return [ids[slot] for slot in self._slots[index]]
-        return self._id[self._slots[index]]
-
-    def __iter__(self) -> Iterator[int]:
-        return map(self._id.__getitem__, self._slots)
-
-    def __repr__(self) -> str:
-        shown = ", ".join(map(str, self[:5]))
-        more = ", ..." if len(self) > 5 else ""
-        return f"<{len(self)} ids: [{shown}{more}]>"
-
-
-# -- reading fields of a record dict ---------------------------------------------------
-
-
-def _number(value: Any) -> int | float | None:
-    """A number filters and sorts can use; anything else counts as null."""
-    if type(value) is int or (type(value) is float and math.isfinite(value)):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return value if math.isfinite(value) else None
-    return None
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _folded(value: Any) -> str | None:
-    """The case-insensitive sort key; an empty or missing text sorts as null."""
-    return value.casefold() if isinstance(value, str) and value else None
-
-
-def _midnight(value: Any) -> int | None:
-    """``M/D/YYYY`` as the Unix second of its midnight UTC; None if it is not one."""
-    if not isinstance(value, str):
-        return None
-    try:
-        month, day, year = (int(part) for part in value.split("/"))
-        return int(dt.datetime(year, month, day, tzinfo=_UTC).timestamp())
-    except ValueError:
-        return None
-
-
-def _custom_value(value: Any) -> Any:
-    """A custom field value as the column keeps it: lists become tuples of scalars."""
-    if isinstance(value, list):
-        return tuple(v for v in value if v is None or isinstance(v, str | int | float))
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, str | int | float):
-        return value
-    return None
-
-
-def _record_id(record: Mapping[str, Any]) -> int:
-    value = record.get("id")
-    if type(value) is not int:
-        raise RecordError("id", f"must be an integer, not {value!r}")
-    return value
-
-
-def _exact_copy(encoded: bytes) -> bytes:
-    # orjson's result can keep its whole working buffer; a copy is exactly sized.
-    return memoryview(encoded).tobytes()
-
-
-# -- matching custom fields ------------------------------------------------------------
-
-
-def _custom_matcher(condition: CustomFieldQuery) -> Callable[[Any], bool]:
-    """A test of one stored custom field value (None when the record has none)."""
-    wanted = condition.values
-    every = condition.option == "ALL"
-    low, high = condition.minimum, condition.maximum
-    bounded = low is not None or high is not None
-    allow_empty = condition.allow_empty
-
-    def matches(value: Any) -> bool:
-        if allow_empty and (value is None or value == ()):
-            return True
-        if wanted is None and not bounded:
-            return False  # allow_empty alone matches only the empty ones
-        if wanted is not None:
-            held = value if type(value) is tuple else () if value is None else (value,)
-            if every:
-                if not all(w in held for w in wanted):
-                    return False
-            elif not any(w in held for w in wanted):
-                return False
-        if bounded:
-            number = _number(value) if not isinstance(value, str) else _midnight(value)
-            if number is None:
-                return False
-            if (low is not None and number < low) or (high is not None and number > high):
-                return False
-        return True
-
-    return matches
-
-
-# -- the dataset -----------------------------------------------------------------------
-
-
-class Dataset:
+class Dataset(Store):
     """Opportunity records the fake server searches, pages and mutates.
 
     Build one with :meth:`generate`, :meth:`from_records` or :meth:`load_jsonl`
@@ -275,26 +111,6 @@ class Dataset:
     mutation; search results are cached per version. ``start``/``end`` bound
     the creation dates of generated records.
     """
-
-    def __init__(self, *, start: int = _DEFAULT_START, end: int = _DEFAULT_END) -> None:
-        if start >= end:
-            raise InvalidOptionError("start", f"must be before end ({start} >= {end})")
-        self.start, self.end = start, end
-        self.version = 0
-        self._id: array[int] = array("q")  # slot -> id, ascending
-        self._alive = bytearray()
-        self._followed = bytearray()
-        self._json: list[bytes | None] = []
-        self._cols: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
-        self._custom: dict[int, list[Any]] = {}
-        self._orders: dict[str, array[int]] = {field: array("q") for field in _ORDERED}
-        # Slots whose ordered field is null: an unbounded sort on it serves them last.
-        self._nulls: dict[str, set[int]] = {field: set() for field in _ORDERED}
-        self._count = 0
-        self._next_id = 1
-        self._cache: OrderedDict[tuple[Query, int], _Ids] = OrderedDict()
-        # (column, descending) -> its live, non-null slots in order; per data version.
-        self._sort_orders: dict[tuple[str, bool], list[int]] = {}
 
     # -- building ------------------------------------------------------------------------
 
@@ -346,8 +162,8 @@ class Dataset:
         rng = random.Random(seed)
         # Copper numbers records as they are created: ids follow date_created,
         # except for the hot spots' bulk imports, which come last.
-        created = sorted(_draw_created(rng, count, start, end))
-        modified = _draw_modified(rng, created, end)
+        created = sorted(draw_created(rng, count, start, end))
+        modified = draw_modified(rng, created, end)
         for spot in hot_spots:
             created += [spot.created] * spot.count
             # Evenly over the spread, in a shuffled id order (imports do not sort).
@@ -355,137 +171,12 @@ class Dataset:
             rng.shuffle(offsets)
             modified += [spot.created + offset for offset in offsets]
         # In chunks: the draws' temporaries stay small and their memory is reused.
-        for begin in range(0, len(created), _CHUNK):
-            end_ = begin + _CHUNK
+        for begin in range(0, len(created), CHUNK):
+            end_ = begin + CHUNK
             ids = range(begin + 1, min(end_, len(created)) + 1)
-            _generate_into(dataset, rng, ids, created[begin:end_], modified[begin:end_])
+            dataset._extend(ids, generate(rng, ids, created[begin:end_], modified[begin:end_]))
         dataset._finish_loading()
         return dataset
-
-    def _append(self, record_id: int, encoded: bytes, followed: bool, record: Any) -> int:
-        """Add one record in a new slot (columns only; orders are the caller's)."""
-        slot = len(self._id)
-        self._id.append(record_id)
-        self._alive.append(1)
-        self._followed.append(1 if followed else 0)
-        self._json.append(encoded)
-        for column in self._cols.values():
-            column.append(None)
-        for column in self._custom.values():
-            column.append(None)
-        self._fill(slot, record)
-        self._count += 1
-        self._next_id = max(self._next_id, record_id + 1)
-        return slot
-
-    def _fill(self, slot: int, record: Mapping[str, Any]) -> None:
-        """Write one record's fields into every column at ``slot``."""
-        cols = self._cols
-        get = record.get
-        for field in _ID_FIELDS:
-            cols[field][slot] = _number(get(field))
-        for field in _NUMBER_FIELDS:
-            cols[field][slot] = _number(get(field))
-        # Floats throughout: a sort over keys of one type takes CPython's fast path.
-        if (value := cols["monetary_value"][slot]) is not None:
-            cols["monetary_value"][slot] = float(value)
-        name, company = get("name"), get("company_name")
-        cols["name"][slot] = _text(name)
-        cols["name_key"][slot] = _folded(name)
-        cols["company_key"][slot] = _folded(company)
-        cols["monetary_unit"][slot] = _text(get("monetary_unit"))
-        status, priority = get("status"), get("priority")
-        cols["status"][slot] = STATUS_IDS.get(status) if isinstance(status, str) else None
-        cols["priority"][slot] = PRIORITY_IDS.get(priority) if isinstance(priority, str) else None
-        tags = get("tags")
-        cols["tags"][slot] = (
-            frozenset(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else _EMPTY
-        )
-        cols["close_date"][slot] = _midnight(get("close_date"))
-        for column in self._custom.values():
-            column[slot] = None
-        fields = get("custom_fields")
-        for entry in fields if isinstance(fields, list) else ():
-            definition = entry.get("custom_field_definition_id") if type(entry) is dict else None
-            if type(definition) is int:
-                self._custom_column(definition)[slot] = _custom_value(entry.get("value"))
-
-    def _custom_column(self, definition: int) -> list[Any]:
-        column = self._custom.get(definition)
-        if column is None:
-            column = self._custom[definition] = [None] * len(self._id)
-        return column
-
-    def _finish_loading(self) -> None:
-        """Put slots in id order, refuse duplicate ids, build the date orders."""
-        ids = self._id
-        if any(a >= b for a, b in itertools.pairwise(ids)):
-            permutation = sorted(range(len(ids)), key=ids.__getitem__)
-            for a, b in itertools.pairwise(permutation):
-                if ids[a] == ids[b]:
-                    raise RecordError("id", f"duplicate record id {ids[a]}", record_id=ids[a])
-            self._id = array("q", [ids[i] for i in permutation])
-            self._alive = bytearray([self._alive[i] for i in permutation])
-            self._followed = bytearray([self._followed[i] for i in permutation])
-            self._json = [self._json[i] for i in permutation]
-            for name, column in self._cols.items():
-                self._cols[name] = [column[i] for i in permutation]
-            for definition, values in self._custom.items():
-                self._custom[definition] = [values[i] for i in permutation]
-        for field in _ORDERED:
-            column = self._cols[field]
-            slots = range(len(self._id))
-            nulls = {s for s in slots if column[s] is None} if None in column else set()
-            present = [s for s in slots if column[s] is not None] if nulls else slots
-            if not nulls and all(map(operator.le, column, itertools.islice(column, 1, None))):
-                self._orders[field] = array("q", slots)  # generated: created in id order
-                self._nulls[field] = nulls
-                continue
-            # Slots are in id order and sorts are stable: ties stay in id order.
-            self._orders[field] = array("q", sorted(present, key=column.__getitem__))
-            self._nulls[field] = nulls
-        self._changed()
-
-    # -- reading -------------------------------------------------------------------------
-
-    def __len__(self) -> int:
-        return self._count
-
-    def ids(self) -> list[int]:
-        """Every id, ascending."""
-        return list(itertools.compress(self._id, self._alive))
-
-    def _slot(self, record_id: int) -> int | None:
-        ids = self._id
-        if not ids:
-            return None
-        guess = record_id - ids[0]  # generated ids are contiguous: usually a hit
-        if not 0 <= guess < len(ids) or ids[guess] != record_id:
-            guess = bisect.bisect_left(ids, record_id)
-            if guess == len(ids) or ids[guess] != record_id:
-                return None
-        return guess if self._alive[guess] else None
-
-    def _existing_slot(self, record_id: int) -> int:
-        slot = self._slot(record_id)
-        if slot is None:
-            raise KeyError(record_id)
-        return slot
-
-    def record(self, record_id: int) -> dict[str, Any]:
-        """One record as served (without ``followed``); KeyError if there is none."""
-        result: dict[str, Any] = orjson.loads(self._stored(self._existing_slot(record_id)))
-        return result
-
-    def _stored(self, slot: int) -> bytes:
-        encoded = self._json[slot]
-        assert encoded is not None, "a live slot always has its JSON"
-        return encoded
-
-    def encode_page(self, ids: Sequence[int]) -> bytes:
-        """The JSON array of these records (ids without a record are skipped)."""
-        slot, stored = self._slot, self._stored
-        return b"[" + b",".join([stored(s) for i in ids if (s := slot(i)) is not None]) + b"]"
 
     def search(self, query: Query) -> Sequence[int]:
         """Every id ``query`` matches, in its sort order; cached until the data changes."""
@@ -579,12 +270,6 @@ class Dataset:
         wanted = _marks(slots, len(self._id))
         return list(compress(order, map(wanted.__getitem__, order))) + nulls
 
-    def _live(self) -> Sequence[int]:
-        """Every live slot, ascending."""
-        if self._count == len(self._id):
-            return range(self._count)  # nothing deleted: no list needed
-        return list(compress(range(len(self._alive)), self._alive))
-
     def _sort_order(self, field: str, descending: bool) -> list[int]:
         """Every live slot with a value of ``field``, sorted (ties in id order).
 
@@ -646,10 +331,11 @@ class Dataset:
     def insert_generated(self, rng: random.Random, *, created: int | None = None) -> int:
         """Add one generated record with the next id (created in [start, end)
         unless ``created`` is given); returns its id."""
-        born = [created] if created is not None else _draw_created(rng, 1, self.start, self.end)
+        born = [created] if created is not None else draw_created(rng, 1, self.start, self.end)
         record_id = self._next_id
         slot = len(self._id)
-        _generate_into(self, rng, [record_id], born, _draw_modified(rng, born, self.end))
+        ids = [record_id]
+        self._extend(ids, generate(rng, ids, born, draw_modified(rng, born, self.end)))
         for field in _ORDERED:
             self._place(field, slot)
         self._changed()
@@ -688,17 +374,7 @@ class Dataset:
             modified = int(base) + rng.randint(1, 30 * _DAY)
         else:
             modified = now
-        record["date_modified"] = modified
-        record["interaction_count"] = (_number(record.get("interaction_count")) or 0) + 1
-        if rng.random() < 0.5:
-            record["date_last_contacted"] = modified
-        if rng.random() < 0.3:
-            value = (1 + rng.randrange(400)) * 250
-            record["monetary_value"] = value
-            if "converted_value" in record:
-                unit = record.get("monetary_unit")
-                rate = _TO_USD.get(unit, 1.0) if isinstance(unit, str) else 1.0
-                record["converted_value"] = round(value * rate, 2)
+        edit(record, rng, modified)
         return record
 
     def apply_changes(
@@ -722,14 +398,7 @@ class Dataset:
         users' edits spread over a day. The date orders are rebuilt once for
         the batch (linear), not once a record.
         """
-        for name, count in (
-            ("edits", edits),
-            ("creates", creates),
-            ("deletes", deletes),
-            ("over", over),
-        ):
-            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-                raise InvalidOptionError(name, f"must be an integer >= 0, not {count!r}")
+        _check_counts(edits=edits, creates=creates, deletes=deletes, over=over)
 
         def moment() -> int:
             return now - rng.randrange(over) if over else now
@@ -755,7 +424,7 @@ class Dataset:
         first_new = len(self._id)
         ids = range(self._next_id, self._next_id + creates)
         created = [moment() for _ in ids]
-        _generate_into(self, rng, ids, created, created)
+        self._extend(ids, generate(rng, ids, created, created))
         touched += range(first_new, len(self._id))
         for field in _ORDERED:
             self._reorder(field, touched)
@@ -766,120 +435,11 @@ class Dataset:
             deleted=[self._id[s] for s in deleted],
         )
 
-    def _reorder(self, field: str, touched: Sequence[int]) -> None:
-        """Re-index ``touched`` slots (edited, deleted or new) in one merge pass."""
-        column, nulls, alive = self._cols[field], self._nulls[field], self._alive
-        marks = _marks(touched, len(self._id))
-        order = self._orders[field]
-        kept = array("q", compress(order, map(_FLIP.__getitem__, map(marks.__getitem__, order))))
-        nulls.difference_update(touched)
-        fresh = []
-        for slot in touched:
-            if alive[slot]:
-                if column[slot] is None:
-                    nulls.add(slot)
-                else:
-                    fresh.append(slot)
-        key = self._order_key(field)
-        fresh.sort(key=key)
-        if not kept or not fresh or key(fresh[0]) >= key(kept[-1]):
-            kept.extend(fresh)  # the usual case: everything touched is the newest
-        else:
-            kept = array("q", heapq.merge(kept, fresh, key=key))
-        self._orders[field] = kept
 
-    def _order_key(self, field: str) -> Callable[[int], tuple[Any, int]]:
-        column = self._cols[field]
-        return lambda slot: (column[slot], slot)
-
-    def _place(self, field: str, slot: int) -> None:
-        """Index ``slot`` under its current value of ``field``."""
-        value = self._cols[field][slot]
-        if value is None:
-            self._nulls[field].add(slot)
-            return
-        order = self._orders[field]
-        order.insert(bisect.bisect_left(order, (value, slot), key=self._order_key(field)), slot)
-
-    def _displace(self, field: str, slot: int) -> None:
-        """Unindex ``slot`` (before its value of ``field`` changes)."""
-        value = self._cols[field][slot]
-        if value is None:
-            self._nulls[field].discard(slot)
-            return
-        order = self._orders[field]
-        position = bisect.bisect_left(order, (value, slot), key=self._order_key(field))
-        if position < len(order) and order[position] == slot:
-            del order[position]
-
-    def _changed(self) -> None:
-        self.version += 1
-        self._cache.clear()
-        self._sort_orders.clear()
-
-
-def _custom_filter(
-    column: Sequence[Any] | None, condition: CustomFieldQuery
-) -> Callable[[Sequence[int]], list[int]]:
-    """One custom field condition, as a filter of candidate slots.
-
-    Without bounds, the matcher runs once a distinct value; bounds alone test
-    numbers inline; the other shapes call the matcher for each record.
-    """
-    matches = _custom_matcher(condition)
-    if column is None:  # no record has the field: it is null in every one
-        everything = matches(None)
-        return lambda slots: list(slots) if everything else []
-    wanted, low, high = condition.values, condition.minimum, condition.maximum
-    if low is None and high is None:
-        # Values and emptiness compare by equality: one verdict a distinct value
-        # (the columns hold few: option ids, shared tuples), then C-speed passes.
-        def by_value(slots: Sequence[int]) -> list[int]:
-            held = list(map(column.__getitem__, slots))
-            verdicts = {value: matches(value) for value in set(held)}
-            return list(compress(slots, map(verdicts.__getitem__, held)))
-
-        return by_value
-    if condition.allow_empty or wanted is not None:
-        return lambda slots: [s for s in slots if matches(column[s])]
-    floor = -math.inf if low is None else low
-    ceiling = math.inf if high is None else high
-    return lambda slots: [
-        s
-        for s in slots
-        if (
-            floor <= v <= ceiling
-            if type(v := column[s]) is int or type(v) is float
-            else type(v) is str and matches(v)
-        )
-    ]
-
-
-def _bound_filter(
-    column: Sequence[Any], low: float | None, high: float | None
-) -> Callable[[Sequence[int]], list[int]]:
-    """Inclusive bounds; a null never matches."""
-
-    def within(slots: Sequence[int]) -> list[int]:
-        kept = _where_not(slots, column, None) if None in column else slots
-        if low is not None:
-            kept = list(
-                compress(kept, map(operator.le, repeat(low), map(column.__getitem__, kept)))
-            )
-        if high is not None:
-            kept = list(
-                compress(kept, map(operator.ge, repeat(high), map(column.__getitem__, kept)))
-            )
-        return list(kept)
-
-    return within
-
-
-def _marks(slots: Iterable[int], size: int) -> bytearray:
-    """A byte per slot below ``size``: 1 for each of ``slots``."""
-    marks = bytearray(size)
-    collections.deque(map(marks.__setitem__, slots, repeat(1)), maxlen=0)
-    return marks
+def _check_counts(**counts: int) -> None:
+    for name, count in counts.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise InvalidOptionError(name, f"must be an integer >= 0, not {count!r}")
 
 
 def _ascending(slots: Sequence[int], size: int) -> Sequence[int]:
@@ -892,413 +452,3 @@ def _ascending(slots: Sequence[int], size: int) -> Sequence[int]:
     if len(slots) * _MARK_SHARE < size:
         return sorted(slots)
     return list(compress(range(size), _marks(slots, size)))
-
-
-def _where(slots: Sequence[int], column: Sequence[Any], value: Any) -> list[int]:
-    """The slots whose column holds ``value`` (by identity: None, True, False)."""
-    return list(compress(slots, map(operator.is_, map(column.__getitem__, slots), repeat(value))))
-
-
-def _where_not(slots: Sequence[int], column: Sequence[Any], value: Any) -> list[int]:
-    """The slots whose column does not hold ``value`` (by identity)."""
-    held = map(column.__getitem__, slots)
-    return list(compress(slots, map(operator.is_not, held, repeat(value))))
-
-
-_FLIP = bytes([1, 0]) + bytes(254)  # bytes.translate table: 0 <-> 1
-
-
-# -- generation ------------------------------------------------------------------------
-#
-# Each field is drawn for every record at once (a list comprehension a field), from
-# small value tables, so one object serves many records; the JSON is then written
-# from a template with pre-encoded fragments. Building a dict per record only to
-# encode it would cost several times as much.
-
-
-def _draw_created(rng: random.Random, count: int, start: int, end: int) -> list[int]:
-    """Creation seconds: density rising linearly over [start, end) (growth), and
-    85% in weekday office hours, 9:00-18:00 US Eastern (14:00-23:00 UTC)."""
-    r, last = rng.random, end - 1
-    days = max((end - start) // _DAY, 1)
-    first = (start // _DAY + 3) % 7  # 1970-01-01 was a Thursday
-    # In office hours, a weekend day moves to the Friday before or the Monday after.
-    friday = [(0, 0, 0, 0, 0, -1, -2)[(first + k) % 7] for k in range(7)]
-    monday = [(0, 0, 0, 0, 0, 2, 1)[(first + k) % 7] for k in range(7)]
-    positions = [days * math.sqrt(r()) for _ in range(count)]  # in days from start
-    # A position's fraction of a day picks office hours (< 0.85) and the way to move.
-    return [
-        min(
-            max(
-                start
-                + (d + (friday if f < 0.425 else monday)[d % 7]) * _DAY
-                + 50_400
-                + int(r() * 32_400)
-                if (f := x - (d := int(x))) < 0.85
-                else start + d * _DAY + int(r() * _DAY),
-                start,
-            ),
-            last,
-        )
-        for x in positions
-    ]
-
-
-def _draw_modified(rng: random.Random, created: Sequence[int], end: int) -> list[int]:
-    """Later edits: a fifth within minutes, the rest skewed towards soon after creation."""
-    r, last = rng.random, end - 1
-    return [
-        c + int(u * 3_000) if (u := r()) < 0.2 else c + int(max(last - c, 0) * r() ** 4)
-        for c in created
-    ]
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-_LONG_DETAILS = (
-    "Opportunities are created for People and Companies that are interested in buying "
-    "your products or services. Create Opportunities for People and Companies to move "
-    "them through one of your Pipelines."
-)
-_SHORT_DETAILS = (
-    "This is an update",
-    "Follow up after the demo.",
-    "Budget approved for Q3; waiting on procurement.",
-    "Referred by an existing customer.",
-    "Needs a security review before signing.",
-    "Renewal of last year's contract, with more seats.",
-)
-_ADJECTIVES = (
-    "New", "Annual", "Bulk", "Pilot", "Enterprise", "Renewal", "Expansion", "Trial", "Custom",
-    "Premium", "Refurbished", "Ergonomic", "Wireless", "Standing", "Managed",
-)  # fmt: skip
-_PRODUCTS = (
-    "Office Chairs", "Keyboards", "Copy Machines", "Laptops", "Licenses", "Support Plan",
-    "Monitors", "Desks", "Printers", "Phones", "Servers", "Training Days", "Consulting Hours",
-    "Whiteboards", "Headsets", "Software Seats",
-)  # fmt: skip
-_SYLLABLES = (
-    "dun", "der", "mif", "lin", "sa", "bre", "van", "ce", "ini", "tech", "glo", "bex",
-    "um", "brel", "la", "stark", "way", "ne", "acme", "hoo", "li", "vi", "ra", "nor", "tek",
-)  # fmt: skip
-_COMPANY_SUFFIXES = ("Inc", "LLC", "Ltd", "GmbH", "Corp", "& Co", "(sample)", "Group")
-_TAG_SETS = (
-    (), (), (), (), ("tag1",), ("q4",), ("inbound",), ("inbound", "tag1"), ("partner",),
-    ("renewal", "tag2"), ("priority-account", "q4"), ("tag1", "tag2", "partner"),
-)  # fmt: skip
-_MULTI_SELECT = ((), (), (8,), (9,), (8, 10), (11,), (9, 11), (8, 9, 10))
-_TEXTS = (None, None, None, "note", "VIP", "Call before noon", "Prefers email", "See contract")
-_DETAILS = (None,) * 7 + ("",) * 2 + _SHORT_DETAILS + (_LONG_DETAILS,) * 4
-_STATUS_WEIGHTS = (("Open", 55), ("Won", 25), ("Lost", 15), ("Abandoned", 5))
-_PRIORITY_WEIGHTS = (("None", 45), ("Low", 20), ("Medium", 20), ("High", 12), (None, 3))
-_UNIT_WEIGHTS = (("USD", 88), ("EUR", 6), ("GBP", 3), ("CAD", 1), (None, 2))
-_TO_USD = {"EUR": 1.08, "GBP": 1.27, "CAD": 0.73}
-# pipeline id -> its stages as (stage id, win probability while open), and whether
-# it is a revenue pipeline.
-_PIPELINES = {
-    1: (((10, 10), (11, 25), (12, 40), (13, 75)), False),
-    2: (((14, 20), (15, 50), (16, 90)), True),
-    3: (((17, 5), (18, 30), (19, 60)), False),
-}
-
-
-def _weighted(pairs: Sequence[tuple[Any, int]]) -> list[Any]:
-    return [value for value, weight in pairs for _ in range(weight)]
-
-
-@attrs.frozen
-class _Tables:
-    """Value tables for generation: values, sort keys and JSON fragments side by side.
-
-    A *profile* fixes every categorical field of a record (assignee, source,
-    status, stage, priority, tags, unit, most custom fields...); records pick
-    one of a few thousand, then draw their own name, company, contact, value
-    and dates. The profile's JSON comes pre-joined in the pieces the template
-    puts between the record's own fields.
-    """
-
-    names: list[str]
-    name_keys: list[str]
-    name_json: list[str]
-    company_ids: list[int | None]  # the last entry is "no company"
-    company_keys: list[str | None]
-    company_json: list[str]  # '"company_id":..,"company_name":..'
-    small: list[int]  # shared int objects, for indexes up to 10,000
-    #: 2**k entries each, for _picks: indexes into names / companies / profiles,
-    #: and primary contact ids (None in 30%).
-    name_picks: list[int]
-    company_picks: list[int]  # the last company entry, "no company", in 8%
-    profile_picks: list[int]
-    contact_picks: list[int | None]
-    int_values: list[int]  # monetary values: 250 to 100,000 in steps of 250
-    float_values: list[float]  # the same, as the column keeps them
-    profile_json: list[tuple[str, str, str, str, str, str]]
-    profile_rate: list[float | None]  # to USD, for converted_value
-    #: column name (or custom field definition id) -> each profile's value.
-    profile_values: dict[str | int, list[Any]]
-
-
-_PROFILES = 4_096
-_CHUNK = 65_536
-_FOLLOWED = bytes(1 if b < 13 else 0 for b in range(256))
-
-
-def _picks(rng: random.Random, count: int, table: Sequence[Any]) -> list[Any]:
-    """``count`` uniform picks from ``table`` (2**k entries, k <= 16), at C speed."""
-    assert len(table).bit_count() == 1, "a power of two"
-    bits = array("H", rng.randbytes(2 * count))
-    if sys.byteorder == "big":
-        bits.byteswap()  # the same picks for a seed on every machine
-    shift = 16 - (len(table).bit_length() - 1)
-    return list(map(table.__getitem__, map(shift.__rrshift__, bits)))
-
-
-def _draw_profiles(rng: random.Random) -> tuple[list[Any], list[Any], dict[str | int, list[Any]]]:
-    r = rng.random
-    statuses, priorities, units = (
-        _weighted(_STATUS_WEIGHTS),
-        _weighted(_PRIORITY_WEIGHTS),
-        _weighted(_UNIT_WEIGHTS),
-    )
-    stages = [
-        (pipeline, stage, probability, revenue)
-        for pipeline, (pipeline_stages, revenue) in _PIPELINES.items()
-        for stage, probability in pipeline_stages
-    ]
-    fragments, rates = [], []
-    values: dict[str | int, list[Any]] = {
-        key: []
-        for key in (
-            "assignee_id", "customer_source_id", "loss_reason_id", "pipeline_id",
-            "pipeline_stage_id", "priority", "status", "tags", "interaction_count",
-            "monetary_unit", *_PROFILE_CUSTOM,
-        )
-    }  # fmt: skip
-    for _ in range(_PROFILES):
-        assignee = 1 + int(r() * 39) if r() < 0.8 else None
-        source = 1 + int(r() * 7) if r() < 0.6 else None
-        details = rng.choice(_DETAILS)
-        status = rng.choice(statuses)
-        loss = 1 + int(r() * 5) if status == "Lost" and r() < 0.85 else None
-        pipeline, stage, probability, revenue = rng.choice(stages)
-        if status != "Open":
-            probability = 100 if status == "Won" else 0
-        priority = rng.choice(priorities)
-        tags = rng.choice(_TAG_SETS)
-        interactions = int(r() ** 2 * 60)
-        unit = rng.choice(units)
-        dropdown = 1 + int(r() * 8) if r() < 0.8 else None
-        selected = rng.choice(_MULTI_SELECT)
-        checked = r() < 0.5
-        text = rng.choice(_TEXTS)
-        fragments.append(
-            (
-                _json(assignee),
-                f'"customer_source_id":{_json(source)},"details":{_json(details)},'
-                f'"loss_reason_id":{_json(loss)},"pipeline_id":{pipeline},'
-                f'"pipeline_is_revenue":{_json(revenue)},"pipeline_stage_id":{stage},'
-                '"pipeline_type":"opportunity",',
-                f'"priority":{_json(priority)},"status":{_json(status)},"tags":{_json(tags)},'
-                f'"interaction_count":{interactions},"monetary_unit":{_json(unit)},',
-                str(probability),
-                _json(dropdown),
-                f'{{"custom_field_definition_id":12,"value":{_json(selected)}}},'
-                f'{{"custom_field_definition_id":7,"value":{_json(checked)}}},'
-                f'{{"custom_field_definition_id":3,"value":{_json(text)}}}]}}',
-            )
-        )
-        rates.append(_TO_USD.get(unit) if unit else None)
-        for key, value in (
-            ("assignee_id", assignee),
-            ("customer_source_id", source),
-            ("loss_reason_id", loss),
-            ("pipeline_id", pipeline),
-            ("pipeline_stage_id", stage),
-            ("priority", PRIORITY_IDS[priority] if priority else None),
-            ("status", STATUS_IDS[status]),
-            ("tags", frozenset(tags)),
-            ("interaction_count", interactions),
-            ("monetary_unit", unit),
-            (5, dropdown),
-            (12, selected),
-            (7, checked),
-            (3, text),
-        ):
-            values[key].append(value)
-    return fragments, rates, values
-
-
-#: The custom fields a profile fixes; the date field (6) is each record's own.
-_PROFILE_CUSTOM = (5, 12, 7, 3)
-
-
-@functools.cache
-def _tables() -> _Tables:
-    """Built once from a fixed seed, so every dataset shares them."""
-    rng = random.Random(20_170_116)
-    names: set[str] = set()
-    while len(names) < 4_096:
-        quantity = rng.choice((1, 2, 3, 5, 8, 10, 12, 20, 25, 40, 50, 100, 200, 250, 500))
-        product = rng.choice(_PRODUCTS)
-        roll = rng.random()
-        if roll < 0.6:
-            name = f"{quantity} {rng.choice(_ADJECTIVES)} {product}"
-        elif roll < 0.85:
-            name = f"{quantity} {product}"
-        elif roll < 0.95:
-            name = f"{product} for {rng.choice(_SYLLABLES).title()}{rng.choice(_SYLLABLES)}"
-        elif roll < 0.98:
-            name = f"{quantity} {product} (sample)".lower()
-        else:  # typed in a hurry, like the reference's "ejfpv..."
-            name = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(10))
-        names.add(name)
-    ordered = sorted(names)
-    small = list(range(10_001))
-    companies: list[tuple[int | None, str | None]] = []
-    for company_id in range(100, 571):
-        stem = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))).title()
-        companies.append((company_id, f"{stem} {rng.choice(_COMPANY_SUFFIXES)}"))
-    companies.append((None, None))
-    fragments, rates, values = _draw_profiles(rng)
-    return _Tables(
-        names=ordered,
-        name_keys=[n.casefold() for n in ordered],
-        name_json=[_json(n) for n in ordered],
-        company_ids=[c for c, _ in companies],
-        company_keys=[_folded(n) for _, n in companies],
-        company_json=[f'"company_id":{_json(c)},"company_name":{_json(n)}' for c, n in companies],
-        small=small,
-        name_picks=small[: len(ordered)],
-        company_picks=[small[k] if k < 471 else len(companies) - 1 for k in range(512)],
-        profile_picks=small[:_PROFILES],
-        contact_picks=[small[1 + k] if k < 5_734 else None for k in range(8_192)],
-        int_values=[(k + 1) * 250 for k in range(400)],
-        float_values=[(k + 1) * 250.0 for k in range(400)],
-        profile_json=fragments,
-        profile_rate=rates,
-        profile_values=values,
-    )
-
-
-def _generate_into(
-    dataset: Dataset,
-    rng: random.Random,
-    ids: Sequence[int],
-    created: Sequence[int],
-    modified: Sequence[int],
-) -> None:
-    """Append generated records with these ids and dates to the dataset's columns."""
-    t = _tables()
-    r = rng.random
-    n = len(created)
-    each = range(n)
-    small, int_values, float_values = t.small, t.int_values, t.float_values
-    # -- each record's own fields, one list each ------------------------------------------
-    # One draw decides both whether a field is set (u < p) and its value (from u / p);
-    # ints come from a shared table, so the columns do not hold a million copies.
-    # Table picks from random bytes: 16 bits a record, shifted to the table's size.
-    profile = _picks(rng, n, t.profile_picks)
-    name = _picks(rng, n, t.name_picks)
-    company = _picks(rng, n, t.company_picks)
-    contact = _picks(rng, n, t.contact_picks)
-    close_day = [c // _DAY + 7 + int(u * 180.2) if (u := r()) < 0.96 else None for c in created]
-    step = [small[int(u * 434.7)] if (u := r()) < 0.92 else None for _ in each]
-    # A fifth of the values are not round (floats); the column keeps floats throughout.
-    value: list[int | float | None] = [
-        None
-        if k is None
-        else round((k + 1) * 250 * (0.9 + u), 2)
-        if (u := r()) < 0.2
-        else int_values[k]
-        for k in step
-    ]
-    stage_changed = [
-        c + int((m - c) * u / 0.85) if (u := r()) < 0.85 else None
-        for c, m in zip(created, modified, strict=True)
-    ]
-    contacted = [
-        c + int((m - c) * u / 0.6) if (u := r()) < 0.6 else None
-        for c, m in zip(created, modified, strict=True)
-    ]
-    lead_created = [c - int(u * 375 * _DAY) if (u := r()) < 0.08 else None for c in created]
-    custom_date = [(c // _DAY + int(u * 120)) * _DAY if (u := r()) < 0.5 else None for c in created]
-    followed = rng.randbytes(n).translate(_FOLLOWED)  # 13/256: about 5%
-
-    # -- the JSON, from the template ------------------------------------------------------
-    close_json: dict[int | None, str] = {None: "null"}
-    for day in set(close_day):
-        if day is not None:
-            date_ = dt.date.fromordinal(719_163 + day)  # day 0 = 1970-01-01
-            close_json[day] = f'"{date_.month}/{date_.day}/{date_.year}"'
-    name_json, company_json = t.name_json, t.company_json
-    profile_json, profile_rate = t.profile_json, t.profile_rate
-    encoded = []
-    for i, c, m, p, nm, cd, co, ct, v, sc, la, lc, cu in zip(
-        ids, created, modified, profile, name, close_day, company, contact, value,
-        stage_changed, contacted, lead_created, custom_date, strict=True,
-    ):  # fmt: skip
-        assignee, fields, more, probability, dropdown, rest = profile_json[p]
-        rate = profile_rate[p]
-        ct = "null" if ct is None else ct
-        converted = (
-            ""
-            if rate is None or v is None
-            else f'"converted_unit":"USD","converted_value":{round(v * rate, 2)!r},'
-        )
-        v = "null" if v is None else repr(v)
-        sc = "null" if sc is None else sc
-        la = "null" if la is None else la
-        leads = (
-            "[]" if lc is None else f'[{{"lead_id":{10_000_000 + i},"converted_timestamp":{c}}}]'
-        )
-        lc = "null" if lc is None else lc
-        cu = "null" if cu is None else cu
-        # An f-string: about twice as fast as %-formatting a template.
-        encoded.append(
-            f'{{"id":{i},"name":{name_json[nm]},"assignee_id":{assignee},'
-            f'"close_date":{close_json[cd]},{company_json[co]},{fields}'
-            f'"primary_contact_id":{ct},{more}"monetary_value":{v},{converted}'
-            f'"win_probability":{probability},"date_stage_changed":{sc},'
-            f'"date_last_contacted":{la},"leads_converted_from":{leads},'
-            f'"date_lead_created":{lc},"date_created":{c},"date_modified":{m},'
-            f'"custom_fields":[{{"custom_field_definition_id":5,"value":{dropdown}}},'
-            f'{{"custom_field_definition_id":6,"value":{cu}}},{rest}'.encode()
-        )
-
-    # -- into the columns -----------------------------------------------------------------
-    day_second: dict[int, int] = {}  # one int object a day, shared by its records
-    cols = dataset._cols
-    extend = {field: column.extend for field, column in cols.items()}
-    for key, table in t.profile_values.items():
-        column = dataset._custom_column(key) if isinstance(key, int) else cols[key]
-        column.extend(map(table.__getitem__, profile))
-    extend["name"](map(t.names.__getitem__, name))
-    extend["name_key"](map(t.name_keys.__getitem__, name))
-    extend["close_date"](
-        None if d is None else day_second.setdefault(d, d * _DAY) for d in close_day
-    )
-    extend["company_id"](map(t.company_ids.__getitem__, company))
-    extend["company_key"](map(t.company_keys.__getitem__, company))
-    extend["primary_contact_id"](contact)
-    extend["monetary_value"](
-        v if k is None or type(v) is float else float_values[k]
-        for k, v in zip(step, value, strict=True)
-    )
-    extend["date_stage_changed"](stage_changed)
-    extend["date_last_contacted"](contacted)
-    extend["date_created"](created)
-    extend["date_modified"](modified)
-    dataset._custom_column(6).extend(custom_date)
-    size = len(dataset._id) + n
-    for column in dataset._custom.values():
-        if len(column) < size:  # a loaded record's field: null in generated ones
-            column.extend([None] * (size - len(column)))
-    dataset._id.extend(ids)
-    dataset._alive.extend(b"\x01" * n)
-    dataset._followed.extend(followed)
-    dataset._json.extend(encoded)
-    dataset._count += n
-    if n:
-        dataset._next_id = max(dataset._next_id, max(ids) + 1)

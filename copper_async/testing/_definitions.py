@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 from aiohttp import web
 
+from copper_async.testing._answers import _error
+
 if TYPE_CHECKING:
     from copper_async.testing._server import FakeCopperServer
 
@@ -78,8 +80,6 @@ def definitions_handler(
     body = orjson.dumps(list(DEFINITIONS))
 
     async def definitions(request: web.Request) -> web.Response:
-        from copper_async.testing._server import _error
-
         refusal: web.Response | None = None
         if not server._authorised(request):
             refusal = _error(401, "missing or invalid auth headers")

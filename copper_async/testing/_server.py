@@ -33,22 +33,35 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from types import MappingProxyType, TracebackType
-from typing import Any, Final, Literal
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Final
 
-import attrs
-import orjson
 from aiohttp import web
 
 from copper_async.exceptions import InvalidOptionError
+from copper_async.testing._admin import CHANGES_ROUTE, STATS_ROUTE, TRUTH_ROUTE, add_admin_routes
+from copper_async.testing._answers import (
+    _JSON,
+    APPLICATION,
+    MAX_BODY,
+    _error,
+    _json_errors,
+    _parse_json,
+)
 from copper_async.testing._dataset import Changes, Dataset
 from copper_async.testing._definitions import DEFINITIONS_ROUTE, definitions_handler
-from copper_async.testing._faults import FAULT_KINDS, Fault, FaultPlan
+from copper_async.testing._faults import FAULT_KINDS, Fault
+from copper_async.testing._options import (
+    DriftUnit,
+    FakeServerOptions,
+    PastCap,
+    TotalMode,
+    total_header,
+)
 from copper_async.testing._query import QueryError, parse_search_body
 
 __all__ = [
@@ -65,232 +78,6 @@ __all__ = [
 ]
 
 SEARCH_ROUTE: Final = "/developer_api/v1/opportunities/search"
-STATS_ROUTE: Final = "/_fake/stats"
-TRUTH_ROUTE: Final = "/_fake/truth"
-CHANGES_ROUTE: Final = "/_fake/changes"
-APPLICATION: Final = "developer_api"
-MAX_BODY: Final = 1024**2
-_PAGING_FIELDS: Final = frozenset({"page_number", "page_size"})
-
-PastCap = Literal["empty", "error"]
-TotalMode = Literal["exact", "overcount", "capped", "absent"]
-DriftUnit = Literal["request", "second"]
-
-_Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
-
-
-# -- option validation -------------------------------------------------------------
-
-
-def _fail(attribute: attrs.Attribute[Any], reason: str) -> InvalidOptionError:
-    return InvalidOptionError(attribute.name, reason)
-
-
-def _real(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _number(low: float, high: float) -> _Validator:
-    """A finite number in [low, high]."""
-
-    def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if not _real(value) or not low <= value <= high:
-            raise _fail(attribute, f"must be a number from {low} to {high}, not {value!r}")
-
-    return check
-
-
-def _integer(low: int, high: int) -> _Validator:
-    def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise _fail(attribute, f"must be an integer from {low} to {high}, not {value!r}")
-
-    return check
-
-
-def _one_of(*allowed: str) -> _Validator:
-    def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value not in allowed:
-            raise _fail(attribute, f"must be one of {', '.join(allowed)}, not {value!r}")
-
-    return check
-
-
-def _header_text(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, str) or not value or value != value.strip() or not value.isprintable():
-        raise _fail(attribute, "must be a non-empty printable string without outer spaces")
-
-
-def _boolean(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, bool):
-        raise _fail(attribute, f"must be True or False, not {value!r}")
-
-
-def _rate_limit(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is None:
-        return
-    if not isinstance(value, tuple) or len(value) != 2:
-        raise _fail(attribute, f"must be (max_requests, period_seconds) or None, not {value!r}")
-    count, period = value
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise _fail(attribute, f"max_requests must be an integer >= 1, not {count!r}")
-    if not _real(period) or period <= 0:
-        raise _fail(attribute, f"the period must be a number of seconds > 0, not {period!r}")
-
-
-def _fault_rates(value: Any) -> Mapping[str, float]:
-    """A read-only copy, checked: known kinds, rates in [0, 1] adding up to at most 1."""
-    if not isinstance(value, Mapping):
-        raise InvalidOptionError("fault_rates", f"must be a mapping of kind to rate: {value!r}")
-    for kind, rate in value.items():
-        if kind not in FAULT_KINDS:
-            raise InvalidOptionError(
-                "fault_rates", f"unknown fault {kind!r} (known: {', '.join(FAULT_KINDS)})"
-            )
-        if not _real(rate) or not 0 <= rate <= 1:
-            raise InvalidOptionError(
-                "fault_rates", f"the rate of {kind!r} must be from 0 to 1, not {rate!r}"
-            )
-    if sum(value.values()) > 1 + 1e-9:
-        raise InvalidOptionError("fault_rates", "the rates add up to more than 1")
-    return MappingProxyType(dict(value))
-
-
-# Generous bounds: wide enough for any test, narrow enough to catch unit slips.
-_MAX_SECONDS = 3600.0
-_MAX_DRIFT = 1000.0
-
-
-@attrs.frozen(kw_only=True)
-class FakeServerOptions:
-    """How the fake server behaves. Every real-world play is off by default.
-
-    - ``access_token`` / ``user_email``: the credentials it accepts.
-    - ``cap``: no record past the first ``cap`` of a sorted result is ever
-      served; a page that starts at or past it is empty (``past_cap="empty"``)
-      or a 422 (``"error"``); a page straddling it is cut at it.
-    - ``total_mode``: ``X-PW-TOTAL`` is the exact match count, an
-      ``"overcount"`` (plus 1-10%, fixed for a count and seed),
-      ``"capped"`` at ``cap``, or ``"absent"``.
-    - ``rate_limit``: ``(max_requests, period_seconds)`` per access token on a
-      rolling window (e.g. ``(180, 60.0)``), counted at arrival; over it a 429
-      (with ``Retry-After``, whole seconds until a slot frees, when
-      ``retry_after``), and the refused request takes no slot.
-    - ``fault_rates``: chance per request of each kind of
-      :data:`~copper_async.testing._faults.FAULT_KINDS` (500, 502, 503, reset,
-      stall, truncated, non_json), adding up to at most 1; a stall sleeps
-      ``stall_seconds`` then answers (too late for the client).
-    - ``burst_429_rate``: chance per request that a burst of
-      ``burst_429_length`` consecutive 429s starts.
-    - ``latency`` +- ``latency_jitter`` (uniform) seconds before each answer.
-    - ``drift_*_rate``: records inserted, deleted and modified, on average
-      per served search (``drift_per="request"``) or per second of serving
-      (``"second"``), before the answer.
-    - ``seed``: the same seed gives the same faults, latencies, drift and
-      overcounts. It seeds only this play, never the records (the command's
-      ``--play-seed``, which defaults to its records' ``--seed``).
-    """
-
-    access_token: str = attrs.field(default="fake-token", validator=_header_text)
-    user_email: str = attrs.field(default="fake@example.com", validator=_header_text)
-    cap: int = attrs.field(default=100_000, validator=_integer(1, 2**31))
-    past_cap: PastCap = attrs.field(default="empty", validator=_one_of("empty", "error"))
-    total_mode: TotalMode = attrs.field(
-        default="exact", validator=_one_of("exact", "overcount", "capped", "absent")
-    )
-    rate_limit: tuple[int, float] | None = attrs.field(default=None, validator=_rate_limit)
-    retry_after: bool = attrs.field(default=False, validator=_boolean)
-    fault_rates: Mapping[str, float] = attrs.field(factory=dict, converter=_fault_rates, hash=False)
-    burst_429_rate: float = attrs.field(default=0.0, validator=_number(0, 1))
-    burst_429_length: int = attrs.field(default=3, validator=_integer(1, 10_000))
-    stall_seconds: float = attrs.field(default=60.0, validator=_number(0, _MAX_SECONDS))
-    latency: float = attrs.field(default=0.0, validator=_number(0, _MAX_SECONDS))
-    latency_jitter: float = attrs.field(default=0.0, validator=_number(0, _MAX_SECONDS))
-    drift_insert_rate: float = attrs.field(default=0.0, validator=_number(0, _MAX_DRIFT))
-    drift_delete_rate: float = attrs.field(default=0.0, validator=_number(0, _MAX_DRIFT))
-    drift_modify_rate: float = attrs.field(default=0.0, validator=_number(0, _MAX_DRIFT))
-    drift_per: DriftUnit = attrs.field(default="request", validator=_one_of("request", "second"))
-    seed: int = attrs.field(default=0, validator=_integer(-(2**63), 2**63))
-
-    def plan(self) -> FaultPlan:
-        """A fresh :class:`FaultPlan` for these options (its sequences start over)."""
-        return FaultPlan(
-            seed=self.seed,
-            fault_rates=self.fault_rates,
-            burst_429_rate=self.burst_429_rate,
-            burst_429_length=self.burst_429_length,
-            latency=self.latency,
-            latency_jitter=self.latency_jitter,
-            drift_insert_rate=self.drift_insert_rate,
-            drift_delete_rate=self.drift_delete_rate,
-            drift_modify_rate=self.drift_modify_rate,
-        )
-
-
-# -- answers -----------------------------------------------------------------------
-
-_JSON = "application/json"
-
-
-def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
-    body = orjson.dumps({"success": False, "status": status, "message": message})
-    return web.Response(status=status, body=body, content_type=_JSON, headers=headers)
-
-
-@web.middleware
-async def _json_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """aiohttp's own refusals (no such route, wrong method) in Copper's error shape."""
-    try:
-        return await handler(request)
-    except web.HTTPException as refusal:
-        if refusal.status < 400:
-            raise
-        allow = refusal.headers.get("Allow")
-        if refusal.status == 405 and allow is not None:
-            message = f"{request.method} is not allowed on {request.path}; use {allow}"
-        elif refusal.status == 404:
-            message = f"no such endpoint: {request.path}"
-        else:
-            message = refusal.reason
-        return _error(refusal.status, message, {"Allow": allow} if allow is not None else None)
-
-
-def _parse_json(raw: bytes) -> Any:
-    """The body's JSON, or a 400 :class:`QueryError` that says what is wrong with it."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        where = f"{error.msg} at byte {error.pos}"
-        try:
-            # orjson refuses some valid JSON (1e400: beyond a double); ask the standard
-            # parser, which keeps such numbers (as inf), whether it is valid at all.
-            json.loads(raw.decode(), parse_constant=_not_json)
-        except (ValueError, RecursionError):
-            raise QueryError(400, f"the body is not valid JSON: {where}") from None
-        raise QueryError(
-            400, f"the body is valid JSON, but not JSON this server can represent: {where}"
-        ) from None
-
-
-def _not_json(name: str) -> Any:
-    """The standard parser's NaN and Infinity extensions are not JSON."""
-    raise ValueError(name)
-
-
-def total_header(matches: int, options: FakeServerOptions) -> str | None:
-    """The ``X-PW-TOTAL`` value for ``matches`` records under ``options.total_mode``."""
-    mode = options.total_mode
-    if mode == "exact":
-        return str(matches)
-    if mode == "capped":
-        return str(min(matches, options.cap))
-    if mode == "overcount":
-        # 1% to 10% more, fixed for a (count, seed): repeated page-1 reads agree.
-        percent = 1 + (matches * 2_654_435_761 + options.seed) % 10
-        return str(matches + math.ceil(matches * percent / 100))
-    return None
 
 
 def _new_stats() -> dict[str, Any]:
@@ -405,9 +192,7 @@ class FakeCopperServer:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors])
         app.router.add_post(SEARCH_ROUTE, self._search)
         app.router.add_get(DEFINITIONS_ROUTE, definitions_handler(self))
-        app.router.add_get(STATS_ROUTE, self._admin_stats)
-        app.router.add_post(TRUTH_ROUTE, self._admin_truth)
-        app.router.add_post(CHANGES_ROUTE, self._admin_changes)
+        add_admin_routes(app, self)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await runner.setup()
         try:
@@ -650,46 +435,3 @@ class FakeCopperServer:
         return self.dataset.apply_changes(
             random.Random(seed), now=now, edits=edits, creates=creates, deletes=deletes, over=over
         )
-
-    # -- admin endpoints -----------------------------------------------------------------
-
-    async def _admin_changes(self, request: web.Request) -> web.Response:
-        if not self._authorised(request):
-            return _error(401, "missing or invalid auth headers")
-        try:
-            body = _parse_json(await request.read())
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"the body is larger than {MAX_BODY} bytes")
-        except QueryError as error:
-            return _error(error.status, error.message)
-        known = {"edits", "creates", "deletes", "seed", "over"}
-        if not isinstance(body, Mapping) or not set(body) <= known:
-            return _error(422, f"the body must be an object with keys among {sorted(known)}")
-        try:
-            changes = self.play_changes(**body)
-        except InvalidOptionError as error:
-            return _error(422, str(error))
-        return web.Response(body=orjson.dumps(attrs.asdict(changes)), content_type=_JSON)
-
-    async def _admin_stats(self, request: web.Request) -> web.Response:
-        if not self._authorised(request):
-            return _error(401, "missing or invalid auth headers")
-        return web.Response(
-            body=orjson.dumps(self.stats, option=orjson.OPT_NON_STR_KEYS), content_type=_JSON
-        )
-
-    async def _admin_truth(self, request: web.Request) -> web.Response:
-        if not self._authorised(request):
-            return _error(401, "missing or invalid auth headers")
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"the body is larger than {MAX_BODY} bytes")
-        try:
-            body = _parse_json(raw)
-            if isinstance(body, Mapping):  # the truth is every match: no page to check
-                body = {k: v for k, v in body.items() if k not in _PAGING_FIELDS}
-            query, _paging = parse_search_body(body)
-        except QueryError as error:
-            return _error(error.status, error.message)
-        return web.Response(body=orjson.dumps(list(self.dataset.search(query))), content_type=_JSON)
