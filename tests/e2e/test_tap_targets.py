@@ -6,7 +6,7 @@ folder, keyed by the target's version and this Python. A failed install
 fails the test with pip's words; nothing is skipped. PostgreSQL is the
 session's throwaway cluster (``tests/pg.py``), a fresh database per test.
 
-The data: by default 25,000 records under a search cap of 10,000 (pages of
+The data: by default 10,000 records under a search cap of 4,000 (pages of
 200), so every run must split past the cap. ``COPPER_ASYNC_TARGETS=full``
 (``nox -s targets``, CI) runs the same tests at full size: 250,000 records
 under the real cap of 100,000. The second run starts from the STATE the
@@ -38,7 +38,7 @@ from tests.singer_support import fake_tap_config
 __all__ = ["pg_cluster", "pg_url"]  # the fixtures, for pytest
 
 #: records, search cap, seconds one ``tap | target`` run may take
-SIZES = {"small": (25_000, 10_000, 300), "full": (250_000, SEARCH_CAP, 1_800)}
+SIZES = {"small": (10_000, 4_000, 300), "full": (250_000, SEARCH_CAP, 1_800)}
 SIZE = os.environ.get("COPPER_ASYNC_TARGETS", "small")
 if SIZE not in SIZES:
     raise pytest.UsageError(f"COPPER_ASYNC_TARGETS must be one of {sorted(SIZES)}, not {SIZE!r}")
