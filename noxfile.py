@@ -138,7 +138,7 @@ def meltano(session: nox.Session) -> None:
 def targets(session: nox.Session) -> None:
     """The tap piped into target-jsonl and target-postgres (needs PostgreSQL), at
     full size: 250,000 records past the real 100,000 cap, twice (full, then the
-    changes). ``COPPER_ASYNC_TARGETS=small`` runs the suite's 25,000 instead.
+    changes). ``COPPER_ASYNC_TARGETS=small`` runs the suite's 10,000 instead.
     """
     session.install(".[test]")
     size = os.environ.get("COPPER_ASYNC_TARGETS", "full")
