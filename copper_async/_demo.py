@@ -73,7 +73,10 @@ def demo(
 
         if out is not None:
             _fail(ExitCode.USAGE, "--sync mirrors into SQLite: --out is for the export demo")
-        ctx.invoke(demo_sync, count=count, seed=seed, cap=options.cap, quiet=quiet)
+        # A day's changes at the default size, fewer for a small demo.
+        changes = {"edits": min(2_000, count // 10), "creates": min(500, count // 40)}
+        changes["deletes"] = min(300, count // 60)
+        ctx.invoke(demo_sync, count=count, seed=seed, cap=options.cap, quiet=quiet, **changes)
         return
     _configure_logging(quiet=quiet, verbose=verbose)
     keep = out is not None

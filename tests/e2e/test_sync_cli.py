@@ -214,6 +214,29 @@ async def test_demo_sync_checks_the_table() -> None:
 
 
 @pytest.mark.asyncio
+async def test_demo_with_sync_runs_the_sync_demo_and_refuses_an_export_output(
+    tmp_path: Path,
+) -> None:
+    """The README's first command: ``copper-async demo --sync``."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "copper_async", "demo", "--sync", "--records", "2000",
+        "--cap", "800", "-q",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert "the table equals the server's records and deletions marked" in out.decode()
+    refused = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "copper_async", "demo", "--sync", "--out", str(tmp_path / "o.jsonl"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, refusal = await refused.communicate()
+    assert refused.returncode == 2
+    assert "--sync mirrors into SQLite" in refusal.decode()
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.asyncio
 async def test_custom_field_names_flag_makes_the_named_view(tmp_path: Path) -> None:
     db = tmp_path / "m.sqlite"
     async with FakeCopperServer(Dataset.generate(50, seed=2)) as server:
