@@ -17,12 +17,12 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
+from tests.fakes import Served
 
 pytestmark = pytest.mark.asyncio
 
@@ -30,29 +30,6 @@ TOKEN = "usability-token-51c2"
 EMAIL = "new.user@example.com"
 ENV = {**os.environ, "COPPER_ACCESS_TOKEN": TOKEN, "COPPER_USER_EMAIL": EMAIL}
 OPTIONS = FakeServerOptions(access_token=TOKEN, user_email=EMAIL, cap=1_000)
-
-
-class Served:
-    """A fake server whose Nth search request sets an event."""
-
-    def __init__(self, server: FakeCopperServer) -> None:
-        self.server = server
-        self.requests = 0
-        self.target = -1
-        self.reached = asyncio.Event()
-        search = server.dataset.search
-
-        def counting(query: Any) -> Any:
-            self.requests += 1
-            if self.requests == self.target:
-                self.reached.set()
-            return search(query)
-
-        server.dataset.search = counting  # type: ignore[method-assign]
-
-    def arm(self, after: int) -> None:
-        self.requests, self.target = 0, after
-        self.reached.clear()
 
 
 async def start(

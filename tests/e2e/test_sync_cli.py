@@ -24,34 +24,12 @@ from copper_async.filters import OpportunityFilter
 from copper_async.sync import SQLiteStore
 from copper_async.sync._bookmark import job_identity
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
+from tests.fakes import Served
 from tests.pg import Cluster, pg_cluster, pg_url  # noqa: F401 - fixtures
 from tests.sync_support import EMAIL, TOKEN, live, sqlite_rows
 
 CAP = 2_000
 ENV = {**os.environ, "COPPER_ACCESS_TOKEN": TOKEN, "COPPER_USER_EMAIL": EMAIL}
-
-
-class Served:
-    """A fake server whose Nth search request sets an event."""
-
-    def __init__(self, server: FakeCopperServer) -> None:
-        self.server = server
-        self.requests = 0
-        self.target = -1
-        self.reached = asyncio.Event()
-        search = server.dataset.search
-
-        def counting(query: Any) -> Any:
-            self.requests += 1
-            if self.requests == self.target:
-                self.reached.set()
-            return search(query)
-
-        server.dataset.search = counting  # type: ignore[method-assign]
-
-    def arm(self, after: int) -> None:
-        self.requests, self.target = 0, after
-        self.reached.clear()
 
 
 async def cli(args: Sequence[str], *, limit_file_size: int | None = None) -> tuple[int, str]:
