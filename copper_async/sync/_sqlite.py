@@ -21,14 +21,13 @@ from copper_async._custom_fields import CustomFieldNames
 from copper_async._lock import exclusive_lock
 from copper_async.exceptions import StoreBusyError, StoreError
 from copper_async.sync._named import sqlite_view
-from copper_async.sync._rows import RowPlan
-from copper_async.sync._schema import COLUMNS, TABLE
+from copper_async.sync._rows import RowPlan, utc_texts
+from copper_async.sync._schema import TABLE
 from copper_async.sync._store import ALL_COLUMNS, ThreadedStore
 
 __all__ = ["SQLiteStore"]
 
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-_FROM_SECONDS = f"strftime('{_TIMESTAMP_FORMAT}', ?, 'unixepoch')"
 
 
 class SQLiteStore(ThreadedStore):
@@ -94,19 +93,13 @@ class SQLiteStore(ThreadedStore):
         return {row[0]: (row[1], bool(row[2]), row[3]) for row in rows}
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> None:
-        marks = ", ".join(self._value_marks())
+        marks = ", ".join("?" * len(ALL_COLUMNS))
         self._connection.executemany(
             f"INSERT INTO {TABLE} ({', '.join(ALL_COLUMNS)}) VALUES ({marks})", rows
         )
 
-    def _value_marks(self) -> list[str]:
-        # The typed timestamps arrive as Unix seconds: SQLite formats them (in C).
-        return [_FROM_SECONDS if column.kind == "timestamp" else "?" for column in COLUMNS] + [
-            "?"
-        ] * (len(ALL_COLUMNS) - len(COLUMNS))
-
     def _row_plan(self) -> RowPlan:
-        return RowPlan(timestamp=None, date=lambda date: date.isoformat())
+        return RowPlan(timestamps=utc_texts, date=lambda date: date.isoformat())
 
     def _named_view(self, names: CustomFieldNames) -> str:
         return sqlite_view(names)

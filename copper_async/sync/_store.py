@@ -31,7 +31,7 @@ from copper_async._custom_fields import CustomFieldNames
 from copper_async.exceptions import SchemaMismatchError, StoreError
 from copper_async.sync._bookmark import Mode, replaces
 from copper_async.sync._named import NAMED_VIEW
-from copper_async.sync._rows import RowPlan
+from copper_async.sync._rows import RowPlan, utc_texts
 from copper_async.sync._schema import (
     COLUMNS,
     META_TABLE,
@@ -209,7 +209,8 @@ class ThreadedStore:
         raise NotImplementedError
 
     def _row_plan(self) -> RowPlan:
-        return RowPlan(timestamp=self._timestamp, date=lambda date: date)
+        # ISO 8601 UTC text: what SQLite stores, and PostgreSQL's timestamptz reads.
+        return RowPlan(timestamps=utc_texts, date=lambda date: date)
 
     def _named_view(self, names: CustomFieldNames) -> str:
         """The dialect's ``CREATE VIEW`` of :mod:`copper_async.sync._named`."""
@@ -430,7 +431,7 @@ class ThreadedStore:
 
     def _update(self, rows: list[tuple[Any, ...]]) -> None:
         names = ", ".join(ALL_COLUMNS)
-        marks = ", ".join(self._value_marks())
+        marks = ", ".join("?" * len(ALL_COLUMNS))
         assignments = ", ".join(f"{c} = excluded.{c}" for c in ALL_COLUMNS[1:])
         cursor = self._connection.cursor()
         cursor.executemany(
@@ -440,9 +441,6 @@ class ThreadedStore:
             ),
             rows,
         )
-
-    def _value_marks(self) -> list[str]:
-        return ["?"] * len(ALL_COLUMNS)
 
     def _mark_deletions(self, run_id: int, deleted_at: int) -> int:
         cursor = self._execute(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from copper_async.sync._rows import RowPlan
+from copper_async.sync._rows import RowPlan, utc_texts
 from copper_async.sync._schema import COLUMNS, CONVERTERS
 
 _ODD = st.one_of(
@@ -45,7 +46,7 @@ def _same(left: Any, right: Any) -> bool:
 @settings(max_examples=150)
 @given(_RECORDS)
 def test_rows_equal_the_converters_value_by_value(records: list[dict[str, Any]]) -> None:
-    plan = RowPlan(timestamp=None, date=dt.date.isoformat)
+    plan = RowPlan(timestamps=None, date=dt.date.isoformat)
     rows = plan.rows(records, ["t"] * len(records), "synced", 7)
     assert len(rows) == len(records)
     for record, row in zip(records, rows, strict=True):
@@ -55,8 +56,21 @@ def test_rows_equal_the_converters_value_by_value(records: list[dict[str, Any]])
         assert row[len(COLUMNS) :] == ("t", "synced", None, 7)
 
 
+@settings(max_examples=300)
+@given(st.lists(st.one_of(st.none(), st.integers(0, 253_402_300_799)), max_size=20))
+def test_utc_texts_equal_strftime(values: list[int | None]) -> None:
+    expected = [
+        None if value is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
+        for value in values
+    ]
+    assert utc_texts(values) == expected
+
+
 def test_timestamps_go_through_the_stores_function() -> None:
-    plan = RowPlan(timestamp=lambda s: f"ts{s}", date=dt.date.isoformat)
+    plan = RowPlan(
+        timestamps=lambda column: [None if s is None else f"ts{s}" for s in column],
+        date=dt.date.isoformat,
+    )
     (row,) = plan.rows([{"id": 1, "date_created": 5, "date_modified": -1}], ["t"], "s", 1)
     names = [c.name for c in COLUMNS]
     assert row[names.index("date_created")] == "ts5"
