@@ -28,27 +28,6 @@ TOKEN, EMAIL = "fake-token", "fake@example.com"
 KILLS = 5
 
 
-class _Served:
-    """Counts search requests; the Nth sets an event."""
-
-    def __init__(self, server: FakeCopperServer) -> None:
-        self.requests, self.target = 0, -1
-        self.reached = asyncio.Event()
-        search = server.dataset.search
-
-        def counting(query: Any) -> Any:
-            self.requests += 1
-            if self.requests == self.target:
-                self.reached.set()
-            return search(query)
-
-        server.dataset.search = counting  # type: ignore[method-assign]
-
-    def arm(self, after: int) -> None:
-        self.requests, self.target = 0, after
-        self.reached.clear()
-
-
 async def _run(args: list[str]) -> Any:
     env = {**os.environ, "COPPER_ACCESS_TOKEN": TOKEN, "COPPER_USER_EMAIL": EMAIL}
     return await asyncio.create_subprocess_exec(
@@ -57,12 +36,12 @@ async def _run(args: list[str]) -> Any:
     )  # fmt: skip
 
 
-async def _killed_at(served: _Served, args: list[str], after: int) -> bool:
+async def _killed_at(server: FakeCopperServer, args: list[str], after: int) -> bool:
     """Start a run, SIGKILL it at the server's ``after``-th request; False if
     it ended first."""
-    served.arm(after)
+    reached = server.after_searches(after)
     process = await _run(args)
-    waiter = asyncio.ensure_future(served.reached.wait())
+    waiter = asyncio.ensure_future(reached.wait())
     ended = asyncio.ensure_future(process.wait())
     done, _pending = await asyncio.wait({waiter, ended}, return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()
@@ -92,19 +71,19 @@ def _exact(db: Path, dataset: Dataset) -> bool:
 
 
 async def _phase(
-    served: _Served, args: list[str], db: Path, moments: list[int], expected: Any
+    server: FakeCopperServer, args: list[str], db: Path, moments: list[int], expected: Any
 ) -> tuple[list[int], bool, int]:
     kills, ahead = [], False
     for after in moments:
-        if await _killed_at(served, args, after):
+        if await _killed_at(server, args, after):
             kills.append(after)
             ahead |= _bookmark(db) != expected
-    served.arm(-1)
+    before = server.stats["requests"]
     final = await _run(args)
     _out, err = await final.communicate()
     if final.returncode != 0:
         raise SystemExit(f"the rerun failed ({final.returncode}): {err.decode()[-500:]}")
-    return kills, not ahead, served.requests
+    return kills, not ahead, server.stats["requests"] - before
 
 
 async def stress(records: int, cap: int, folder: Path) -> tuple[list[list[Any]], bool]:
@@ -116,14 +95,13 @@ async def stress(records: int, cap: int, folder: Path) -> tuple[list[list[Any]],
     rows: list[list[Any]] = []
     passed = True
     async with FakeCopperServer(dataset, options=FakeServerOptions(cap=cap)) as server:
-        served = _Served(server)
         args = ["--db", str(db), "--base-url", server.url, "--cap", str(cap)]
         args += ["--rate-limit", "none"]
         pages = records // 200
         began = time.perf_counter()
         # Each kill within its share of the work, so that all five land.
         moments = [rng.randrange(2, max(pages // KILLS, 3)) for _ in range(KILLS)]
-        kills, never_ahead, last = await _phase(served, args, db, moments, None)
+        kills, never_ahead, last = await _phase(server, args, db, moments, None)
         exact = _exact(db, dataset)
         passed &= never_ahead and exact and len(kills) == KILLS
         seconds = round(time.perf_counter() - began, 1)
@@ -138,7 +116,7 @@ async def stress(records: int, cap: int, folder: Path) -> tuple[list[list[Any]],
         began = time.perf_counter()
         share = max(changed // 200 // KILLS, 3)
         moments = [rng.randrange(2, share) for _ in range(KILLS)]
-        kills, never_ahead, last = await _phase(served, args, db, moments, loaded)
+        kills, never_ahead, last = await _phase(server, args, db, moments, loaded)
         exact = _exact(db, dataset)
         moved = (_bookmark(db) or 0) > loaded
         passed &= never_ahead and exact and moved and len(kills) == KILLS

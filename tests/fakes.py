@@ -377,26 +377,3 @@ def secret_leaks(texts: list[str], token: str) -> list[str]:
     """The texts that hold ``token`` or a piece of it (an excerpt cut through it)."""
     fragments = (token, token[7:19], token[-12:])
     return [text for text in texts if any(fragment in text for fragment in fragments)]
-
-
-class Served:
-    """A fake server whose Nth search request sets an event."""
-
-    def __init__(self, server: FakeCopperServer) -> None:
-        self.server = server
-        self.requests = 0
-        self.target = -1
-        self.reached = asyncio.Event()
-        search = server.dataset.search
-
-        def counting(query: Any) -> Any:
-            self.requests += 1
-            if self.requests == self.target:
-                self.reached.set()
-            return search(query)
-
-        server.dataset.search = counting  # type: ignore[method-assign]
-
-    def arm(self, after: int) -> None:
-        self.requests, self.target = 0, after
-        self.reached.clear()

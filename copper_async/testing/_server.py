@@ -132,6 +132,9 @@ class FakeCopperServer:
         self._drift_ids: list[int] = []
         self._drift_version: int | None = None
         self.clock: Callable[[], float] = time.time
+        # Search requests ever received (no reset), and who waits for a count of them.
+        self._searches = 0
+        self._awaited: list[tuple[int, asyncio.Event]] = []
 
     @staticmethod
     def _checked(options: Any) -> FakeServerOptions:
@@ -164,6 +167,13 @@ class FakeCopperServer:
         for key in ("requests_by_status", "faults", "drift"):
             stats[key] = dict(stats[key])
         return stats
+
+    def after_searches(self, count: int) -> asyncio.Event:
+        """An event set when ``count`` more search requests have arrived: a test
+        acts at that moment (stops or kills a client mid-run) without sleeping."""
+        event = asyncio.Event()
+        self._awaited.append((self._searches + count, event))
+        return event
 
     def reset_stats(self) -> None:
         """Zero every counter (``in_flight`` keeps counting requests still open)."""
@@ -239,6 +249,11 @@ class FakeCopperServer:
             self._handlers.add(task)
         stats = self._stats
         stats["requests"] += 1
+        self._searches += 1
+        for target, event in self._awaited:
+            if self._searches >= target:
+                event.set()
+        self._awaited = [(t, e) for t, e in self._awaited if not e.is_set()]
         stats["in_flight"] += 1
         stats["max_in_flight"] = max(stats["max_in_flight"], stats["in_flight"])
         started = time.perf_counter()

@@ -22,7 +22,6 @@ import orjson
 import pytest
 
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
-from tests.fakes import Served
 
 pytestmark = pytest.mark.asyncio
 
@@ -81,10 +80,9 @@ async def test_a_second_run_of_the_same_export_is_refused_and_writes_nothing(
         # from the stopped run cannot be mistaken for its own.
         FakeCopperServer(dataset, options=OPTIONS) as other,
     ):
-        served = Served(server)
-        served.arm(after=3)
+        reached = server.after_searches(3)
         first = await start(base(server, *args), tmp_path)
-        await served.reached.wait()
+        await reached.wait()
         first.send_signal(signal.SIGSTOP)  # holds its lock, mid-export
         try:
             before = out.read_bytes() if out.exists() else None
@@ -264,11 +262,10 @@ async def test_quiet_and_verbose_together_are_a_usage_error(tmp_path: Path) -> N
 async def test_quiet_prints_only_the_error_line_when_interrupted(tmp_path: Path) -> None:
     dataset = Dataset.generate(600, seed=3)
     async with FakeCopperServer(dataset, options=OPTIONS) as server:
-        served = Served(server)
-        served.arm(after=3)
+        reached = server.after_searches(3)
         args = base(server, "--out", "o.jsonl", "--page-size", "20", "-q")
         process = await start(args, tmp_path)
-        await served.reached.wait()
+        await reached.wait()
         process.send_signal(signal.SIGINT)
         _out, err = await process.communicate()
     assert process.returncode == 130

@@ -24,7 +24,6 @@ from copper_async.filters import OpportunityFilter
 from copper_async.sync import SQLiteStore
 from copper_async.sync._bookmark import job_identity
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
-from tests.fakes import Served
 from tests.pg import Cluster, pg_cluster, pg_url  # noqa: F401 - fixtures
 from tests.sync_support import EMAIL, TOKEN, live, sqlite_rows
 
@@ -68,10 +67,10 @@ def truth(dataset: Dataset) -> dict[int, dict[str, Any]]:
     return {i: dataset.record(i) for i in dataset.ids()}
 
 
-async def kill_at(served: Served, args: list[str], after: int) -> None:
-    served.arm(after)
+async def kill_at(server: FakeCopperServer, args: list[str], after: int) -> None:
+    reached = server.after_searches(after)
     process = await start(args)
-    waiter = asyncio.ensure_future(served.reached.wait())
+    waiter = asyncio.ensure_future(reached.wait())
     ended = asyncio.ensure_future(process.wait())
     done, _pending = await asyncio.wait({waiter, ended}, return_when=asyncio.FIRST_COMPLETED)
     assert waiter in done, "the run ended before the moment to kill it"
@@ -87,11 +86,10 @@ async def test_kill_9_during_a_full_load_and_an_incremental_run(tmp_path: Path) 
     rng = random.Random(11)
     dataset = Dataset.generate(12_000, seed=5)
     async with FakeCopperServer(dataset, options=FakeServerOptions(cap=CAP)) as server:
-        served = Served(server)
         args = sync_args(server, db)
         # A full load killed three times at random requests, then finished.
         for _ in range(3):
-            await kill_at(served, args, rng.randrange(3, 25))
+            await kill_at(server, args, rng.randrange(3, 25))
             assert bookmark(db) is None  # never ahead of what is stored
         code, err = await cli(args)
         assert code == 0, err
@@ -101,7 +99,7 @@ async def test_kill_9_during_a_full_load_and_an_incremental_run(tmp_path: Path) 
         assert loaded is not None
 
         server.play_changes(edits=1_500, creates=300, deletes=50, seed=2)
-        await kill_at(served, args, rng.randrange(2, 8))
+        await kill_at(server, args, rng.randrange(2, 8))
         assert bookmark(db) == loaded
         code, err = await cli([*args, "--reconcile"])
         assert code == 0, err

@@ -1164,3 +1164,20 @@ def test_the_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
     # The shapes that sort every record on a column without an index.
     for name in ("wide_range", "company_sort", "value_sort"):
         assert results[f"{name}_matches"] == 600
+
+
+@pytest.mark.asyncio
+async def test_after_searches_is_set_by_the_nth_search_request_from_now(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    server = await serve()
+    await post(session, server)  # before the call: not counted
+    second, third = server.after_searches(2), server.after_searches(3)
+    server.reset_stats()  # the counters' reset does not move the moment
+    await post(session, server)
+    assert not second.is_set()
+    await post(session, server)
+    assert second.is_set()
+    assert not third.is_set()
+    await post(session, server)
+    assert third.is_set()
