@@ -25,6 +25,10 @@ last page whose records all lie inside the cap):
   records and ``[d, hi]`` holds the rest, so each cut peels off a window that
   nearly fills the cap (sized from the data, not by halving). Both children
   get their own first look, which verifies the count before anything is read.
+  The held page 1 is not thrown away: its records lead the first child
+  (the same sort, a subset of the range), so it is that child's page 1 and
+  the child's first look is page 2 (were the child ordered otherwise, an id
+  of the held page would come again later: the cross-check below).
 * **Hot spots.** When more than ``C`` records share one second of the split
   field, that second is split on the next split field (``date_modified`` by
   default). When the last field cannot split it either, the window is

@@ -148,8 +148,9 @@ class WindowPlanner(PhaseSteps):
         if state.issued or isinstance(stage, Relooking):
             return None
         if isinstance(stage, Looking):
-            look_at_cut_page = self._totals.absent or stage.look_at_cut_page
-            return self._cut_page if look_at_cut_page else 1
+            if self._totals.absent or stage.look_at_cut_page:
+                return self._cut_page
+            return 1 if stage.held is None else min(2, self._cut_page)
         if isinstance(stage, Cutting):
             return self._cut_page
         return self._reachable_pages  # AtEdge: the last page inside the cap
@@ -189,7 +190,7 @@ class WindowPlanner(PhaseSteps):
             self._distrust_totals()
         stage = state.stage
         if isinstance(stage, Looking):
-            events += self._feed_first_look(state, page, result)
+            events += self._feed_first_look(state, stage, page, result)
         elif isinstance(stage, Cutting):
             events += self._feed_cut_page(state, result, stage.first_total, stage.held)
         elif isinstance(stage, AtEdge):

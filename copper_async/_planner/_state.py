@@ -10,7 +10,9 @@ cannot be built.
 The phases of one window:
 
 * ``LOOK``: nothing known; a first look (page 1, or the cut page ``k`` once
-  the API sends no total or counts prove the window overflows) is due.
+  the API sends no total or counts prove the window overflows) is due. A
+  window cut from another may hold its page 1 already (page 1 of the window
+  it replaces): its first look is then page 2.
 * ``CUT``: page 1 came back full with a total that may not fit; page 1 is
   held while page ``k`` decides between reading and cutting.
 * ``EDGE``: one second on the last split field, which cannot be split: the
@@ -117,6 +119,9 @@ class Looking:
     phase: ClassVar[Phase] = Phase.LOOK
     # Counts proved it overflows: its first look is the cut page.
     look_at_cut_page: bool = False
+    # Page 1 of the window it was cut from, whose records all lie in this one
+    # and lead its sort order: its own page 1, so the first look is page 2.
+    held: list[Mapping[str, Any]] | None = None
 
 
 @attrs.define

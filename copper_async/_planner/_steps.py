@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import attrs
+
 from copper_async._planner._events import (
     CapLimited,
     CountMismatch,
@@ -34,7 +36,14 @@ from copper_async._planner._state import (
     WindowState,
 )
 from copper_async._planner._totals import Totals, Verdict
-from copper_async._planner._windows import Piece, Window, plan_cut, plan_read_on, split_value
+from copper_async._planner._windows import (
+    Piece,
+    Window,
+    inside,
+    plan_cut,
+    plan_read_on,
+    split_value,
+)
 from copper_async.exceptions import CapExceededError
 
 __all__ = ["READ_ON_REASON", "PhaseSteps"]
@@ -92,22 +101,30 @@ class PhaseSteps:
                 state.look_again(_H.PAGES_IN)
 
     def _feed_first_look(
-        self, state: WindowState, page: int, result: PageResult
+        self, state: WindowState, looking: Looking, page: int, result: PageResult
     ) -> list[PlannerEvent]:
-        records, total = result.records, result.total
+        records, total, held = result.records, result.total, looking.held
         self._totals.note_first_look(result)
+        if page == self._cut_page and not self._totals.fits(total, self.cap):
+            return self._feed_cut_page(state, result, None, held)
         if self._totals.fits(total, self.cap):
             reading = self._read(state, _H.FITS, self._exact(total, Basis.TOTAL), total)
-            return self._feed_read(state, reading, page, result)
-        if page == self._cut_page:
-            return self._feed_cut_page(state, result, None, None)
-        if len(records) < self.page_size:
-            # A short page 1 proves the window ends inside it, whatever a total said.
+        elif len(records) < self.page_size:
+            # A short first look proves the window ends inside it, whatever a total said.
             reading = self._read_short(state, page, len(records), total)
-            return self._feed_read(state, reading, page, result)
-        # Full page 1 that may not fit: page k decides; keep page 1 for then.
-        state.move(_H.FULL_FIRST_PAGE, Cutting(total, list(records)))
-        return []
+        elif held is None:
+            # Full page 1 that may not fit: page k decides; keep page 1 for then.
+            state.move(_H.FULL_FIRST_PAGE, Cutting(total, list(records)))
+            return []
+        else:
+            # Full page 2 that may not fit: page k decides, as after a full page 1.
+            self.stats.pages_discarded += 1
+            state.move(_H.FULL_FIRST_PAGE, Cutting(total, held))
+            return []
+        events: list[PlannerEvent] = []
+        if held is not None:
+            events += self._deliver(state, reading, 1, held, reading.first_total)
+        return events + self._feed_read(state, reading, page, result)
 
     def _feed_cut_page(
         self,
@@ -123,9 +140,7 @@ class PhaseSteps:
             # Fewer than k pages, whatever an (over-counting) total said.
             reading = self._read_short(state, self._cut_page, len(records), total)
         else:
-            if held is not None:
-                self.stats.pages_discarded += 1
-            return self._cut(state, records, total if total is not None else first_total)
+            return self._cut(state, records, total if total is not None else first_total, held)
         events: list[PlannerEvent] = []
         if held is not None:
             # Its total is the first look's; totals once distrusted stay None.
@@ -320,8 +335,14 @@ class PhaseSteps:
     # -- splitting --------------------------------------------------------
 
     def _cut(
-        self, state: WindowState, records: Sequence[Mapping[str, Any]], total: int | None
+        self,
+        state: WindowState,
+        records: Sequence[Mapping[str, Any]],
+        total: int | None,
+        held: list[Mapping[str, Any]] | None,
     ) -> list[PlannerEvent]:
+        """Split ``state``'s window at its full cut page ``records``; ``held``
+        is its page 1, when read."""
         window = state.window
         cut = plan_cut(
             window,
@@ -331,12 +352,36 @@ class PhaseSteps:
             cap=self.cap,
             first_at_most=self._cut_page * self.page_size - 1,
         )
-        if not cut.pieces:
+        pieces = self._hand_down(window, cut.pieces, held)
+        if held is not None and (not pieces or pieces[0].held is None):
+            self.stats.pages_discarded += 1
+        if not pieces:
             return self._hot_spot(state, total)
         self.stats.hot_spots += cut.hot_spots
-        children = self._replace_with(state, cut.pieces, _H.FULL_CUT_PAGE)
+        children = self._replace_with(state, pieces, _H.FULL_CUT_PAGE)
         self.stats.windows_split += 1
         return [WindowSplit(window, children, total, cut.reason)]
+
+    def _hand_down(
+        self, window: Window, pieces: Sequence[Piece], held: list[Mapping[str, Any]] | None
+    ) -> Sequence[Piece]:
+        """``pieces`` with ``window``'s page 1 handed to the first when that is
+        its page 1 too: a full page whose records all lie in it, sorted on the
+        same field (the first records of ``window`` that lie in it lead it).
+        If the API orders the piece otherwise, its page 2 repeats an id of the
+        held page and the piece is read again, as for any offset shift."""
+        if held is None or not pieces:
+            return pieces
+        first, level = pieces[0], window.level
+        fields = self.split_fields[: level + 1]
+        if (
+            first.level != level
+            or first.look_at_cut_page
+            or len(held) < self.page_size
+            or not all(inside(record, first.bounds[: level + 1], fields) for record in held)
+        ):
+            return pieces
+        return (attrs.evolve(first, held=held), *pieces[1:])
 
     def _hot_spot(self, state: WindowState, total: int | None) -> list[PlannerEvent]:
         window = state.window
@@ -379,7 +424,7 @@ class PhaseSteps:
         windows = [self._new_window(piece) for piece in pieces]
         self._memory.add(windows, inherit_from)
         for window, piece in zip(windows, pieces, strict=True):
-            stage = Looking(look_at_cut_page=piece.look_at_cut_page)
+            stage = Looking(look_at_cut_page=piece.look_at_cut_page, held=piece.held)
             self._states[window.key] = WindowState(window, stage)
         keys = [window.key for window in windows]
         at = len(self._order) if position is None else position

@@ -57,6 +57,8 @@ class Piece:
     depth: int
     # Counts prove it overflows: its first look is the cut page.
     look_at_cut_page: bool = False
+    # Its page 1, already read by the window it replaces (see ``Looking.held``).
+    held: list[Mapping[str, Any]] | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen

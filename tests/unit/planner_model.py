@@ -28,6 +28,7 @@ from copper_async._planner import (
 from copper_async.exceptions import CapExceededError
 
 TotalMode = Literal["exact", "overcount", "capped", "absent"]
+Ties = Literal["id", "per_window"]
 TOTAL_MODES: list[TotalMode] = ["exact", "overcount", "capped", "absent"]
 FIELDS = ("date_created", "date_modified")
 
@@ -51,6 +52,9 @@ class ModelAPI:
     refuse_past_cap: bool = False
     # A total that ignores the count (an API that lies).
     fixed_total: int | None = None
+    # How records of one second are ordered: by id, or in an order of each
+    # window's own (stable for one query, different between queries).
+    ties: Ties = "id"
     requests: list[PageRequest] = attrs.Factory(list)
     _cache: dict[Any, list[dict[str, Any]]] = attrs.Factory(dict)
     version: int = 0  # bumped whenever records change in place
@@ -92,6 +96,9 @@ class ModelAPI:
         for field, (lo, hi) in zip(FIELDS[1:], others, strict=False):
             if lo is not None or hi is not None:
                 found = [r for r in found if _between(r[field], lo, hi)]
+        if self.ties == "per_window":
+            bounds = request.window.bounds  # ints and None: hash() is the same every run
+            return sorted(found, key=lambda r: (r[request.sort_field], hash((r["id"], bounds))))
         if request.sort_field != FIELDS[0]:
             found = sorted(found, key=lambda r: (r[request.sort_field], r["id"]))
         return found

@@ -19,6 +19,7 @@ from copper_async.exceptions import CapExceededError
 from tests.unit.planner_model import (
     FIELDS,
     ModelAPI,
+    Ties,
     TotalMode,
     assert_partition,
     check_cap_error,
@@ -43,6 +44,7 @@ READ_ON = READ_ON_REASON
     total_mode=st.sampled_from(["exact", "overcount", "capped", "absent"]),
     order_seed=st.integers(0, 1000),
     in_flight=st.integers(1, 6),
+    ties=st.sampled_from(["id", "per_window"]),
 )
 def test_every_id_once_and_leaves_partition_the_range(
     records: list[dict[str, Any]],
@@ -51,9 +53,10 @@ def test_every_id_once_and_leaves_partition_the_range(
     total_mode: TotalMode,
     order_seed: int,
     in_flight: int,
+    ties: Ties,
 ) -> None:
     cap = page_size * cap_pages + (page_size // 2)
-    api = ModelAPI(records, cap=cap, total_mode=total_mode)
+    api = ModelAPI(records, cap=cap, total_mode=total_mode, ties=ties)
     planner = WindowPlanner(cap=cap, page_size=page_size, split_fields=FIELDS)
     crowded = max_per_second_pair(records)
     try:

@@ -49,6 +49,39 @@ def test_requests_without_a_total_are_still_close_to_the_ideal() -> None:
     assert len(api.requests) <= 1.2 * ideal + 3 * len(leaves(events))
 
 
+def test_a_cut_hands_its_page_1_to_its_first_window() -> None:
+    """The root's page 1, held while its cut page decided, is also page 1 of
+    the first window cut from it: that window starts at page 2."""
+    records = make_records(list(range(1, 1_501)), [0] * 1_500)
+    api = ModelAPI(records, cap=1_000, total_mode="exact")
+    planner = WindowPlanner(cap=1_000, page_size=50)
+    delivered, events = run(planner, api, max_in_flight=1)
+    assert sorted(delivered) == [r["id"] for r in records]
+    first, _second = leaves(events)
+    looks = [r.page_number for r in api.requests if r.window == first]
+    assert looks[0] == 2
+    assert 1 not in looks
+    assert planner.stats.pages_discarded == 0
+    # The root's page 1 and cut page, then 1,500 records' pages, one short page
+    # of the first window (it ends before the cut page's last record) included.
+    assert len(api.requests) == 2 + 30
+
+
+def test_a_handed_down_page_in_another_tie_order_is_caught_and_read_again() -> None:
+    """An API may order one second's records differently in the narrower
+    query: the held page is then not the window's page 1, an id of it comes
+    again on a later page, and the window is read afresh from page 1."""
+    created = [1] * 30 + [2] * 40 + list(range(3, 1_433))
+    records = make_records(created, [0] * len(created))
+    api = ModelAPI(records, cap=1_000, total_mode="exact", ties="per_window")
+    planner = WindowPlanner(cap=1_000, page_size=50)
+    delivered, _events = run(planner, api, max_in_flight=1)
+    assert sorted(delivered) == [r["id"] for r in records]
+    assert len(delivered) == len(set(delivered))
+    assert planner.stats.shifted_reads > 0
+    assert planner.stats.rereads == 1
+
+
 def test_a_query_that_fits_costs_exactly_its_pages() -> None:
     records = skewed_records(990, seed=3)
     api = ModelAPI(records, cap=1_000, total_mode="exact")
