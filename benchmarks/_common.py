@@ -256,14 +256,28 @@ def run_child(
     env: dict[str, str] | None = None,
     timeout: float = 3600.0,
 ) -> ChildRun:
-    """Run ``command`` and measure it alone with ``os.wait4``.
+    """Run ``command`` and measure it alone.
 
-    ``wait4`` gives that one child's own CPU time and peak RSS (its
-    ``ru_maxrss``), not those of other children of this process such as a
-    fake server. A child past ``timeout`` is killed (returncode -9).
+    The command runs under a small launcher (``_measure_child.py``) that
+    ``wait4``s it and reports that one process's CPU time and peak RSS: not
+    those of other children of this process (a fake server), nor this
+    process's own peak, which a child started from here would inherit. A
+    command past ``timeout`` is killed with its launcher (returncode -9).
     """
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, env=env)
+    read_end, write_end = os.pipe()
+    launcher = [sys.executable, str(Path(__file__).with_name("_measure_child.py"))]
+    try:
+        process = subprocess.Popen(
+            [*launcher, str(write_end), *command],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env=env,
+            pass_fds=(write_end,),
+            start_new_session=True,  # one group: a timeout kills the command too
+        )
+    finally:
+        os.close(write_end)
     assert process.stderr is not None
     chunks: list[bytes] = []
     # Drain stderr in a thread so a chatty child never blocks on a full pipe.
@@ -272,27 +286,34 @@ def run_child(
     timer = threading.Timer(timeout, lambda: _kill(process.pid))
     timer.start()
     try:
-        _, status, usage = os.wait4(process.pid, 0)
+        with os.fdopen(read_end, "rb") as report:
+            measured = report.read()
+        process.wait()
     finally:
         timer.cancel()
     wall = time.perf_counter() - started
     reader.join()
     process.stderr.close()
-    process.returncode = os.waitstatus_to_exitcode(status)
     tail = b"".join(chunks).decode("utf-8", "replace").strip().splitlines()[-15:]
+    if measured:
+        status, user, system, max_rss_kib = json.loads(measured)
+        returncode = os.waitstatus_to_exitcode(status)
+    else:  # the launcher itself was killed
+        returncode, user, system, max_rss_kib = process.returncode, 0.0, 0.0, 0
     return ChildRun(
-        returncode=process.returncode,
+        returncode=returncode,
         wall_seconds=wall,
-        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        cpu_seconds=user + system,
         # Linux reports ru_maxrss in KiB.
-        max_rss_bytes=usage.ru_maxrss * 1024,
+        max_rss_bytes=max_rss_kib * 1024,
         stderr_tail="\n".join(tail),
     )
 
 
 def _kill(pid: int) -> None:
+    """Kill ``pid``'s process group (a launcher and its command)."""
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
 
 
 @attrs.frozen
