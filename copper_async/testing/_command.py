@@ -273,6 +273,13 @@ _SECONDS = click.FloatRange(0)
     help="What X-PW-TOTAL carries.",
 )
 @click.option(
+    "--ties",
+    type=click.Choice(["id", "per_query"]),
+    default="id",
+    show_default=True,
+    help="Order of records with equal sort values: by id, or each query its own.",
+)
+@click.option(
     "--rate-limit",
     metavar="N/SECONDS",
     callback=_rate_limit,

@@ -22,8 +22,9 @@ from __future__ import annotations
 import bisect
 import os
 import random
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import compress
+from itertools import compress, groupby
 from typing import Any, Final
 
 import attrs
@@ -39,6 +40,7 @@ from copper_async.testing._columns import (
     _where_not,
 )
 from copper_async.testing._generate import CHUNK, draw_created, draw_modified, edit, generate
+from copper_async.testing._options import Ties
 from copper_async.testing._query import PRIORITY_IDS, SORT_FIELDS, STATUS_IDS, Query
 from copper_async.testing._store import (
     _DAY,
@@ -178,18 +180,37 @@ class Dataset(Store):
         dataset._finish_loading()
         return dataset
 
-    def search(self, query: Query) -> Sequence[int]:
-        """Every id ``query`` matches, in its sort order; cached until the data changes."""
-        key = (query, self.version)
+    def search(self, query: Query, *, ties: Ties = "id") -> Sequence[int]:
+        """Every id ``query`` matches, in its sort order; cached until the data changes.
+
+        ``ties``: records with equal sort values in id order, or (``"per_query"``)
+        in an order of the query's own: stable for one query, another for the
+        next, as an API whose tie-break is not the id may order them.
+        """
+        key = (query, self.version, ties)
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
             return cached
         result = self._search(query)
+        if ties == "per_query":
+            result = self._ties_per_query(result, query)
         self._cache[key] = result
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
         return result
+
+    def _ties_per_query(self, result: _Ids, query: Query) -> _Ids:
+        column = self._cols[_SORT_COLUMNS[query.sort_field]]
+        slots = list(result._slots)
+        salt = zlib.crc32(repr(query).encode())  # the same query, the same order
+        for _value, group in groupby(range(len(slots)), key=lambda i: column[slots[i]]):
+            at = list(group)
+            if len(at) > 1:
+                tied = sorted((slots[i] for i in at), key=lambda slot: hash((slot, salt)))
+                for i, slot in zip(at, tied, strict=True):
+                    slots[i] = slot
+        return _Ids(slots, self._id)
 
     def _search(self, query: Query) -> _Ids:
         """The uncached search: pick the smallest candidate set, filter, order."""

@@ -16,6 +16,7 @@ __all__ = ["DriftUnit", "FakeServerOptions", "PastCap", "TotalMode", "total_head
 
 PastCap = Literal["empty", "error"]
 TotalMode = Literal["exact", "overcount", "capped", "absent"]
+Ties = Literal["id", "per_query"]
 DriftUnit = Literal["request", "second"]
 
 _Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
@@ -114,6 +115,9 @@ class FakeServerOptions:
     - ``total_mode``: ``X-PW-TOTAL`` is the exact match count, an
       ``"overcount"`` (plus 1-10%, fixed for a count and seed),
       ``"capped"`` at ``cap``, or ``"absent"``.
+    - ``ties``: records with equal sort values in id order, or
+      ``"per_query"``: in an order of each query's own (the same for the same
+      query, another for a narrower one), as an API may break ties.
     - ``rate_limit``: ``(max_requests, period_seconds)`` per access token on a
       rolling window (e.g. ``(180, 60.0)``), counted at arrival; over it a 429
       (with ``Retry-After``, whole seconds until a slot frees, when
@@ -140,6 +144,7 @@ class FakeServerOptions:
     total_mode: TotalMode = attrs.field(
         default="exact", validator=_one_of("exact", "overcount", "capped", "absent")
     )
+    ties: Ties = attrs.field(default="id", validator=_one_of("id", "per_query"))
     rate_limit: tuple[int, float] | None = attrs.field(default=None, validator=_rate_limit)
     retry_after: bool = attrs.field(default=False, validator=_boolean)
     fault_rates: Mapping[str, float] = attrs.field(factory=dict, converter=_fault_rates, hash=False)

@@ -361,7 +361,7 @@ class FakeCopperServer:
             self._sent(error.status)
             return _error(error.status, error.message)
         self._drift(options)
-        ids = self.dataset.search(query)
+        ids = self.dataset.search(query, ties=options.ties)
         start = (paging.page_number - 1) * paging.page_size
         cap = options.cap
         if start >= cap and options.past_cap == "error":

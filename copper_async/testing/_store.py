@@ -126,7 +126,7 @@ class Store:
         self._nulls: dict[str, set[int]] = {field: set() for field in _ORDERED}
         self._count = 0
         self._next_id = 1
-        self._cache: OrderedDict[tuple[Query, int], _Ids] = OrderedDict()
+        self._cache: OrderedDict[tuple[Query, int, str], _Ids] = OrderedDict()
         # (column, descending) -> its live, non-null slots in order; per data version.
         self._sort_orders: dict[tuple[str, bool], list[int]] = {}
 

@@ -479,6 +479,30 @@ async def test_total_capped(serve: Serve, session: aiohttp.ClientSession) -> Non
 
 
 @pytest.mark.asyncio
+async def test_ties_per_query_are_stable_for_a_query_and_differ_for_a_narrower_one(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    dataset = Dataset.generate(300, seed=5, hot_spots=[HotSpot(created=1_600_000_000, count=200)])
+    server = await serve(dataset, ties="per_query")
+    wide = {"sort_by": "date_created", "page_size": 200}
+    narrow = {**wide, "minimum_created_date": 1_599_999_000}
+
+    async def ids_of(body: dict[str, Any]) -> list[int]:
+        pages = [await post(session, server, {**body, "page_number": n}) for n in (1, 2, 3)]
+        return [record["id"] for page in pages for record in page.json()]
+
+    first, again, narrower = await ids_of(wide), await ids_of(wide), await ids_of(narrow)
+    assert first == again, "one query's order is stable"
+    assert sorted(first) == sorted(truth_of(dataset, wide))
+    created = {i: dataset.record(i)["date_created"] for i in first}
+    assert [created[i] for i in first] == sorted(created[i] for i in first)
+    hot = [i for i in first if created[i] == 1_600_000_000]
+    assert len(hot) == 200
+    assert hot != sorted(hot), "ties are not in id order"
+    assert [i for i in narrower if created[i] == 1_600_000_000] != hot
+
+
+@pytest.mark.asyncio
 async def test_total_overcount_is_a_stable_upper_bound(
     serve: Serve, session: aiohttp.ClientSession
 ) -> None:
@@ -1039,6 +1063,7 @@ def test_every_flag_becomes_its_option() -> None:
     assert build_options(parse_flags(["--rate-limit", "5/1m"])).rate_limit == (5, 60.0)
     # Without --play-seed, --seed seeds the play too, as before --play-seed existed.
     assert build_options(parse_flags(["--seed", "9"])).seed == 9
+    assert build_options(parse_flags(["--ties", "per_query"])).ties == "per_query"
 
 
 def test_the_play_seed_varies_the_faults_over_the_same_records() -> None:

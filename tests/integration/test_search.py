@@ -208,6 +208,26 @@ async def test_a_hot_second_is_split_on_date_modified(
     assert search.stats.hot_spots >= 1
 
 
+@pytest.mark.parametrize("total_mode", ["exact", "overcount", "absent"])
+async def test_every_record_once_when_the_api_orders_ties_per_query(
+    harness_factory: HarnessFactory, total_mode: TotalMode
+) -> None:
+    """A narrower query may order one second's records otherwise: pages held
+    from a wider query must not make a record come twice or never."""
+    dataset = Dataset.generate(
+        2_500,
+        seed=4,
+        hot_spots=[
+            HotSpot(created=1_600_000_000, count=1_500),
+            HotSpot(created=1_500_000_000, count=400),
+        ],
+    )
+    harness = await harness_factory(dataset, options(ties="per_query", total_mode=total_mode))
+    search = harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True)
+    ids = [r["id"] for r in await collect(search)]
+    assert len(ids) == len(set(ids)) == len(dataset)
+
+
 async def test_an_unsplittable_second_raises_naming_the_window(
     harness_factory: HarnessFactory,
 ) -> None:
