@@ -116,6 +116,10 @@ class PostgresStore(ThreadedStore):
     def _is_conflict(self, error: Exception) -> bool:
         return isinstance(error, self._psycopg.errors.UniqueViolation)
 
+    def _in_transaction(self) -> bool:
+        status = self._connection.info.transaction_status
+        return bool(status != self._psycopg.pq.TransactionStatus.IDLE)
+
     def _timestamp(self, value: int) -> dt.datetime:
         return dt.datetime.fromtimestamp(value, _UTC)
 

@@ -107,6 +107,9 @@ class SQLiteStore(ThreadedStore):
     def _is_conflict(self, error: Exception) -> bool:
         return isinstance(error, sqlite3.IntegrityError)
 
+    def _in_transaction(self) -> bool:
+        return bool(self._connection.in_transaction)
+
     def _mark_seen(self, ids: list[int], run_id: int) -> None:
         self._connection.executemany(
             f"UPDATE {TABLE} SET seen_run = ? WHERE id = ?", [(run_id, i) for i in ids]
@@ -145,6 +148,10 @@ class _Connection:
     def _begin(self) -> None:
         if not self._connection.in_transaction:
             self._connection.execute("BEGIN")
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._connection.in_transaction
 
     def pragma(self, statement: str) -> None:
         self._connection.execute(statement)

@@ -208,6 +208,10 @@ class ThreadedStore:
         """Whether ``error`` is a duplicate primary key."""
         raise NotImplementedError
 
+    def _in_transaction(self) -> bool:
+        """Whether a transaction is open (known without asking the server)."""
+        raise NotImplementedError
+
     def _row_plan(self) -> RowPlan:
         # ISO 8601 UTC text: what SQLite stores, and PostgreSQL's timestamptz reads.
         return RowPlan(timestamps=utc_texts, date=lambda date: date)
@@ -417,6 +421,18 @@ class ThreadedStore:
     def _insert_new(self, rows: list[tuple[Any, ...]]) -> bool:
         """Insert rows presumed new in one bulk statement; False (and nothing
         written) if one is stored already: the caller then looks them up."""
+        if not self._in_transaction():
+            # The last page committed: the transaction this insert opens holds
+            # only it, so a rollback undoes just the page, and the SAVEPOINT and
+            # RELEASE (a wait for a server each) are not needed.
+            try:
+                self._insert(rows)
+            except Exception as error:
+                if not self._is_conflict(error):
+                    raise
+                self._connection.rollback()
+                return False
+            return True
         self._execute("SAVEPOINT copper_async_page")
         try:
             self._insert(rows)
