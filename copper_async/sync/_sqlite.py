@@ -13,7 +13,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -92,7 +92,7 @@ class SQLiteStore(ThreadedStore):
         ).fetchall()
         return {row[0]: (row[1], bool(row[2]), row[3]) for row in rows}
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+    def _insert(self, rows: Iterable[tuple[Any, ...]]) -> None:
         marks = ", ".join("?" * len(ALL_COLUMNS))
         self._connection.executemany(
             f"INSERT INTO {TABLE} ({', '.join(ALL_COLUMNS)}) VALUES ({marks})", rows

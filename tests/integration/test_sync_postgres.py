@@ -252,3 +252,29 @@ async def test_a_page_after_a_commit_is_copied_without_a_savepoint(
     with psycopg.connect(pg_url) as connection:
         (progress,) = connection.execute("SELECT run FROM copper_async_sync_state").fetchone()
     assert (progress["inserted"], progress["updated"], progress["unchanged"]) == (4, 1, 1)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("first_committed", [True, False])
+async def test_a_conflict_in_a_later_chunk_of_a_page_is_counted_exactly(
+    pg_url: str, first_committed: bool
+) -> None:
+    """The page's rows are made and copied a chunk at a time; a stored id in
+    its second chunk undoes the copied chunks, and every row is sorted."""
+    from copper_async.sync import RunProgress
+
+    run = RunProgress(run_id=1, mode="full", started=0, read_from=None)
+    store: Any = open_store(pg_url)
+    assert store.chunk < 60 < 120 - store.chunk
+    try:
+        await store.open({"job": 1}, "a" * 64)
+        stored = [{"id": 60, "name": "old", "date_modified": 1_000}]
+        await store.upsert_page(1, stored, 5, run if first_committed else None)
+        page = [{"id": i, "name": f"r{i}", "date_modified": 2_000} for i in range(1, 121)]
+        counts = await store.upsert_page(1, page, 6, run)
+        assert (counts.inserted, counts.updated, counts.unchanged) == (119, 1, 0)
+    finally:
+        await store.close()
+    rows = live(pg_rows(pg_url))
+    assert sorted(rows) == list(range(1, 121))
+    assert rows[60]["name"] == "r60"

@@ -368,3 +368,29 @@ async def test_a_page_after_a_commit_is_inserted_without_a_savepoint(tmp_path: P
         (progress,) = connection.execute("SELECT run FROM copper_async_sync_state").fetchone()
     counts_kept = orjson.loads(progress)
     assert (counts_kept["inserted"], counts_kept["updated"], counts_kept["unchanged"]) == (4, 1, 1)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("first_committed", [True, False])
+async def test_a_conflict_in_a_later_chunk_of_a_page_is_counted_exactly(
+    tmp_path: Path, first_committed: bool
+) -> None:
+    """Rows made a chunk at a time (as for PostgreSQL): a stored id in the
+    page's second chunk (of three) undoes the inserted chunks, and every row is sorted."""
+    from copper_async.sync import RunProgress
+
+    run = RunProgress(run_id=1, mode="full", started=0, read_from=None)
+    store = SQLiteStore(tmp_path / "m.sqlite")
+    store.chunk = 50
+    try:
+        await store.open({"job": 1}, "a" * 64)
+        stored = [{"id": 60, "name": "old", "date_modified": 1_000}]
+        await store.upsert_page(1, stored, 5, run if first_committed else None)
+        page = [{"id": i, "name": f"r{i}", "date_modified": 2_000} for i in range(1, 121)]
+        counts = await store.upsert_page(1, page, 6, run)
+        assert (counts.inserted, counts.updated, counts.unchanged) == (119, 1, 0)
+    finally:
+        await store.close()
+    rows = live(sqlite_rows(tmp_path / "m.sqlite"))
+    assert sorted(rows) == list(range(1, 121))
+    assert rows[60]["name"] == "r60"
