@@ -5,15 +5,15 @@ variables (``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGPASSWORD``, ``PGDATABASE``,
 ``PGSERVICE``, ``PGSSLMODE``...) and ``~/.pgpass``. Timestamps are
 ``timestamptz``, ``close_date`` a ``date``, ``tags`` / ``custom_fields`` /
 ``leads_converted_from`` ``jsonb``, and ``record`` ``json`` (the text as
-Copper sent it). New rows arrive by ``COPY``. A run holds a session advisory
-lock keyed by its job for its whole length; the server drops it if the
-connection dies.
+Copper sent it). New rows arrive by ``COPY``, made and sent 50 at a time.
+A run holds a session advisory lock keyed by its job for its whole length;
+the server drops it if the connection dies.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from copper_async._custom_fields import CustomFieldNames
@@ -39,6 +39,8 @@ class PostgresStore(ThreadedStore):
     """The mirror in a PostgreSQL database (its tables created when missing)."""
 
     placeholder = "%s"
+    # The server stores a chunk of rows COPY has sent while the next is made.
+    chunk = 50
     types: ClassVar[Mapping[str, str]] = {
         "integer": "bigint",
         "real": "double precision",
@@ -91,7 +93,7 @@ class PostgresStore(ThreadedStore):
         ).fetchall()
         return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+    def _insert(self, rows: Iterable[tuple[Any, ...]]) -> None:
         cursor = self._connection.cursor()
         with cursor.copy(f"COPY {TABLE} ({', '.join(ALL_COLUMNS)}) FROM STDIN") as copy:
             for row in rows:
@@ -115,6 +117,10 @@ class PostgresStore(ThreadedStore):
 
     def _is_conflict(self, error: Exception) -> bool:
         return isinstance(error, self._psycopg.errors.UniqueViolation)
+
+    def _in_transaction(self) -> bool:
+        status = self._connection.info.transaction_status
+        return bool(status != self._psycopg.pq.TransactionStatus.IDLE)
 
     def _timestamp(self, value: int) -> dt.datetime:
         return dt.datetime.fromtimestamp(value, _UTC)

@@ -13,7 +13,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -92,7 +92,7 @@ class SQLiteStore(ThreadedStore):
         ).fetchall()
         return {row[0]: (row[1], bool(row[2]), row[3]) for row in rows}
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+    def _insert(self, rows: Iterable[tuple[Any, ...]]) -> None:
         marks = ", ".join("?" * len(ALL_COLUMNS))
         self._connection.executemany(
             f"INSERT INTO {TABLE} ({', '.join(ALL_COLUMNS)}) VALUES ({marks})", rows
@@ -106,6 +106,9 @@ class SQLiteStore(ThreadedStore):
 
     def _is_conflict(self, error: Exception) -> bool:
         return isinstance(error, sqlite3.IntegrityError)
+
+    def _in_transaction(self) -> bool:
+        return bool(self._connection.in_transaction)
 
     def _mark_seen(self, ids: list[int], run_id: int) -> None:
         self._connection.executemany(
@@ -145,6 +148,10 @@ class _Connection:
     def _begin(self) -> None:
         if not self._connection.in_transaction:
             self._connection.execute("BEGIN")
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._connection.in_transaction
 
     def pragma(self, statement: str) -> None:
         self._connection.execute(statement)

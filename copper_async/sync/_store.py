@@ -19,9 +19,11 @@ PostgreSQL stores are its dialects.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import itertools
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import attrs
@@ -49,6 +51,7 @@ T = TypeVar("T")
 
 #: Every column of the table, in order: the typed ones, then the mirror's own.
 ALL_COLUMNS = (*(c.name for c in COLUMNS), "record", "synced_at", "deleted_at", "seen_run")
+_RECORD = len(COLUMNS)  # the index of ``record`` in a row
 
 
 @attrs.define
@@ -131,6 +134,8 @@ class ThreadedStore:
     refuse_foreign_tables = False
     #: SQL types of the column kinds, and of ``record`` (the JSON text as sent).
     types: ClassVar[Mapping[str, str]] = {}
+    #: Records a chunk of a page's rows is made of (None: the whole page).
+    chunk: int | None = None
 
     def __init__(self) -> None:
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -188,7 +193,7 @@ class ThreadedStore:
         """id -> (date_modified seconds, deleted, record JSON) of the stored rows."""
         raise NotImplementedError
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+    def _insert(self, rows: Iterable[tuple[Any, ...]]) -> None:
         raise NotImplementedError
 
     def _mark_seen(self, ids: list[int], run_id: int) -> None:
@@ -206,6 +211,10 @@ class ThreadedStore:
 
     def _is_conflict(self, error: Exception) -> bool:
         """Whether ``error`` is a duplicate primary key."""
+        raise NotImplementedError
+
+    def _in_transaction(self) -> bool:
+        """Whether a transaction is open (known without asking the server)."""
         raise NotImplementedError
 
     def _row_plan(self) -> RowPlan:
@@ -377,14 +386,15 @@ class ThreadedStore:
     def _upsert(
         self, run_id: int, records: Sequence[Mapping[str, Any]], synced_at: int
     ) -> PageCounts:
-        synced = self._timestamp(synced_at)
-        texts = [orjson.dumps(record).decode() for record in records]
-        rows = self._rows.rows(records, texts, synced, run_id)
-        if self._only_this_run(run_id) and self._insert_new(rows):
+        rows: list[tuple[Any, ...]] = []
+        chunks = self._row_chunks(records, self._timestamp(synced_at), run_id, rows)
+        if self._only_this_run(run_id) and self._insert_new(itertools.chain.from_iterable(chunks)):
             return PageCounts(len(rows), 0, 0)
+        collections.deque(chunks, maxlen=0)  # the rows the bulk insert did not reach
         stored = self._existing([record["id"] for record in records])
         inserts, updates, seen = [], [], []
-        for record, text, row in zip(records, texts, rows, strict=True):
+        for record, row in zip(records, rows, strict=True):
+            text = row[_RECORD]
             previous = stored.get(record["id"])
             if previous is None:
                 inserts.append(row)
@@ -404,6 +414,23 @@ class ThreadedStore:
             self._mark_seen(seen, run_id)
         return PageCounts(len(inserts), len(updates), len(seen))
 
+    def _row_chunks(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        synced: Any,
+        run_id: int,
+        made: list[tuple[Any, ...]],
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The page's rows, :attr:`chunk` records at a time, each chunk also
+        added to ``made``: a server can store a chunk while the next is made."""
+        size = self.chunk or len(records) or 1
+        for start in range(0, len(records), size):
+            part = records[start : start + size]
+            texts = [orjson.dumps(record).decode() for record in part]
+            chunk = self._rows.rows(part, texts, synced, run_id)
+            made.extend(chunk)
+            yield chunk
+
     def _only_this_run(self, run_id: int) -> bool:
         """Whether the table holds no row of another run (checked once a run):
         a first load into an empty table, or its continuation."""
@@ -414,9 +441,21 @@ class ThreadedStore:
             self._checked_run, self._fresh = run_id, not other
         return self._fresh
 
-    def _insert_new(self, rows: list[tuple[Any, ...]]) -> bool:
+    def _insert_new(self, rows: Iterable[tuple[Any, ...]]) -> bool:
         """Insert rows presumed new in one bulk statement; False (and nothing
         written) if one is stored already: the caller then looks them up."""
+        if not self._in_transaction():
+            # The last page committed: the transaction this insert opens holds
+            # only it, so a rollback undoes just the page, and the SAVEPOINT and
+            # RELEASE (a wait for a server each) are not needed.
+            try:
+                self._insert(rows)
+            except Exception as error:
+                if not self._is_conflict(error):
+                    raise
+                self._connection.rollback()
+                return False
+            return True
         self._execute("SAVEPOINT copper_async_page")
         try:
             self._insert(rows)
