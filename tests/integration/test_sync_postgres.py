@@ -250,7 +250,9 @@ async def test_a_page_after_a_commit_is_copied_without_a_savepoint(
         4: "new",
     }
     with psycopg.connect(pg_url) as connection:
-        (progress,) = connection.execute("SELECT run FROM copper_async_sync_state").fetchone()
+        row = connection.execute("SELECT run FROM copper_async_sync_state").fetchone()
+    assert row is not None
+    (progress,) = row
     assert (progress["inserted"], progress["updated"], progress["unchanged"]) == (4, 1, 1)
 
 
