@@ -22,7 +22,7 @@ from copper_async.sync._schema import TABLE
 __all__ = ["NAMED_VIEW", "postgres_view", "quote_identifier", "quote_literal", "sqlite_view"]
 
 NAMED_VIEW: Final = f"{TABLE}_named"
-_NUMBERS: Final = frozenset({"Float", "Currency", "Percentage", "Date"})
+_NUMBERS: Final = frozenset({"Float", "Currency", "Percentage"})
 
 
 def quote_identifier(name: str) -> str:
@@ -109,9 +109,30 @@ def _postgres_column(names: CustomFieldNames, definition_id: int) -> str:
         column = f"CASE jsonb_typeof({value}) WHEN 'boolean' THEN ({value})::boolean END"
     elif data_type in _NUMBERS:
         column = f"CASE jsonb_typeof({value}) WHEN 'number' THEN ({value})::numeric END"
+    elif data_type == "Date":
+        column = _postgres_date(value)
     else:
         column = f"{value} #>> '{{}}'"
     return f"{column} AS {quote_identifier(names.columns[definition_id])}"
+
+
+def _postgres_date(value: str) -> str:
+    """A date as Unix seconds: as sent when a number, and Copper's documented
+    ``M/D/YYYY`` as its midnight UTC; NULL for a day no calendar has (built
+    from the month's first day, never an SQL error in a SELECT)."""
+    parts = f"regexp_match({value} #>> '{{}}', '^(\\d{{1,2}})/(\\d{{1,2}})/(\\d{{4}})$')"
+    first = "make_date(d.p[3]::int, d.p[1]::int, 1)"
+    day = f"{first} + (d.p[2]::int - 1)"
+    # Nested CASEs: only they fix the order of evaluation (make_date raises on a bad month).
+    text_date = (
+        f"(SELECT CASE WHEN d.p[1]::int BETWEEN 1 AND 12 AND d.p[2]::int BETWEEN 1 AND 31 "
+        f"AND d.p[3]::int >= 1 THEN CASE WHEN extract(month FROM {day}) = d.p[1]::int "
+        f"THEN extract(epoch FROM {day})::numeric END END FROM (SELECT {parts} AS p) d)"
+    )
+    return (
+        f"CASE jsonb_typeof({value}) WHEN 'number' THEN ({value})::numeric "
+        f"WHEN 'string' THEN {text_date} END"
+    )
 
 
 def postgres_view(names: CustomFieldNames) -> str:

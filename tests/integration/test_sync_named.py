@@ -87,26 +87,31 @@ def tricky_names() -> CustomFieldNames:
         {"id": 2, "name": "Bob's Region", "data_type": "MultiSelect",
          "available_on": ["opportunity"], "options": [{"id": 3, "name": "a'b"}]},
         {"id": 3, "name": "Flag", "data_type": "Checkbox", "available_on": ["opportunity"]},
+        {"id": 4, "name": "Renewal", "data_type": "Date", "available_on": ["opportunity"]},
     ]  # fmt: skip
     return CustomFieldNames.for_records(structure_definitions(definitions))
 
 
 async def test_names_with_quotes_and_values_of_other_types_are_safe(db: str) -> None:
     names = tricky_names()
-    columns = ["cf_bob_s_region_drop_table_x", "cf_bob_s_region", "cf_flag"]
+    columns = ["cf_bob_s_region_drop_table_x", "cf_bob_s_region", "cf_flag", "cf_renewal"]
     assert list(names.columns.values()) == columns
     records: dict[int, dict[str, Any]] = {
         1: {"id": 1, "custom_fields": [
             {"custom_field_definition_id": 1, "value": 1},
             {"custom_field_definition_id": 2, "value": [3, 99, "x"]},
-            {"custom_field_definition_id": 3, "value": True}]},
+            {"custom_field_definition_id": 3, "value": True},
+            {"custom_field_definition_id": 4, "value": 1515744000}]},
         2: {"id": 2, "custom_fields": [
             {"custom_field_definition_id": 1, "value": 2},
             {"custom_field_definition_id": 2, "value": None},
-            {"custom_field_definition_id": 3, "value": "yes"}]},
-        3: {"id": 3, "custom_fields": [{"custom_field_definition_id": 1, "value": 7}]},
+            {"custom_field_definition_id": 3, "value": "yes"},
+            {"custom_field_definition_id": 4, "value": "1/12/2018"}]},
+        3: {"id": 3, "custom_fields": [{"custom_field_definition_id": 1, "value": 7},
+            {"custom_field_definition_id": 4, "value": "2/30/2020"}]},
         4: {"id": 4, "custom_fields": None},
-        5: {"id": 5, "custom_fields": [{"custom_field_definition_id": 1, "value": True}]},
+        5: {"id": 5, "custom_fields": [{"custom_field_definition_id": 1, "value": True},
+            {"custom_field_definition_id": 4, "value": "13/1/2020"}]},
     }  # fmt: skip
     store = open_store(db)
     job, key = job_identity(OpportunityFilter(), base_url="http://x", user_email="e@x")
@@ -127,6 +132,9 @@ async def test_names_with_quotes_and_values_of_other_types_are_safe(db: str) -> 
         expected[2]["cf_flag"] = None  # a boolean column: a string is no value
         expected[3]["cf_bob_s_region_drop_table_x"] = "7"  # a text column
         expected[5]["cf_bob_s_region_drop_table_x"] = "true"
+        # Dates are Unix seconds: Copper's M/D/YYYY as midnight UTC, no such day NULL.
+        expected[2]["cf_renewal"] = 1515715200
+        expected[3]["cf_renewal"] = expected[5]["cf_renewal"] = None
     assert view == expected
     assert view[1]["cf_bob_s_region_drop_table_x"] == 'O\'Brien "quoted"'
     assert view[1]["cf_bob_s_region"] == ["a'b", 99, "x"]
