@@ -17,9 +17,9 @@ import asyncio
 import gc
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar, get_args
 
 import click
 
@@ -28,6 +28,7 @@ from copper_async.exceptions import InvalidOptionError
 from copper_async.testing._answers import APPLICATION
 from copper_async.testing._dataset import Dataset, HotSpot
 from copper_async.testing._faults import FAULT_KINDS
+from copper_async.testing._options import DriftUnit, PastCap, Ties, TotalMode
 from copper_async.testing._server import FakeCopperServer, FakeServerOptions
 
 __all__ = [
@@ -214,6 +215,15 @@ def _hot_spots(_ctx: click.Context, _param: click.Parameter, values: Sequence[st
 
 _RATE = click.FloatRange(0, 1)
 _SECONDS = click.FloatRange(0)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _choice(flag: str, kind: Any, help: str) -> Callable[[_F], _F]:
+    """A flag taking the values of the option's ``Literal`` type; the first is its default."""
+    values = get_args(kind)
+    return click.option(
+        flag, type=click.Choice(values), default=values[0], show_default=True, help=help
+    )
 
 
 @click.command(
@@ -258,27 +268,9 @@ _SECONDS = click.FloatRange(0)
     help="Seed of the faults, 429 bursts, latency, drift and overcount (default: --seed).",
 )
 @click.option("--cap", type=click.IntRange(1, 2**31), default=100_000, show_default=True)
-@click.option(
-    "--past-cap",
-    type=click.Choice(["empty", "error"]),
-    default="empty",
-    show_default=True,
-    help="A page past the cap: an empty array or a 422.",
-)
-@click.option(
-    "--total-mode",
-    type=click.Choice(["exact", "overcount", "capped", "absent"]),
-    default="exact",
-    show_default=True,
-    help="What X-PW-TOTAL carries.",
-)
-@click.option(
-    "--ties",
-    type=click.Choice(["id", "per_query"]),
-    default="id",
-    show_default=True,
-    help="Order of records with equal sort values: by id, or each query its own.",
-)
+@_choice("--past-cap", PastCap, "A page past the cap: an empty array or a 422.")
+@_choice("--total-mode", TotalMode, "What X-PW-TOTAL carries.")
+@_choice("--ties", Ties, "Order of records with equal sort values: by id, or each query its own.")
 @click.option(
     "--rate-limit",
     metavar="N/SECONDS",
@@ -302,13 +294,7 @@ _SECONDS = click.FloatRange(0)
 @click.option("--drift-insert-rate", type=_SECONDS, default=0.0, help="Inserts per unit.")
 @click.option("--drift-delete-rate", type=_SECONDS, default=0.0, help="Deletes per unit.")
 @click.option("--drift-modify-rate", type=_SECONDS, default=0.0, help="Modifies per unit.")
-@click.option(
-    "--drift-per",
-    type=click.Choice(["request", "second"]),
-    default="request",
-    show_default=True,
-    help="The unit of the drift rates.",
-)
+@_choice("--drift-per", DriftUnit, "The unit of the drift rates.")
 @click.option("--token", default="fake-token", show_default=True, help="Accepted access token.")
 @click.option("--email", default="fake@example.com", show_default=True, help="Accepted email.")
 def fake_server(**params: Any) -> None:

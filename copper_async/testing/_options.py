@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal
@@ -12,7 +13,7 @@ import attrs
 from copper_async.exceptions import InvalidOptionError
 from copper_async.testing._faults import FAULT_KINDS, FaultPlan
 
-__all__ = ["DriftUnit", "FakeServerOptions", "PastCap", "TotalMode", "total_header"]
+__all__ = ["DriftUnit", "FakeServerOptions", "PastCap", "Ties", "TotalMode", "total_header"]
 
 PastCap = Literal["empty", "error"]
 TotalMode = Literal["exact", "overcount", "capped", "absent"]
@@ -51,7 +52,10 @@ def _integer(low: int, high: int) -> _Validator:
     return check
 
 
-def _one_of(*allowed: str) -> _Validator:
+def _one_of(kind: Any) -> _Validator:
+    """A validator admitting the values of the ``Literal`` type ``kind``."""
+    allowed: tuple[str, ...] = typing.get_args(kind)
+
     def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value not in allowed:
             raise _fail(attribute, f"must be one of {', '.join(allowed)}, not {value!r}")
@@ -140,11 +144,9 @@ class FakeServerOptions:
     access_token: str = attrs.field(default="fake-token", validator=_header_text)
     user_email: str = attrs.field(default="fake@example.com", validator=_header_text)
     cap: int = attrs.field(default=100_000, validator=_integer(1, 2**31))
-    past_cap: PastCap = attrs.field(default="empty", validator=_one_of("empty", "error"))
-    total_mode: TotalMode = attrs.field(
-        default="exact", validator=_one_of("exact", "overcount", "capped", "absent")
-    )
-    ties: Ties = attrs.field(default="id", validator=_one_of("id", "per_query"))
+    past_cap: PastCap = attrs.field(default="empty", validator=_one_of(PastCap))
+    total_mode: TotalMode = attrs.field(default="exact", validator=_one_of(TotalMode))
+    ties: Ties = attrs.field(default="id", validator=_one_of(Ties))
     rate_limit: tuple[int, float] | None = attrs.field(default=None, validator=_rate_limit)
     retry_after: bool = attrs.field(default=False, validator=_boolean)
     fault_rates: Mapping[str, float] = attrs.field(factory=dict, converter=_fault_rates, hash=False)
@@ -156,7 +158,7 @@ class FakeServerOptions:
     drift_insert_rate: float = attrs.field(default=0.0, validator=_number(0, _MAX_DRIFT))
     drift_delete_rate: float = attrs.field(default=0.0, validator=_number(0, _MAX_DRIFT))
     drift_modify_rate: float = attrs.field(default=0.0, validator=_number(0, _MAX_DRIFT))
-    drift_per: DriftUnit = attrs.field(default="request", validator=_one_of("request", "second"))
+    drift_per: DriftUnit = attrs.field(default="request", validator=_one_of(DriftUnit))
     seed: int = attrs.field(default=0, validator=_integer(-(2**63), 2**63))
 
     def plan(self) -> FaultPlan:

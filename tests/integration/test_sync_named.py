@@ -8,7 +8,6 @@ records in Python.
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -35,14 +34,6 @@ def read_view(db: str, columns: list[str]) -> dict[int, dict[str, Any]]:
         with sqlite3.connect(db) as connection:
             rows = connection.execute(select).fetchall()
     return {row[0]: dict(zip(columns, map(comparable, row[1:]), strict=True)) for row in rows}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "m.sqlite")
-    url: str = request.getfixturevalue("pg_url")
-    return url
 
 
 async def test_the_named_view_has_a_column_per_field_and_options_by_name(db: str) -> None:

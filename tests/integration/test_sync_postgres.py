@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -206,77 +205,3 @@ async def test_a_page_repeating_a_stored_id_in_a_first_load_is_counted_exactly(
         2: "newer",
         3: "new",
     }
-
-
-@pytest.mark.asyncio
-async def test_a_page_after_a_commit_is_copied_without_a_savepoint(
-    pg_url: str, tmp_path: Path
-) -> None:
-    """A page that opens its transaction needs no SAVEPOINT (a wait for the
-    server each): a conflict rolls back the transaction, which held only it,
-    and the committed pages and progress stay."""
-    from copper_async.sync import RunProgress
-
-    run = RunProgress(run_id=1, mode="full", started=0, read_from=None)
-    store: Any = open_store(pg_url)
-    trace = tmp_path / "libpq.trace"
-    try:
-        await store.open({"job": 1}, "a" * 64)
-        first = [{"id": i, "name": f"r{i}", "date_modified": 1_000} for i in (1, 2)]
-        assert (await store.upsert_page(1, first, 5, run)).inserted == 2
-        run.inserted = 2
-        with trace.open("w") as sink:
-            store._connection.pgconn.trace(sink.fileno())
-            new = [{"id": 3, "name": "r3", "date_modified": 1_000}]
-            assert (await store.upsert_page(1, new, 6, run)).inserted == 1
-            store._connection.pgconn.untrace()
-        run.inserted = 3
-        page = [
-            {"id": 1, "name": "r1", "date_modified": 1_000},  # unchanged
-            {"id": 2, "name": "newer", "date_modified": 2_000},  # updated
-            {"id": 4, "name": "new", "date_modified": 2_000},  # inserted
-        ]
-        counts = await store.upsert_page(1, page, 7, run)
-        assert (counts.inserted, counts.updated, counts.unchanged) == (1, 1, 1)
-    finally:
-        await store.close()
-    sent = trace.read_text()
-    assert "COPY" in sent
-    assert "SAVEPOINT" not in sent
-    assert {i: r["name"] for i, (r, _d) in pg_rows(pg_url).items()} == {
-        1: "r1",
-        2: "newer",
-        3: "r3",
-        4: "new",
-    }
-    with psycopg.connect(pg_url) as connection:
-        row = connection.execute("SELECT run FROM copper_async_sync_state").fetchone()
-    assert row is not None
-    (progress,) = row
-    assert (progress["inserted"], progress["updated"], progress["unchanged"]) == (4, 1, 1)
-
-
-@pytest.mark.asyncio
-@pytest.mark.parametrize("first_committed", [True, False])
-async def test_a_conflict_in_a_later_chunk_of_a_page_is_counted_exactly(
-    pg_url: str, first_committed: bool
-) -> None:
-    """The page's rows are made and copied a chunk at a time; a stored id in
-    its second chunk undoes the copied chunks, and every row is sorted."""
-    from copper_async.sync import RunProgress
-
-    run = RunProgress(run_id=1, mode="full", started=0, read_from=None)
-    store: Any = open_store(pg_url)
-    assert store.chunk < 60 < 120 - store.chunk
-    try:
-        await store.open({"job": 1}, "a" * 64)
-        stored = [{"id": 60, "name": "old", "date_modified": 1_000}]
-        await store.upsert_page(1, stored, 5, run if first_committed else None)
-        page = [{"id": i, "name": f"r{i}", "date_modified": 2_000} for i in range(1, 121)]
-        counts = await store.upsert_page(1, page, 6, run)
-        assert (counts.inserted, counts.updated, counts.unchanged) == (119, 1, 0)
-    finally:
-        await store.close()
-    rows = live(pg_rows(pg_url))
-    assert sorted(rows) == list(range(1, 121))
-    assert rows[60]["name"] == "r60"

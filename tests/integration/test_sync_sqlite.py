@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from copper_async.exceptions import InvalidOptionError
@@ -326,71 +325,3 @@ async def test_search_options_are_the_searchs_own_and_checked_before_the_databas
         result = await sync(w, db, page_size=50, split_field="date_modified", on_cap="warn")
         assert result.requests == w.server.stats["requests"] == 10  # 500 records by 50
         assert live(sqlite_rows(db)) == w.truth()
-
-
-@pytest.mark.asyncio
-async def test_a_page_after_a_commit_is_inserted_without_a_savepoint(tmp_path: Path) -> None:
-    """A page that opens its transaction needs no SAVEPOINT: a conflict rolls
-    back the transaction, which held only it; committed pages and progress stay."""
-    from copper_async.sync import RunProgress
-
-    run = RunProgress(run_id=1, mode="full", started=0, read_from=None)
-    store: Any = SQLiteStore(tmp_path / "m.sqlite")
-    sent: list[str] = []
-    try:
-        await store.open({"job": 1}, "a" * 64)
-        first = [{"id": i, "name": f"r{i}", "date_modified": 1_000} for i in (1, 2)]
-        assert (await store.upsert_page(1, first, 5, run)).inserted == 2
-        run.inserted = 2
-        # sqlite3 connections belong to their thread: set the tracer in the store's.
-        await store._call(store._connection._connection.set_trace_callback, sent.append)
-        new = [{"id": 3, "name": "r3", "date_modified": 1_000}]
-        assert (await store.upsert_page(1, new, 6, run)).inserted == 1
-        run.inserted = 3
-        page = [
-            {"id": 1, "name": "r1", "date_modified": 1_000},  # unchanged
-            {"id": 2, "name": "newer", "date_modified": 2_000},  # updated
-            {"id": 4, "name": "new", "date_modified": 2_000},  # inserted
-        ]
-        counts = await store.upsert_page(1, page, 7, run)
-        assert (counts.inserted, counts.updated, counts.unchanged) == (1, 1, 1)
-    finally:
-        await store.close()
-    assert any(s.startswith("INSERT") for s in sent)
-    assert not [s for s in sent if "SAVEPOINT" in s]
-    assert {i: r["name"] for i, r in live(sqlite_rows(tmp_path / "m.sqlite")).items()} == {
-        1: "r1",
-        2: "newer",
-        3: "r3",
-        4: "new",
-    }
-    with sqlite3.connect(tmp_path / "m.sqlite") as connection:
-        (progress,) = connection.execute("SELECT run FROM copper_async_sync_state").fetchone()
-    counts_kept = orjson.loads(progress)
-    assert (counts_kept["inserted"], counts_kept["updated"], counts_kept["unchanged"]) == (4, 1, 1)
-
-
-@pytest.mark.asyncio
-@pytest.mark.parametrize("first_committed", [True, False])
-async def test_a_conflict_in_a_later_chunk_of_a_page_is_counted_exactly(
-    tmp_path: Path, first_committed: bool
-) -> None:
-    """Rows made a chunk at a time (as for PostgreSQL): a stored id in the
-    page's second chunk (of three) undoes the inserted chunks, and every row is sorted."""
-    from copper_async.sync import RunProgress
-
-    run = RunProgress(run_id=1, mode="full", started=0, read_from=None)
-    store = SQLiteStore(tmp_path / "m.sqlite")
-    store.chunk = 50
-    try:
-        await store.open({"job": 1}, "a" * 64)
-        stored = [{"id": 60, "name": "old", "date_modified": 1_000}]
-        await store.upsert_page(1, stored, 5, run if first_committed else None)
-        page = [{"id": i, "name": f"r{i}", "date_modified": 2_000} for i in range(1, 121)]
-        counts = await store.upsert_page(1, page, 6, run)
-        assert (counts.inserted, counts.updated, counts.unchanged) == (119, 1, 0)
-    finally:
-        await store.close()
-    rows = live(sqlite_rows(tmp_path / "m.sqlite"))
-    assert sorted(rows) == list(range(1, 121))
-    assert rows[60]["name"] == "r60"

@@ -1,0 +1,112 @@
+"""How a page is written, the same in SQLite and PostgreSQL: no SAVEPOINT for a
+page that opens its own transaction, and a conflict in a later chunk of a page
+still sorts every row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+
+from copper_async.sync import RunProgress, open_store
+
+pytestmark = pytest.mark.asyncio
+
+
+def query(db: str, statement: str) -> list[tuple[Any, ...]]:
+    if db.startswith("postgresql://"):
+        with psycopg.connect(db) as connection:
+            return connection.execute(statement).fetchall()
+    with sqlite3.connect(db) as connection:
+        return connection.execute(statement).fetchall()
+
+
+def names(db: str) -> dict[int, str]:
+    rows = query(db, "SELECT id, name FROM opportunities WHERE deleted_at IS NULL")
+    return dict(rows)
+
+
+def progress(db: str) -> tuple[int, int, int]:
+    ((run,),) = query(db, "SELECT run FROM copper_async_sync_state")
+    saved = orjson.loads(run) if isinstance(run, str) else run
+    return saved["inserted"], saved["updated"], saved["unchanged"]
+
+
+@contextlib.asynccontextmanager
+async def statements_sent(store: Any, folder: Path) -> AsyncIterator[list[str]]:
+    """What the store sends to its database meanwhile (filled in on exit)."""
+    sent: list[str] = []
+    if store.__class__.__name__ == "PostgresStore":
+        trace = folder / "libpq.trace"
+        with trace.open("w") as sink:
+            store._connection.pgconn.trace(sink.fileno())
+            yield sent
+            store._connection.pgconn.untrace()
+        sent.extend(trace.read_text().splitlines())
+    else:
+        # sqlite3 connections belong to their thread: set the tracer in the store's.
+        connection = store._connection._connection
+        await store._call(connection.set_trace_callback, sent.append)
+        yield sent
+        await store._call(connection.set_trace_callback, None)
+
+
+def page(*rows: tuple[int, str, int]) -> list[dict[str, Any]]:
+    return [{"id": i, "name": name, "date_modified": modified} for i, name, modified in rows]
+
+
+async def test_a_page_after_a_commit_is_written_without_a_savepoint(
+    db: str, tmp_path: Path
+) -> None:
+    """A page that opens its transaction needs no SAVEPOINT (a wait for the
+    server each, in PostgreSQL): a conflict rolls back the transaction, which
+    held only that page; the committed pages and progress stay."""
+    run = RunProgress(run_id=1, mode="full", started=0, read_from=None)
+    store: Any = open_store(db)
+    try:
+        await store.open({"job": 1}, "a" * 64)
+        assert (
+            await store.upsert_page(1, page((1, "r1", 1_000), (2, "r2", 1_000)), 5, run)
+        ).inserted == 2
+        run.inserted = 2
+        async with statements_sent(store, tmp_path) as sent:
+            assert (await store.upsert_page(1, page((3, "r3", 1_000)), 6, run)).inserted == 1
+        run.inserted = 3
+        mixed = page((1, "r1", 1_000), (2, "newer", 2_000), (4, "new", 2_000))
+        counts = await store.upsert_page(1, mixed, 7, run)
+        assert (counts.inserted, counts.updated, counts.unchanged) == (1, 1, 1)
+    finally:
+        await store.close()
+    assert any("INSERT" in line or "COPY" in line for line in sent)
+    assert not [line for line in sent if "SAVEPOINT" in line]
+    assert names(db) == {1: "r1", 2: "newer", 3: "r3", 4: "new"}
+    assert progress(db) == (4, 1, 1)
+
+
+@pytest.mark.parametrize("first_committed", [True, False])
+async def test_a_conflict_in_a_later_chunk_of_a_page_is_counted_exactly(
+    db: str, first_committed: bool
+) -> None:
+    """Rows made and written a chunk at a time: a stored id in the page's
+    second chunk (of three) undoes the chunks written, and every row is sorted."""
+    run = RunProgress(run_id=1, mode="full", started=0, read_from=None)
+    store: Any = open_store(db)
+    store.chunk = 50
+    try:
+        await store.open({"job": 1}, "a" * 64)
+        await store.upsert_page(1, page((60, "old", 1_000)), 5, run if first_committed else None)
+        rows = page(*((i, f"r{i}", 2_000) for i in range(1, 121)))
+        counts = await store.upsert_page(1, rows, 6, run)
+        assert (counts.inserted, counts.updated, counts.unchanged) == (119, 1, 0)
+    finally:
+        await store.close()
+    stored = names(db)
+    assert sorted(stored) == list(range(1, 121))
+    assert stored[60] == "r60"
