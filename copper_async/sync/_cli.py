@@ -22,6 +22,7 @@ from copper_async.client import CopperClient
 from copper_async.exceptions import CopperError, StoreBusyError, StoreError
 from copper_async.sync._open import DEFAULT_DB
 from copper_async.sync._runner import SyncResult
+from copper_async.sync._store import Store
 
 __all__ = ["SyncExitCode", "run_command", "summary", "sync"]
 
@@ -124,6 +125,30 @@ def _client(
         _fail(ExitCode.USAGE, str(error))
 
 
+def _credentials(token: str | None, email: str | None) -> tuple[str, str]:
+    from copper_async._cli_support import ExitCode
+
+    if not token:
+        _fail(ExitCode.USAGE, "no access token: set COPPER_ACCESS_TOKEN or pass --token")
+    if not email:
+        _fail(ExitCode.USAGE, "no user email: set COPPER_USER_EMAIL or pass --email")
+    return token, email
+
+
+def _open_store(db: str) -> Store:
+    """The store ``--db`` names, or the exit its error calls for."""
+    from copper_async._cli_support import ExitCode
+    from copper_async.exceptions import InvalidInputError
+    from copper_async.sync._open import open_store
+
+    try:
+        return open_store(db)
+    except InvalidInputError as error:  # a --db URL of no known scheme
+        _fail(ExitCode.USAGE, str(error))
+    except StoreError as error:
+        _fail(SyncExitCode.STORE, str(error))
+
+
 @click.command(epilog=SYNC_EXIT_CODES_HELP)
 @click.option(
     "--db",
@@ -184,32 +209,16 @@ def sync(
     an overlap for clock skew) and upserts them by id; pages commit with the
     run's progress, so a stopped run continues where it stopped.
     """
-    from copper_async._cli_support import (
-        ExitCode,
-        Progress,
-        _configure_logging,
-        _rate_limit,
-        _read_filter,
-    )
-    from copper_async.exceptions import InvalidInputError
-    from copper_async.sync._open import open_store
+    from copper_async._cli_support import Progress, _configure_logging, _rate_limit, _read_filter
     from copper_async.sync._runner import run_sync
 
     _configure_logging(quiet=quiet, verbose=verbose)
-    if not token:
-        _fail(ExitCode.USAGE, "no access token: set COPPER_ACCESS_TOKEN or pass --token")
-    if not email:
-        _fail(ExitCode.USAGE, "no user email: set COPPER_USER_EMAIL or pass --email")
+    token, email = _credentials(token, email)
     query = _read_filter(filter_source)
     limit = _rate_limit(rate_limit)
     options = SearchKwargs(page_size=page_size, concurrency=concurrency, cap=cap)
     client = _client(token, email, limit, base_url, allow_insecure_http, options)
-    try:
-        store = open_store(db)
-    except InvalidInputError as error:  # a --db URL of no known scheme
-        _fail(ExitCode.USAGE, str(error))
-    except StoreError as error:
-        _fail(SyncExitCode.STORE, str(error))
+    store = _open_store(db)
     progress = Progress(stream=sys.stderr, enabled=not quiet)
 
     async def job() -> SyncResult:
