@@ -323,6 +323,22 @@ def _summary(result: ExportResult, *, ideal: int | None = None) -> list[str]:
     ]
 
 
+def _credential_flags(function: Callable[..., Any]) -> Any:
+    """``--token``, ``--email`` (each with its environment variable) and
+    ``--allow-insecure-http``: how a command that calls Copper signs in."""
+    for flag in reversed(
+        (
+            click.option("--token", envvar="COPPER_ACCESS_TOKEN", help="Or COPPER_ACCESS_TOKEN."),
+            click.option("--email", envvar="COPPER_USER_EMAIL", help="Or COPPER_USER_EMAIL."),
+            click.option(
+                "--allow-insecure-http", is_flag=True, help="Allow http:// to a non-local host."
+            ),
+        )
+    ):
+        function = flag(function)
+    return function
+
+
 def _search_flag(field: attrs.Attribute[Any]) -> Callable[[Callable[..., Any]], Any]:
     """One :class:`SearchOptions` field as a flag: its bounds, default and help."""
     spec = option_spec(field)

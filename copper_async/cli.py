@@ -21,6 +21,7 @@ from copper_async._cli_support import (
     Progress,
     _common_export_options,
     _configure_logging,
+    _credential_flags,
     _fail,
     _rate_limit,
     _read_filter,
@@ -144,9 +145,7 @@ main.add_command(demo)
     help="Checkpoint file, written after each committed page.",
 )
 @click.option("--resume", is_flag=True, help="Continue the export recorded in --checkpoint.")
-@click.option("--token", envvar="COPPER_ACCESS_TOKEN", help="Or COPPER_ACCESS_TOKEN.")
-@click.option("--email", envvar="COPPER_USER_EMAIL", help="Or COPPER_USER_EMAIL.")
-@click.option("--allow-insecure-http", is_flag=True, help="Allow http:// to a non-local host.")
+@_credential_flags
 @click.option(
     "--custom-field-names",
     is_flag=True,

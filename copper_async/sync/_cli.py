@@ -16,7 +16,7 @@ from typing import Any, NoReturn, TypeVar
 import attrs
 import click
 
-from copper_async._cli_support import _search_flag
+from copper_async._cli_support import _credential_flags, _search_flag
 from copper_async._options import SearchKwargs, SearchOptions
 from copper_async.client import CopperClient
 from copper_async.exceptions import CopperError, StoreBusyError, StoreError
@@ -175,9 +175,7 @@ def _open_store(db: str) -> Store:
 @_search_flag(_OPTIONS.page_size)
 @_search_flag(_OPTIONS.cap)
 @click.option("--base-url", default=None, help="API root (default: Copper's).")
-@click.option("--token", envvar="COPPER_ACCESS_TOKEN", help="Or COPPER_ACCESS_TOKEN.")
-@click.option("--email", envvar="COPPER_USER_EMAIL", help="Or COPPER_USER_EMAIL.")
-@click.option("--allow-insecure-http", is_flag=True, help="Allow http:// to a non-local host.")
+@_credential_flags
 @click.option(
     "--custom-field-names",
     is_flag=True,
