@@ -27,6 +27,7 @@ from copper_async._planner._state import (
     Looking,
     Reading,
     Relooking,
+    Stage,
     WindowState,
 )
 from copper_async._planner._steps import OnCap, PhaseSteps
@@ -45,6 +46,13 @@ class Restored(NamedTuple):
 
     planner: WindowPlanner
     events: list[PlannerEvent]
+
+
+def _first_look(stage: Stage) -> Looking:
+    """A window's first look again (a held page dropped: its records are not kept)."""
+    if isinstance(stage, Looking):
+        return Looking(look_at_cut_page=stage.look_at_cut_page)
+    return Looking()
 
 
 class WindowPlanner(PhaseSteps):
@@ -205,25 +213,37 @@ class WindowPlanner(PhaseSteps):
 
     # -- checkpoints ------------------------------------------------------
 
-    def snapshot(self, *, include_seen: bool = True) -> dict[str, Any]:
+    def snapshot(self, *, include_seen: bool = True, restart_open: bool = False) -> dict[str, Any]:
         """The planner's state as JSON data (requests in flight are not in it:
         after :meth:`restore` they are asked for again).
 
         ``include_seen=False`` leaves out the ids delivered from windows still
         being read (up to a cap's worth each): a caller that kept the records
         themselves (an export file) hands them back to :meth:`restore`.
+        ``restart_open=True`` (implies no ids) is for a caller that kept
+        neither: every window not finished starts over from its first look,
+        so after a restore each record is delivered at least once (those of
+        windows begun before the snapshot may come twice), and finished windows
+        are not read again.
         """
         settings = _snapshot.Settings(
             self.cap, self.page_size, self.split_fields, self.root.bounds, self.on_cap
         )
         windows = self.windows
+        states = [self._states[window.key] for window in windows]
+        if restart_open:
+            include_seen = False
+            states = [
+                WindowState(state.window, _first_look(state.stage), state.pass_number, state.unique)
+                for state in states
+            ]
         return _snapshot.dump(
             _snapshot.Snapshot(
                 version=_snapshot.VERSION,
                 settings=settings,
                 totals=self._totals,
                 next_key=self._next_key,
-                windows=[self._states[window.key] for window in windows],
+                windows=states,
                 seen=self._memory.save(windows) if include_seen else None,
                 stats=self.stats,
             )

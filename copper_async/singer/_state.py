@@ -6,6 +6,11 @@
 The value is the shared bookmark (:mod:`copper_async.sync._bookmark`) as an
 ISO 8601 UTC date-time; reading accepts that, any ISO 8601 date-time, or
 Unix seconds. Keys of other streams or tools are carried over unchanged.
+
+A STATE written during a run also carries the run itself beside the bookmark,
+under :data:`RUN_KEY`: when it started, a digest of what it reads, and the
+planner's windows (those finished are left out). A restart from that STATE
+goes on with the same run; the one written at the end drops it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from typing import Any
 from copper_async import InvalidOptionError
 from copper_async.singer._catalog import REPLICATION_KEY, STREAM
 
-__all__ = ["read_bookmark", "with_bookmark"]
+__all__ = ["RUN_KEY", "read_bookmark", "read_run", "with_bookmark", "with_run"]
+
+#: The key of an unfinished run's progress in the stream's bookmark.
+RUN_KEY = "copper_async_run"
 
 
 def _seconds(value: Any) -> int:
@@ -62,13 +70,39 @@ def read_bookmark(state: Mapping[str, Any] | None) -> int | None:
 
 
 def with_bookmark(state: Mapping[str, Any] | None, bookmark: int) -> dict[str, Any]:
-    """``state`` with the stream's bookmark set to ``bookmark`` (Unix seconds)."""
+    """``state`` with the stream's bookmark set to ``bookmark`` (Unix seconds)
+    and no unfinished run."""
+    moment = dt.datetime.fromtimestamp(bookmark, dt.UTC)
+    return _with_entry(
+        state,
+        {
+            "replication_key": REPLICATION_KEY,
+            "replication_key_value": moment.isoformat().replace("+00:00", "Z"),
+        },
+    )
+
+
+def read_run(state: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The unfinished run that ``state`` carries for the stream, if any
+    (:func:`read_bookmark` has checked the state's shape)."""
+    entry = ((state or {}).get("bookmarks") or {}).get(STREAM) or {}
+    run = entry.get(RUN_KEY)
+    return run if isinstance(run, Mapping) else None
+
+
+def with_run(state: Mapping[str, Any] | None, run: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``state`` with the stream's unfinished run set to ``run`` (None: dropped);
+    its bookmark stays as it is."""
+    entry = dict(((state or {}).get("bookmarks") or {}).get(STREAM) or {})
+    entry.pop(RUN_KEY, None)
+    if run is not None:
+        entry[RUN_KEY] = dict(run)
+    return _with_entry(state, entry)
+
+
+def _with_entry(state: Mapping[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]:
     base = dict(state or {})
     bookmarks = dict(base.get("bookmarks") or {})
-    moment = dt.datetime.fromtimestamp(bookmark, dt.UTC)
-    bookmarks[STREAM] = {
-        "replication_key": REPLICATION_KEY,
-        "replication_key_value": moment.isoformat().replace("+00:00", "Z"),
-    }
+    bookmarks[STREAM] = entry
     base["bookmarks"] = bookmarks
     return base

@@ -7,36 +7,47 @@ in ``date_modified`` order: a record modified long ago can come last. So no
 there would skip records not yet emitted that were modified before it. The
 run therefore follows the shared bookmark rules
 (:mod:`copper_async.sync._bookmark`): the bookmark moves only when the
-search *completes*, to the run's start minus the overlap, and one STATE
-carrying it is written after the last record. An interrupted run writes no
-new STATE, so its restart (from the last STATE the target saved) reads the
-same changes again; records sent twice are harmless, since a target upserts
-on the key property ``id``. The alternative, an in-progress STATE from which
-a restart resumes the run mid-way, would have to carry the planner's
-windows and the ids already sent, which no Singer target or orchestrator
-interprets; the rerun costs only the changes since the last bookmark.
+search *completes*, to the run's start minus the overlap, in the STATE
+written after the last record.
+
+Meanwhile, every ``state_every`` pages (at a point where every record the
+planner released has been written), a STATE keeps the old bookmark and adds
+the run (:func:`~copper_async.singer._state.with_run`): its start, a digest
+of what it reads, and the planner's windows not yet finished, each to be read
+from its start again. A restart from that STATE goes on with the run: finished
+windows are not read again, records of windows begun before it may be sent
+twice (a target upserts on the key property ``id``), none is lost. A STATE
+of a run that read something else (another filter, mode, cap or page size)
+is set aside and the run starts afresh.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
 import attrs
+import orjson
 
 from copper_async import CopperClient, OpportunityFilter
+from copper_async.exceptions import CheckpointError
 from copper_async.singer._catalog import KEY_PROPERTIES, REPLICATION_KEY, STREAM, select_entry
 from copper_async.singer._config import TapConfig
 from copper_async.singer._messages import MessageWriter
 from copper_async.singer._schema import record_converter
-from copper_async.singer._state import read_bookmark, with_bookmark
+from copper_async.singer._state import read_bookmark, read_run, with_bookmark, with_run
+from copper_async.sync import _engine_adapter as engine
 from copper_async.sync._bookmark import choose_mode, incremental_filter, next_bookmark
 
-__all__ = ["TapResult", "run_tap"]
+__all__ = ["STATE_EVERY", "TapResult", "run_tap"]
 
 logger = logging.getLogger(__name__)
+
+#: Pages between the STATE messages written during a run (10,000 records of 200).
+STATE_EVERY = 50
 
 
 @attrs.frozen
@@ -48,6 +59,7 @@ class TapResult:
     records: int = 0
     requests: int = 0
     state: dict[str, Any] | None = None
+    resumed: bool = False  # went on with the run an earlier STATE carried
 
 
 async def run_tap(
@@ -57,6 +69,7 @@ async def run_tap(
     state: Mapping[str, Any] | None = None,
     catalog: Mapping[str, Any] | None = None,
     now: Callable[[], float] = time.time,
+    state_every: int = STATE_EVERY,
 ) -> TapResult:
     """Sync the ``opportunities`` stream to ``out`` as Singer messages.
 
@@ -76,22 +89,64 @@ async def run_tap(
     client = _client(config)  # a bad base_url fails here, before any output
     writer = MessageWriter(out, STREAM)
     writer.schema(entry.schema, KEY_PROPERTIES, [REPLICATION_KEY])
-    started = int(now())
+    run = _Run.of(read_run(state), mode, query, config, started=int(now()))
     requests = 0
     async with client:
         if query is None:
             logger.info("the filter's maximum_modified_date is before the bookmark: nothing new")
         else:
-            logger.info("%s read of %r", mode, STREAM)
+            logger.info("%s read of %r%s", mode, STREAM, " (continued)" if run.planner else "")
             convert = record_converter(entry.schema)
-            requests = await _read(client, config, query, entry.dropped, convert, writer)
-    final = dict(state or {})
+            reading = _Reading(client, config, query, entry.dropped, convert, writer)
+            requests = await reading.run(run, state, state_every)
     if entry.incremental:
-        final = with_bookmark(state, next_bookmark(started, previous))
+        final = with_bookmark(state, next_bookmark(run.started, previous))
+    else:
+        final = dict(state or {}) if read_run(state) is None else with_run(state, None)
     if final:
         writer.state(final)
     logger.info("%d records in %d requests", writer.records, requests)
-    return TapResult(True, mode, writer.records, requests, final or None)
+    return TapResult(True, mode, writer.records, requests, final or None, run.planner is not None)
+
+
+@attrs.frozen
+class _Run:
+    """The run this tap process takes part in: begun now, or carried by the state."""
+
+    started: int
+    key: str  # what it reads: a STATE of another read is not continued
+    planner: Mapping[str, Any] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        carried: Mapping[str, Any] | None,
+        mode: str,
+        query: OpportunityFilter | None,
+        config: TapConfig,
+        *,
+        started: int,
+    ) -> _Run:
+        options = config.options
+        reads = {
+            "mode": mode,
+            "query": None if query is None else query.to_body(page_number=None),
+            "cap": options.cap,
+            "page_size": options.page_size,
+        }
+        key = hashlib.sha256(orjson.dumps(reads, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        if carried is None:
+            return cls(started, key)
+        planner, begun = carried.get("planner"), carried.get("started")
+        if carried.get("key") != key or not isinstance(planner, Mapping):
+            logger.info("the state's unfinished run read something else: starting afresh")
+            return cls(started, key)
+        if isinstance(begun, bool) or not isinstance(begun, int):
+            return cls(started, key)
+        return cls(begun, key, planner)
+
+    def progress(self, planner: Mapping[str, Any]) -> dict[str, Any]:
+        return {"started": self.started, "key": self.key, "planner": dict(planner)}
 
 
 def _client(config: TapConfig) -> CopperClient:
@@ -104,27 +159,49 @@ def _client(config: TapConfig) -> CopperClient:
     )
 
 
-async def _read(
-    client: CopperClient,
-    config: TapConfig,
-    query: OpportunityFilter,
-    dropped: frozenset[str],
-    convert: Callable[[dict[str, Any]], dict[str, Any]],
-    writer: MessageWriter,
-) -> int:
-    """Write every record ``query`` matches, through the cap-splitting search;
-    returns the requests made."""
-    options = config.options
-    search = client.opportunities.search(
-        query,
-        raw=True,
-        page_size=options.page_size,
-        concurrency=options.concurrency,
-        cap=options.cap,
-    )
-    async for page in search.pages():
-        records = page.records
-        if dropped:
-            records = [{k: v for k, v in r.items() if k not in dropped} for r in records]
-        writer.records_page(convert(record) for record in records)
-    return search.stats.requests
+@attrs.define
+class _Reading:
+    """Writes every record a query matches, through the cap-splitting search."""
+
+    client: CopperClient
+    config: TapConfig
+    query: OpportunityFilter
+    dropped: frozenset[str]
+    convert: Callable[[dict[str, Any]], dict[str, Any]]
+    writer: MessageWriter
+
+    async def run(self, run: _Run, state: Mapping[str, Any] | None, state_every: int) -> int:
+        """Read to the end, writing a STATE with the run every ``state_every``
+        pages; returns the requests made (over the earlier processes too)."""
+        search = self._search(run)
+        pages = search.pages()
+        since = 0
+        try:
+            async for page in pages:
+                records = page.records
+                if self.dropped:
+                    records = [
+                        {k: v for k, v in r.items() if k not in self.dropped} for r in records
+                    ]
+                self.writer.records_page(self.convert(record) for record in records)
+                since += 1
+                if since >= state_every and search.at_commit_point:
+                    since = 0
+                    progress = run.progress(engine.restart_snapshot(search))
+                    self.writer.state(with_run(state, progress))
+        finally:
+            await pages.aclose()
+        return search.stats.requests
+
+    def _search(self, run: _Run) -> engine.RawSearch:
+        options = self.config.options
+        if run.planner is not None:
+            try:
+                restored = engine.restore_planner(run.planner, options, ())
+            except CheckpointError as error:
+                logger.warning(
+                    "the state's unfinished run cannot be continued (%s): reading anew", error
+                )
+            else:
+                return engine.resumed_search(self.client, self.query, options, restored)
+        return engine.new_search(self.client, self.query, options)

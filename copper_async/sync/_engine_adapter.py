@@ -1,8 +1,9 @@
-"""The mirror's one point of contact with the search engine's internals.
+"""The mirror's (and the Singer tap's) one point of contact with the search
+engine's internals.
 
-Everything else in :mod:`copper_async.sync` uses the public surface; the
-planner snapshot and restore live here, so that a change of the engine's
-internals is adapted in this one module.
+Everything else in :mod:`copper_async.sync` and :mod:`copper_async.singer`
+uses the public surface; the planner snapshot and restore live here, so that
+a change of the engine's internals is adapted in this one module.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from copper_async._stats import SearchStats
 from copper_async.client import CopperClient
 from copper_async.filters import OpportunityFilter
 
-__all__ = ["RawSearch", "new_search", "restore_planner", "resumed_search", "snapshot"]
+__all__ = [
+    "RawSearch",
+    "new_search",
+    "restart_snapshot",
+    "restore_planner",
+    "resumed_search",
+    "snapshot",
+]
 
 RawSearch = Search[dict[str, Any]]
 
@@ -58,3 +66,9 @@ def resumed_search(
 def snapshot(search: RawSearch) -> dict[str, Any]:
     """The planner's state at a commit point; the records are in the store."""
     return search.planner.snapshot(include_seen=False)
+
+
+def restart_snapshot(search: RawSearch) -> dict[str, Any]:
+    """The planner's state at a commit point for a caller that kept no records
+    (the Singer tap): windows not finished will be read from their start."""
+    return search.planner.snapshot(restart_open=True)

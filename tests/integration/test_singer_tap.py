@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 
 from copper_async.singer import TapConfig, discover, run_tap
+from copper_async.singer._tap import STATE_EVERY
 from copper_async.testing import Changes, Dataset, FakeCopperServer, FakeServerOptions
 from tests.singer_support import fake_tap_config
 
@@ -52,10 +53,18 @@ async def sync(
     catalog: dict[str, Any] | None = None,
     at: int = FIRST_RUN,
     out: io.BytesIO | None = None,
+    state_every: int = STATE_EVERY,
     **extra: Any,
 ) -> list[dict[str, Any]]:
     out = out if out is not None else io.BytesIO()
-    await run_tap(config(server, **extra), out, state=state, catalog=catalog, now=lambda: at)
+    await run_tap(
+        config(server, **extra),
+        out,
+        state=state,
+        catalog=catalog,
+        now=lambda: at,
+        state_every=state_every,
+    )
     return messages(out)
 
 
@@ -133,6 +142,77 @@ async def test_an_interrupted_run_restarted_from_its_last_state_loses_nothing(
     late = server.play_changes(edits=20, seed=5)
     lines = await sync(server, state=state, at=FIRST_RUN + 400)
     assert {r["id"] for r in records(lines)} >= set(early.edited) | set(late.edited)
+
+
+class ClosedAfter(io.BytesIO):
+    """A target that stops reading after ``limit`` writes (a page or a message each)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit, self.writes = limit, 0
+
+    def write(self, data: Any) -> int:
+        self.writes += 1
+        if self.writes > self.limit:
+            raise BrokenPipeError
+        return super().write(data)
+
+
+@pytest.mark.asyncio
+async def test_a_stopped_first_load_goes_on_from_the_last_state_it_wrote(
+    server: FakeCopperServer,
+) -> None:
+    cut = ClosedAfter(26)
+    with pytest.raises(BrokenPipeError):
+        await sync(server, out=cut, state_every=5)
+    before = messages(cut)
+    written = states(before)
+    assert written, "a STATE was written during the run"
+    entry = written[-1]["bookmarks"]["opportunities"]
+    assert "replication_key_value" not in entry  # no bookmark before a first load ends
+    assert entry["copper_async_run"]["started"] == FIRST_RUN
+    sent = {r["id"] for r in records(before)}
+    # Restarted later from that STATE: the same run goes on.
+    result_out = io.BytesIO()
+    result = await run_tap(
+        config(server), result_out, state=written[-1], now=lambda: FIRST_RUN + 5_000
+    )
+    after = messages(result_out)
+    ids = [r["id"] for r in records(after)]
+    assert result.resumed
+    assert sent | set(ids) == set(server.dataset.ids())
+    assert len(ids) < RECORDS, "finished windows are not read again"
+    assert len(ids) == len(set(ids))
+    # The bookmark is the first process's start minus the overlap; the run is gone.
+    assert states(after)[-1] == {
+        "bookmarks": {
+            "opportunities": {
+                "replication_key": "date_modified",
+                "replication_key_value": "2023-11-14T22:25:00Z",  # FIRST_RUN - 300
+            }
+        }
+    }
+
+
+@pytest.mark.asyncio
+async def test_a_state_of_a_run_that_read_otherwise_starts_afresh(
+    server: FakeCopperServer,
+) -> None:
+    cut = ClosedAfter(26)
+    with pytest.raises(BrokenPipeError):
+        await sync(server, out=cut, state_every=5)
+    carried = states(messages(cut))[-1]
+    out = io.BytesIO()
+    result = await run_tap(
+        config(server, page_size=PAGE // 2), out, state=carried, now=lambda: FIRST_RUN + 5_000
+    )
+    assert not result.resumed
+    assert sorted(r["id"] for r in records(messages(out))) == sorted(server.dataset.ids())
+    value = states(messages(out))[-1]["bookmarks"]["opportunities"]
+    assert value == {
+        "replication_key": "date_modified",
+        "replication_key_value": "2023-11-14T23:48:20Z",  # FIRST_RUN + 5,000 - 300
+    }
 
 
 @pytest.mark.asyncio
