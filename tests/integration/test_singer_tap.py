@@ -158,14 +158,20 @@ class ClosedAfter(io.BytesIO):
         return super().write(data)
 
 
+async def stopped_first_load(server: FakeCopperServer) -> list[dict[str, Any]]:
+    """The messages of a first load whose target closed after 26 writes, with a
+    STATE every 5 pages."""
+    cut = ClosedAfter(26)
+    with pytest.raises(BrokenPipeError):
+        await sync(server, out=cut, state_every=5)
+    return messages(cut)
+
+
 @pytest.mark.asyncio
 async def test_a_stopped_first_load_goes_on_from_the_last_state_it_wrote(
     server: FakeCopperServer,
 ) -> None:
-    cut = ClosedAfter(26)
-    with pytest.raises(BrokenPipeError):
-        await sync(server, out=cut, state_every=5)
-    before = messages(cut)
+    before = await stopped_first_load(server)
     written = states(before)
     assert written, "a STATE was written during the run"
     entry = written[-1]["bookmarks"]["opportunities"]
@@ -198,10 +204,7 @@ async def test_a_stopped_first_load_goes_on_from_the_last_state_it_wrote(
 async def test_a_state_of_a_run_that_read_otherwise_starts_afresh(
     server: FakeCopperServer,
 ) -> None:
-    cut = ClosedAfter(26)
-    with pytest.raises(BrokenPipeError):
-        await sync(server, out=cut, state_every=5)
-    carried = states(messages(cut))[-1]
+    carried = states(await stopped_first_load(server))[-1]
     out = io.BytesIO()
     result = await run_tap(
         config(server, page_size=PAGE // 2), out, state=carried, now=lambda: FIRST_RUN + 5_000

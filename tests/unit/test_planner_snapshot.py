@@ -43,6 +43,26 @@ from tests.unit.planner_model import (
 # -- checkpoints -------------------------------------------------------------------
 
 
+def run_partly(planner: WindowPlanner, api: ModelAPI, answers: int) -> tuple[list[int], set[int]]:
+    """Feed ``answers`` answers, three requests in flight; the ids delivered
+    and the keys of the windows finished. Requests left in flight are lost."""
+    delivered: list[int] = []
+    finished: set[int] = set()
+    pending: list[PageRequest] = []
+    for _ in range(answers):
+        if planner.finished:
+            break
+        while len(pending) < 3 and (request := planner.next_request()) is not None:
+            pending.append(request)
+        request = pending.pop(0)
+        for event in planner.feed(request, api.answer(request)):
+            if isinstance(event, Deliver):
+                delivered.extend(r["id"] for r in event.records)
+            elif isinstance(event, WindowDone):
+                finished.add(event.window.key)
+    return delivered, finished
+
+
 @settings(max_examples=40)
 @given(
     records=datasets(),
@@ -54,17 +74,7 @@ def test_a_restored_snapshot_delivers_the_rest_exactly_once(
 ) -> None:
     api = ModelAPI(records, cap=15, total_mode=total_mode)
     planner = WindowPlanner(cap=15, page_size=5, on_cap="warn")
-    delivered: list[int] = []
-    pending: list[PageRequest] = []
-    for _ in range(stop_after):
-        if planner.finished:
-            break
-        while len(pending) < 3 and (request := planner.next_request()) is not None:
-            pending.append(request)
-        request = pending.pop(0)
-        for event in planner.feed(request, api.answer(request)):
-            if isinstance(event, Deliver):
-                delivered.extend(r["id"] for r in event.records)
+    delivered, _finished = run_partly(planner, api, stop_after)
     # The process dies with requests in flight; a new one resumes from the snapshot.
     restored, _ = WindowPlanner.restore(planner.snapshot())
     rest, _ = run(restored, api)
@@ -87,20 +97,7 @@ def test_a_restart_snapshot_delivers_every_record_and_reads_no_finished_window_a
     tap): windows not finished start over, finished ones are never asked again."""
     api = ModelAPI(records, cap=15, total_mode=total_mode)
     planner = WindowPlanner(cap=15, page_size=5, on_cap="warn")
-    delivered: list[int] = []
-    finished: set[int] = set()
-    pending: list[PageRequest] = []
-    for _ in range(stop_after):
-        if planner.finished:
-            break
-        while len(pending) < 3 and (request := planner.next_request()) is not None:
-            pending.append(request)
-        request = pending.pop(0)
-        for event in planner.feed(request, api.answer(request)):
-            if isinstance(event, Deliver):
-                delivered.extend(r["id"] for r in event.records)
-            elif isinstance(event, WindowDone):
-                finished.add(event.window.key)
+    delivered, finished = run_partly(planner, api, stop_after)
     snapshot = planner.snapshot(restart_open=True)
     assert snapshot["seen"] is None
     stages = [window["stage"] for window in snapshot["windows"]]
