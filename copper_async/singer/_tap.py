@@ -90,7 +90,7 @@ async def run_tap(
     writer = MessageWriter(out, STREAM)
     writer.schema(entry.schema, KEY_PROPERTIES, [REPLICATION_KEY])
     run = _Run.of(read_run(state), mode, query, config, started=int(now()))
-    requests = 0
+    requests, carried_run = 0, read_run(state) is not None
     async with client:
         if query is None:
             logger.info("the filter's maximum_modified_date is before the bookmark: nothing new")
@@ -99,10 +99,11 @@ async def run_tap(
             convert = record_converter(entry.schema)
             reading = _Reading(client, config, query, entry.dropped, convert, writer)
             requests = await reading.run(run, state, state_every)
+            carried_run |= reading.wrote_run
     if entry.incremental:
         final = with_bookmark(state, next_bookmark(run.started, previous))
-    else:
-        final = dict(state or {}) if read_run(state) is None else with_run(state, None)
+    else:  # the state as it came, but for a run written into it (now done)
+        final = with_run(state, None) if carried_run else dict(state or {})
     if final:
         writer.state(final)
     logger.info("%d records in %d requests", writer.records, requests)
@@ -169,6 +170,7 @@ class _Reading:
     dropped: frozenset[str]
     convert: Callable[[dict[str, Any]], dict[str, Any]]
     writer: MessageWriter
+    wrote_run: bool = False  # a STATE carrying the run was written
 
     async def run(self, run: _Run, state: Mapping[str, Any] | None, state_every: int) -> int:
         """Read to the end, writing a STATE with the run every ``state_every``
@@ -189,6 +191,7 @@ class _Reading:
                     since = 0
                     progress = run.progress(engine.restart_snapshot(search))
                     self.writer.state(with_run(state, progress))
+                    self.wrote_run = True
         finally:
             await pages.aclose()
         return search.stats.requests

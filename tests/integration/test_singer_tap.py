@@ -250,6 +250,12 @@ async def test_full_table_replication_reads_everything_and_keeps_the_state(
     lines = await sync(server, catalog=catalog, state=state)
     assert len(records(lines)) == RECORDS
     assert states(lines) == [state]
+    # STATEs carrying the run under way are followed by one without it.
+    lines = await sync(server, catalog=catalog, state_every=5)
+    written = states(lines)
+    assert len(written) > 1
+    assert "copper_async_run" in written[0]["bookmarks"]["opportunities"]
+    assert written[-1] == {"bookmarks": {"opportunities": {}}}
 
 
 @pytest.mark.asyncio
