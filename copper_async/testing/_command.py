@@ -28,7 +28,7 @@ from copper_async.exceptions import InvalidOptionError
 from copper_async.testing._answers import APPLICATION
 from copper_async.testing._dataset import Dataset, HotSpot
 from copper_async.testing._faults import FAULT_KINDS
-from copper_async.testing._options import DriftUnit, PastCap, Ties, TotalMode
+from copper_async.testing._options import CustomDates, DriftUnit, PastCap, Ties, TotalMode
 from copper_async.testing._server import FakeCopperServer, FakeServerOptions
 
 __all__ = [
@@ -271,6 +271,7 @@ def _choice(flag: str, kind: Any, help: str) -> Callable[[_F], _F]:
 @_choice("--past-cap", PastCap, "A page past the cap: an empty array or a 422.")
 @_choice("--total-mode", TotalMode, "What X-PW-TOTAL carries.")
 @_choice("--ties", Ties, "Order of records with equal sort values: by id, or each query its own.")
+@_choice("--custom-dates", CustomDates, "Date custom fields as Unix seconds or M/D/YYYY text.")
 @click.option(
     "--rate-limit",
     metavar="N/SECONDS",

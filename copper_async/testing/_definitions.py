@@ -10,6 +10,7 @@ against the same rolling rate limit.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -21,7 +22,7 @@ from copper_async.testing._answers import _error
 if TYPE_CHECKING:
     from copper_async.testing._server import FakeCopperServer
 
-__all__ = ["DEFINITIONS", "DEFINITIONS_ROUTE", "definitions_handler"]
+__all__ = ["DEFINITIONS", "DEFINITIONS_ROUTE", "dates_as_text", "definitions_handler"]
 
 DEFINITIONS_ROUTE: Final = "/developer_api/v1/custom_field_definitions"
 
@@ -92,3 +93,19 @@ def definitions_handler(
         return web.Response(body=body, content_type="application/json")
 
     return definitions
+
+
+_DATES: Final = frozenset(d["id"] for d in DEFINITIONS if d["data_type"] == "Date")
+
+
+def dates_as_text(payload: bytes) -> bytes:
+    """A page with its Date custom fields' Unix seconds as ``M/D/YYYY`` text
+    (the UTC day): the form Copper's docs give, where its example shows seconds."""
+    records = orjson.loads(payload)
+    for record in records:
+        for field in record.get("custom_fields") or ():
+            value = field.get("value") if isinstance(field, dict) else None
+            if type(value) is int and field.get("custom_field_definition_id") in _DATES:
+                day = dt.datetime.fromtimestamp(value, dt.UTC)
+                field["value"] = f"{day.month}/{day.day}/{day.year}"
+    return orjson.dumps(records)

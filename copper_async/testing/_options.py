@@ -13,11 +13,20 @@ import attrs
 from copper_async.exceptions import InvalidOptionError
 from copper_async.testing._faults import FAULT_KINDS, FaultPlan
 
-__all__ = ["DriftUnit", "FakeServerOptions", "PastCap", "Ties", "TotalMode", "total_header"]
+__all__ = [
+    "CustomDates",
+    "DriftUnit",
+    "FakeServerOptions",
+    "PastCap",
+    "Ties",
+    "TotalMode",
+    "total_header",
+]
 
 PastCap = Literal["empty", "error"]
 TotalMode = Literal["exact", "overcount", "capped", "absent"]
 Ties = Literal["id", "per_query"]
+CustomDates = Literal["unix", "text"]
 DriftUnit = Literal["request", "second"]
 
 _Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
@@ -122,6 +131,9 @@ class FakeServerOptions:
     - ``ties``: records with equal sort values in id order, or
       ``"per_query"``: in an order of each query's own (the same for the same
       query, another for a narrower one), as an API may break ties.
+    - ``custom_dates``: how records carry their Date custom fields: Unix
+      seconds (``"unix"``, as Copper's example shows) or ``"text"``,
+      ``M/D/YYYY`` (as its docs say); filters take seconds either way.
     - ``rate_limit``: ``(max_requests, period_seconds)`` per access token on a
       rolling window (e.g. ``(180, 60.0)``), counted at arrival; over it a 429
       (with ``Retry-After``, whole seconds until a slot frees, when
@@ -147,6 +159,7 @@ class FakeServerOptions:
     past_cap: PastCap = attrs.field(default="empty", validator=_one_of(PastCap))
     total_mode: TotalMode = attrs.field(default="exact", validator=_one_of(TotalMode))
     ties: Ties = attrs.field(default="id", validator=_one_of(Ties))
+    custom_dates: CustomDates = attrs.field(default="unix", validator=_one_of(CustomDates))
     rate_limit: tuple[int, float] | None = attrs.field(default=None, validator=_rate_limit)
     retry_after: bool = attrs.field(default=False, validator=_boolean)
     fault_rates: Mapping[str, float] = attrs.field(factory=dict, converter=_fault_rates, hash=False)

@@ -53,7 +53,11 @@ from copper_async.testing._answers import (
     _parse_json,
 )
 from copper_async.testing._dataset import Changes, Dataset
-from copper_async.testing._definitions import DEFINITIONS_ROUTE, definitions_handler
+from copper_async.testing._definitions import (
+    DEFINITIONS_ROUTE,
+    dates_as_text,
+    definitions_handler,
+)
 from copper_async.testing._faults import FAULT_KINDS, Fault
 from copper_async.testing._options import (
     DriftUnit,
@@ -373,6 +377,8 @@ class FakeCopperServer:
             )
         page = ids[start : min(start + paging.page_size, cap)] if start < cap else ()
         payload = self.dataset.encode_page(page)
+        if options.custom_dates == "text":
+            payload = dates_as_text(payload)
         total = total_header(len(ids), options)
         headers = {"X-PW-TOTAL": total} if total is not None else None
         self._sent(200)

@@ -1023,7 +1023,7 @@ def test_every_flag_becomes_its_option() -> None:
     args = [
         *("--token", "t", "--email", "e@example.com", "--cap", "500"),
         *("--past-cap", "error", "--total-mode", "overcount", "--rate-limit", "180/60"),
-        *("--ties", "per_query"),
+        *("--ties", "per_query", "--custom-dates", "text"),
         *("--retry-after", "--fault", "500=0.1", "--fault", "reset=0.05"),
         *("--fault", "non_json=0.01", "--stall-seconds", "2", "--burst-429-rate", "0.02"),
         *("--burst-429-length", "4", "--latency", "0.15", "--latency-jitter", "0.05"),
@@ -1043,6 +1043,7 @@ def test_every_flag_becomes_its_option() -> None:
         past_cap="error",
         total_mode="overcount",
         ties="per_query",
+        custom_dates="text",
         rate_limit=(180, 60.0),
         retry_after=True,
         fault_rates={"500": 0.1, "reset": 0.05, "non_json": 0.01},

@@ -7,9 +7,11 @@ records in Python.
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from typing import Any
 
+import attrs
 import psycopg
 import pytest
 
@@ -68,6 +70,30 @@ async def test_the_named_view_has_a_column_per_field_and_options_by_name(db: str
         assert any(
             isinstance(row["cf_products"], list) and row["cf_products"] for row in view.values()
         )
+
+
+def m_d_yyyy(seconds: int) -> str:
+    day = dt.datetime.fromtimestamp(seconds, dt.UTC)
+    return f"{day.month}/{day.day}/{day.year}"
+
+
+async def test_dates_sent_as_text_read_as_the_same_day(db: str) -> None:
+    """Copper's docs give custom dates as M/D/YYYY, its example as seconds: a
+    server sending text gives PostgreSQL's view the same (midnight) seconds;
+    SQLite's view keeps the value as sent."""
+    async with world(400) as w:
+        w.server.options = attrs.evolve(w.server.options, custom_dates="text")
+        await run_sync(w.client, open_store(db), clock=w.clock, custom_field_names=True)
+        seconds = {
+            i: row["cf_renewal_date"] for i, row in named_rows_expected(w.truth(), NAMES).items()
+        }
+    view = {i: row["cf_renewal_date"] for i, row in read_view(db, ["cf_renewal_date"]).items()}
+    assert sum(value is not None for value in seconds.values()) > 100
+    if db.startswith("postgresql://"):
+        assert view == seconds
+    else:
+        as_text = {i: None if v is None else m_d_yyyy(v) for i, v in seconds.items()}
+        assert view == as_text
 
 
 def tricky_names() -> CustomFieldNames:
