@@ -90,7 +90,7 @@ async def run_tap(
     writer = MessageWriter(out, STREAM)
     writer.schema(entry.schema, KEY_PROPERTIES, [REPLICATION_KEY])
     run = _Run.of(read_run(state), mode, query, config, started=int(now()))
-    requests, carried_run = 0, read_run(state) is not None
+    requests, carried_run, resumed = 0, read_run(state) is not None, False
     async with client:
         if query is None:
             logger.info("the filter's maximum_modified_date is before the bookmark: nothing new")
@@ -100,6 +100,7 @@ async def run_tap(
             reading = _Reading(client, config, query, entry.dropped, convert, writer)
             requests = await reading.run(run, state, state_every)
             carried_run |= reading.wrote_run
+            resumed = reading.resumed
     if entry.incremental:
         final = with_bookmark(state, next_bookmark(run.started, previous))
     else:  # the state as it came, but for a run written into it (now done)
@@ -107,7 +108,7 @@ async def run_tap(
     if final:
         writer.state(final)
     logger.info("%d records in %d requests", writer.records, requests)
-    return TapResult(True, mode, writer.records, requests, final or None, run.planner is not None)
+    return TapResult(True, mode, writer.records, requests, final or None, resumed)
 
 
 @attrs.frozen
@@ -171,6 +172,7 @@ class _Reading:
     convert: Callable[[dict[str, Any]], dict[str, Any]]
     writer: MessageWriter
     wrote_run: bool = False  # a STATE carrying the run was written
+    resumed: bool = False  # the carried run's planner was restored
 
     async def run(self, run: _Run, state: Mapping[str, Any] | None, state_every: int) -> int:
         """Read to the end, writing a STATE with the run every ``state_every``
@@ -206,5 +208,6 @@ class _Reading:
                     "the state's unfinished run cannot be continued (%s): reading anew", error
                 )
             else:
+                self.resumed = True
                 return engine.resumed_search(self.client, self.query, options, restored)
         return engine.new_search(self.client, self.query, options)

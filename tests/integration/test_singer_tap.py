@@ -219,6 +219,16 @@ async def test_a_state_of_a_run_that_read_otherwise_starts_afresh(
 
 
 @pytest.mark.asyncio
+async def test_a_damaged_run_in_the_state_is_read_anew(server: FakeCopperServer) -> None:
+    carried = states(await stopped_first_load(server))[-1]
+    carried["bookmarks"]["opportunities"]["copper_async_run"]["planner"] = {"version": 99}
+    out = io.BytesIO()
+    result = await run_tap(config(server), out, state=carried, now=lambda: FIRST_RUN + 5_000)
+    assert not result.resumed
+    assert sorted(r["id"] for r in records(messages(out))) == sorted(server.dataset.ids())
+
+
+@pytest.mark.asyncio
 async def test_a_deselected_stream_emits_nothing_and_asks_nothing(
     server: FakeCopperServer,
 ) -> None:
