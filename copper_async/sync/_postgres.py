@@ -76,8 +76,13 @@ class PostgresStore(ThreadedStore):
         if not taken:
             raise StoreBusyError(f"another sync of this job is running on {self.name}")
 
+    def _unlock_in_session(self) -> None:
+        # At once: a run that starts right after this one ends is not refused.
+        self._execute("SELECT pg_advisory_unlock_all()")
+        self._connection.commit()
+
     def _unlock(self) -> None:
-        """Closing the connection released the advisory lock."""
+        """Released in the session; a connection that died takes its lock with it."""
 
     def _tables(self) -> set[str]:
         rows = self._execute(

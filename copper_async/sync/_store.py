@@ -161,6 +161,10 @@ class ThreadedStore:
     def _unlock(self) -> None:
         raise NotImplementedError
 
+    def _unlock_in_session(self) -> None:
+        """Release a lock the connection holds, before it closes (the server
+        would drop it only once it noticed the connection gone)."""
+
     def _tables(self) -> set[str]:
         raise NotImplementedError
 
@@ -502,14 +506,16 @@ class ThreadedStore:
         self._connection.commit()
 
     def _close(self) -> None:
-        connection, self._connection = self._connection, None
+        connection = self._connection
         try:
             if connection is not None:
                 try:
                     connection.rollback()  # pages written since the last commit point
+                    self._unlock_in_session()
                 except Exception as error:  # a lost connection: nothing left to undo
                     logger.debug("rollback on close failed: %s", error)
                 finally:
+                    self._connection = None
                     connection.close()
         finally:
             self._unlock()

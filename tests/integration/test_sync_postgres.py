@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -88,9 +89,9 @@ async def test_the_typed_columns(pg_url: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_second_run_is_refused_by_the_advisory_lock(pg_url: str) -> None:
+async def test_a_second_run_is_refused_by_the_advisory_lock(pg_url: str, tmp_path: Path) -> None:
     async with world(100) as w:
-        holder = open_store(pg_url)
+        holder: Any = open_store(pg_url)
         from copper_async.filters import OpportunityFilter
         from copper_async.sync._bookmark import job_identity
 
@@ -98,12 +99,18 @@ async def test_a_second_run_is_refused_by_the_advisory_lock(pg_url: str) -> None
             OpportunityFilter(), base_url=w.client.base_url, user_email=w.client.user_email
         )
         await holder.open(job, key)
-        try:
-            with pytest.raises(StoreBusyError, match="another sync"):
-                await sync(w, pg_url)
-        finally:
-            await holder.close()
-        await sync(w, pg_url)  # the lock went with the holder's connection
+        trace = tmp_path / "libpq.trace"
+        with trace.open("w") as sink:
+            holder._connection.pgconn.trace(sink.fileno())
+            try:
+                with pytest.raises(StoreBusyError, match="another sync"):
+                    await sync(w, pg_url)
+            finally:
+                await holder.close()
+        # Unlocked in the session, not left for the server to notice the closed
+        # connection: a run right after this one is never refused.
+        assert "pg_advisory_unlock_all" in trace.read_text()
+        await sync(w, pg_url)
 
 
 @pytest.mark.asyncio
