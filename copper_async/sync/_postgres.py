@@ -39,8 +39,6 @@ class PostgresStore(ThreadedStore):
     """The mirror in a PostgreSQL database (its tables created when missing)."""
 
     placeholder = "%s"
-    # The server stores a chunk of rows COPY has sent while the next is made.
-    chunk = 50
     types: ClassVar[Mapping[str, str]] = {
         "integer": "bigint",
         "real": "double precision",

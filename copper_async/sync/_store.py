@@ -5,23 +5,24 @@ A store keeps the mirror: the ``opportunities`` table, the job's state row
 version. A run is: :meth:`Store.open` (lock, check the schema and the job),
 :meth:`Store.begin_run`, then per page :meth:`Store.upsert_page` (rows
 written, not yet committed; at the engine's commit points committed with the
-run's progress in one transaction); :meth:`Store.mark_deletions` and :meth:`Store.finish_run`
-end it, in one more; :meth:`Store.name_custom_fields` then recreates the
-view with a column per custom field, when the run was asked to. Whatever
+run's progress in one transaction, which may still be under way when the call
+returns: the store's next call waits for it and fails if it failed);
+:meth:`Store.mark_deletions` and :meth:`Store.finish_run` end it, in one more;
+:meth:`Store.name_custom_fields` then recreates the view with a column per
+custom field, when the run was asked to. Whatever
 stops a run, the database holds whole pages and a progress record that
 matches them.
 
 :class:`ThreadedStore` runs a blocking DB-API connection in one thread of its
-own, so that no database work runs on the event loop; the SQLite and
-PostgreSQL stores are its dialects.
+own, so that no database work runs on the event loop (a page's rows are made
+on the caller's thread, while the store's may still be committing the last
+page); the SQLite and PostgreSQL stores are its dialects.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
-import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -134,8 +135,6 @@ class ThreadedStore:
     refuse_foreign_tables = False
     #: SQL types of the column kinds, and of ``record`` (the JSON text as sent).
     types: ClassVar[Mapping[str, str]] = {}
-    #: Records a chunk of a page's rows is made of (None: the whole page).
-    chunk: int | None = None
 
     def __init__(self) -> None:
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -148,6 +147,10 @@ class ThreadedStore:
         # there were none: then a page is bulk-inserted without a lookup.
         self._checked_run: int | None = None
         self._fresh = False
+        # A page's commit runs after upsert_page returns (see there).
+        self._commit_due = False
+        self._failed_commit: Exception | None = None
+        self._failure_reported = False
 
     # -- dialect hooks ----------------------------------------------------------------
 
@@ -232,10 +235,17 @@ class ThreadedStore:
     # -- running in the thread --------------------------------------------------------
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
-        """Run ``function`` in the store's thread; a cancellation waits for it to
-        end, so a transaction is never left half-sent."""
+        """Run ``function`` in the store's thread."""
+        return await self._wait(self._submit(function, *args))
+
+    def _submit(self, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, self._translated, function, *args)
+        return loop.run_in_executor(self._executor, self._translated, function, *args)
+
+    @staticmethod
+    async def _wait(future: asyncio.Future[T]) -> T:
+        """A cancellation waits for the thread's work to end, so a transaction
+        is never left half-sent."""
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -243,6 +253,10 @@ class ThreadedStore:
             raise
 
     def _translated(self, function: Callable[..., T], *args: Any) -> T:
+        if self._failed_commit is not None and function != self._close:
+            # The transaction's fate is the driver's to tell: only closing is safe.
+            self._failure_reported = True
+            raise self._failed_commit
         try:
             return function(*args)
         except StoreError:
@@ -272,26 +286,19 @@ class ThreadedStore:
         commit: RunProgress | None = None,
     ) -> PageCounts:
         """Write a page; with ``commit``, also add its counts to that run's
-        progress and commit both (one trip to the store's thread, not two)."""
-        return await self._call(self._upsert_and_commit, run_id, records, synced_at, commit)
+        progress and commit both.
 
-    def _upsert_and_commit(
-        self,
-        run_id: int,
-        records: Sequence[Mapping[str, Any]],
-        synced_at: int,
-        commit: RunProgress | None,
-    ) -> PageCounts:
-        counts = self._upsert(run_id, records, synced_at)
+        The rows are made here, while the store's thread may still be
+        committing the previous page: a commit waits for the disk or the
+        server without holding the GIL. The page's own commit is queued right
+        behind its statements and not waited for; the store's next call waits
+        for it, and fails if it failed (so does :meth:`close`).
+        """
+        rows = self._page_rows(records, synced_at, run_id)
+        written = self._submit(self._write_page, run_id, records, rows, commit)
         if commit is not None:
-            progress = attrs.evolve(
-                commit,
-                inserted=commit.inserted + counts.inserted,
-                updated=commit.updated + counts.updated,
-                unchanged=commit.unchanged + counts.unchanged,
-            )
-            self._save_run(progress, True)
-        return counts
+            self._executor.submit(self._commit_page)
+        return await self._wait(written)
 
     async def save_progress(self, run: RunProgress) -> None:
         await self._call(self._save_run, run, True)
@@ -311,6 +318,8 @@ class ThreadedStore:
             await self._call(self._close)
         finally:
             self._executor.shutdown(wait=True)
+        if self._failed_commit is not None and not self._failure_reported:
+            raise self._failed_commit  # a page the caller believes written is not
 
     # -- in the thread ----------------------------------------------------------------
 
@@ -387,14 +396,47 @@ class ThreadedStore:
         if commit:
             self._connection.commit()
 
-    def _upsert(
-        self, run_id: int, records: Sequence[Mapping[str, Any]], synced_at: int
+    def _page_rows(
+        self, records: Sequence[Mapping[str, Any]], synced_at: int, run_id: int
+    ) -> list[tuple[Any, ...]]:
+        texts = [orjson.dumps(record).decode() for record in records]
+        return self._rows.rows(records, texts, self._timestamp(synced_at), run_id)
+
+    def _write_page(
+        self,
+        run_id: int,
+        records: Sequence[Mapping[str, Any]],
+        rows: list[tuple[Any, ...]],
+        commit: RunProgress | None,
     ) -> PageCounts:
-        rows: list[tuple[Any, ...]] = []
-        chunks = self._row_chunks(records, self._timestamp(synced_at), run_id, rows)
-        if self._only_this_run(run_id) and self._insert_new(itertools.chain.from_iterable(chunks)):
+        counts = self._upsert(run_id, records, rows)
+        if commit is not None:
+            progress = attrs.evolve(
+                commit,
+                inserted=commit.inserted + counts.inserted,
+                updated=commit.updated + counts.updated,
+                unchanged=commit.unchanged + counts.unchanged,
+            )
+            self._save_run(progress, False)
+            self._commit_due = True
+        return counts
+
+    def _commit_page(self) -> None:
+        """Commit the page :meth:`_write_page` just wrote, if it wrote it whole;
+        a failure is kept for the store's next call."""
+        if not self._commit_due:
+            return
+        self._commit_due = False
+        try:
+            self._translated(self._connection.commit)
+        except Exception as error:
+            self._failed_commit = error
+
+    def _upsert(
+        self, run_id: int, records: Sequence[Mapping[str, Any]], rows: list[tuple[Any, ...]]
+    ) -> PageCounts:
+        if self._only_this_run(run_id) and self._insert_new(rows):
             return PageCounts(len(rows), 0, 0)
-        collections.deque(chunks, maxlen=0)  # the rows the bulk insert did not reach
         stored = self._existing([record["id"] for record in records])
         inserts, updates, seen = [], [], []
         for record, row in zip(records, rows, strict=True):
@@ -417,23 +459,6 @@ class ThreadedStore:
         if seen:
             self._mark_seen(seen, run_id)
         return PageCounts(len(inserts), len(updates), len(seen))
-
-    def _row_chunks(
-        self,
-        records: Sequence[Mapping[str, Any]],
-        synced: Any,
-        run_id: int,
-        made: list[tuple[Any, ...]],
-    ) -> Iterator[list[tuple[Any, ...]]]:
-        """The page's rows, :attr:`chunk` records at a time, each chunk also
-        added to ``made``: a server can store a chunk while the next is made."""
-        size = self.chunk or len(records) or 1
-        for start in range(0, len(records), size):
-            part = records[start : start + size]
-            texts = [orjson.dumps(record).decode() for record in part]
-            chunk = self._rows.rows(part, texts, synced, run_id)
-            made.extend(chunk)
-            yield chunk
 
     def _only_this_run(self, run_id: int) -> bool:
         """Whether the table holds no row of another run (checked once a run):

@@ -1,6 +1,7 @@
 """How a page is written, the same in SQLite and PostgreSQL: no SAVEPOINT for a
-page that opens its own transaction, and a conflict in a later chunk of a page
-still sorts every row.
+page that opens its own transaction, a conflict in the middle of a page still
+sorts every row, and a page's commit, which finishes after the call returns,
+reports its failure at the store's next call or at close.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import orjson
 import psycopg
 import pytest
 
+from copper_async.exceptions import StoreError
 from copper_async.sync import RunProgress, open_store
 
 pytestmark = pytest.mark.asyncio
@@ -91,14 +93,13 @@ async def test_a_page_after_a_commit_is_written_without_a_savepoint(
 
 
 @pytest.mark.parametrize("first_committed", [True, False])
-async def test_a_conflict_in_a_later_chunk_of_a_page_is_counted_exactly(
+async def test_a_conflict_in_the_middle_of_a_page_is_counted_exactly(
     db: str, first_committed: bool
 ) -> None:
-    """Rows made and written a chunk at a time: a stored id in the page's
-    second chunk (of three) undoes the chunks written, and every row is sorted."""
+    """A stored id in the middle of a page undoes the rows the bulk insert
+    wrote before it, and every row is then sorted."""
     run = RunProgress(run_id=1, mode="full", started=0, read_from=None)
     store: Any = open_store(db)
-    store.chunk = 50
     try:
         await store.open({"job": 1}, "a" * 64)
         await store.upsert_page(1, page((60, "old", 1_000)), 5, run if first_committed else None)
@@ -110,3 +111,68 @@ async def test_a_conflict_in_a_later_chunk_of_a_page_is_counted_exactly(
     stored = names(db)
     assert sorted(stored) == list(range(1, 121))
     assert stored[60] == "r60"
+
+
+REFUSED = r"refused at commit|FOREIGN KEY"  # PostgreSQL's trigger, SQLite's own
+
+
+async def refuse_at_commit(store: Any, db: str, record_id: int) -> None:
+    """Make the database refuse, at COMMIT and not before, a transaction that
+    inserted ``record_id``: a deferred constraint, checked only then."""
+    if db.startswith("postgresql://"):
+        with psycopg.connect(db, autocommit=True) as server:
+            server.execute(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$"
+            )
+            server.execute(
+                "CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON opportunities "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                f"WHEN (NEW.id = {record_id}) EXECUTE FUNCTION refuse()"
+            )
+        return
+    with sqlite3.connect(db) as other:
+        other.executescript(
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+            "CREATE TABLE child (parent_id INTEGER "
+            "REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);"
+            f"CREATE TRIGGER refuse AFTER INSERT ON opportunities WHEN NEW.id = {record_id} "
+            "BEGIN INSERT INTO child VALUES (1); END;"
+        )
+    # Foreign keys are checked only where enabled: on the store's connection.
+    store_connection = store._connection._connection
+    await store._call(store_connection.execute, "PRAGMA foreign_keys = ON")
+
+
+async def test_a_failed_commit_is_reported_by_the_next_call(db: str) -> None:
+    """upsert_page returns once the page's statements ran; its commit follows.
+    When that commit fails, the store's next call raises, nothing of the page
+    or its progress is stored, and close does not raise it twice."""
+    run = RunProgress(run_id=1, mode="full", started=0, read_from=None)
+    store: Any = open_store(db)
+    try:
+        await store.open({"job": 1}, "a" * 64)
+        await store.upsert_page(1, page((1, "r1", 1_000)), 5, run)
+        run.inserted = 1
+        await refuse_at_commit(store, db, 13)
+        counts = await store.upsert_page(1, page((12, "r12", 1_000), (13, "r13", 1_000)), 6, run)
+        assert counts.inserted == 2  # the statements ran; the commit had not
+        with pytest.raises(StoreError, match=REFUSED):
+            await store.save_progress(run)
+        with pytest.raises(StoreError, match=REFUSED):
+            await store.upsert_page(1, page((14, "r14", 1_000)), 7, run)
+    finally:
+        await store.close()
+    assert names(db) == {1: "r1"}
+    assert progress(db) == (1, 0, 0)
+
+
+async def test_close_reports_a_failed_commit_nobody_was_told_of(db: str) -> None:
+    run = RunProgress(run_id=1, mode="full", started=0, read_from=None)
+    store: Any = open_store(db)
+    await store.open({"job": 1}, "a" * 64)
+    await refuse_at_commit(store, db, 13)
+    await store.upsert_page(1, page((13, "r13", 1_000)), 5, run)
+    with pytest.raises(StoreError, match=REFUSED):
+        await store.close()
+    assert names(db) == {}
