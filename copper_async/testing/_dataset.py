@@ -190,7 +190,7 @@ class Dataset(Store):
         (``"per_request"``) in an order drawn from ``draw``, which the server
         makes of its seed and the request's number: another for every request,
         even of the same query. Only that last draw is not cached (it is cheap:
-        a view over the cached id-order result that shuffles only the ties it
+        a view over the cached id-order result that permutes only the ties it
         is asked for).
         """
         if ties == "per_request":

@@ -9,6 +9,7 @@ pages and hide another.
 
 from __future__ import annotations
 
+import math
 import random
 import zlib
 from array import array
@@ -39,9 +40,9 @@ class TiesPerRequest(Sequence[int]):
     """``result`` as one request sees it: each run of equal sort values in an
     order drawn from ``draw`` (and the run's position).
 
-    Only the runs a read touches are found (by galloping from the position
-    read, O(log run)) and shuffled (O(run)); the sorted result itself is the
-    cached one, shared by every request. One view reads the same order every
+    Only the runs a read touches are found (by galloping from the page's
+    ends, O(log run)) and permuted (O(1) a position read); the sorted result
+    itself is the cached one, shared by every request. One view reads the same order every
     time, so a page and the total agree within a request.
     """
 
@@ -76,20 +77,36 @@ class TiesPerRequest(Sequence[int]):
         return iter(self[:])
 
     def _span(self, start: int, stop: int) -> list[int]:
-        """The slots at positions [start, stop), each touched run shuffled whole."""
-        slots, spanned = self._slots, []
-        position = start
-        while position < stop:
-            low, high = self._run(position)
-            end = min(high, stop)
+        """The slots at positions [start, stop), each touched run permuted.
+
+        Runs are grouped on the page's own values; only the first and the last
+        may reach past the page, so only they are galloped out."""
+        slots = self._slots
+        page = list(slots[start:stop])
+        values = list(map(self._column.__getitem__, page))
+        spanned: list[int] = []
+        for _value, group in groupby(range(len(page)), key=values.__getitem__):
+            at = list(group)
+            first, last = start + at[0], start + at[-1] + 1
+            low = self._run(first)[0] if first == start else first
+            high = self._run(last - 1)[1] if last == stop else last
             if high - low == 1:
-                spanned.append(slots[position])
-            else:
-                tied = list(slots[low:high])
-                random.Random(f"{self._draw}:{low}").shuffle(tied)
-                spanned += tied[position - low : end - low]
-            position = end
+                spanned.append(page[at[0]])
+                continue
+            spanned += [slots[low + at] for at in self._permuted(low, high, first, last)]
         return spanned
+
+    def _permuted(self, low: int, high: int, first: int, last: int) -> Iterator[int]:
+        """Offsets into the run [low, high) that positions [first, last) read,
+        under a permutation drawn for this request and run: i -> (a*i + b) mod
+        size with a coprime to size. O(1) a position, so a page inside a run
+        of 50,000 costs what any page costs; any two draws still disagree."""
+        size = high - low
+        rng = random.Random(f"{self._draw}:{low}")
+        step, shift = rng.randrange(1, size), rng.randrange(size)
+        while math.gcd(step, size) != 1:
+            step += 1
+        return ((step * at + shift) % size for at in range(first - low, last - low))
 
     def _run(self, position: int) -> tuple[int, int]:
         """[low, high): the positions sharing ``position``'s sort value (a run,

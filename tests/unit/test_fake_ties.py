@@ -115,7 +115,7 @@ def test_every_read_is_a_read_of_one_whole_order(
 
 
 class CountingColumn(Sequence[int]):
-    """A sort column that counts its reads."""
+    """A column (or a result's slots) that counts the values it is asked for."""
 
     def __init__(self, values: list[int]) -> None:
         self.values = values
@@ -125,8 +125,9 @@ class CountingColumn(Sequence[int]):
         return len(self.values)
 
     def __getitem__(self, index: Any) -> Any:
-        self.reads += 1
-        return self.values[index]
+        read = self.values[index]
+        self.reads += len(read) if isinstance(index, slice) else 1
+        return read
 
     def __iter__(self) -> Iterator[int]:
         raise AssertionError("a page must not walk the whole column")
@@ -134,25 +135,33 @@ class CountingColumn(Sequence[int]):
 
 def test_a_page_reads_only_the_runs_it_touches() -> None:
     """1,000,000 positions in runs of 3, and one run of 100,000: a page of 200
-    reads a few hundred sort values, not the result."""
+    reads a few hundred values, not the result nor the run."""
     size = 1_000_000
     values = [i // 3 for i in range(size)]
     values[400_000:500_000] = [values[400_000]] * 100_000
     column = CountingColumn(values)
     ids = array("q", range(1, size + 1))
-    view = TiesPerRequest(_Ids(range(size), ids), column, draw=3)
+    slots = CountingColumn(list(range(size)))
+    view = TiesPerRequest(_Ids(slots, ids), column, draw=3)
     # Ids are positions + 1. The run [600_198, 600_201) straddles the page's end.
     page = view[600_000:600_200]
     assert sorted(page[:198]) == list(range(600_001, 600_199))
     assert set(page[198:]) <= {600_199, 600_200, 600_201}
     assert column.reads < 2_000
     column.reads = 0
-    # The long run is [399_999, 500_000): found by galloping (log steps), shuffled whole.
+    # The long run is [399_999, 500_000): found by galloping (log steps), read in part.
     straddling = view[499_900:500_100]
     assert len(set(straddling)) == 200
     assert {i - 1 for i in straddling[:100]} <= set(range(399_999, 500_000))
     assert sorted(straddling[100:]) == list(range(500_001, 500_101))
     assert column.reads < 2_000
+    # Inside the long run, a page reads about a page of slots, not the run.
+    column.reads = slots.reads = 0
+    inside = view[450_000:450_200]
+    assert len(set(inside)) == 200
+    assert {i - 1 for i in inside} <= set(range(399_999, 500_000))
+    assert not set(inside) & set(view[450_200:450_400]), "one view: one permutation"
+    assert column.reads + slots.reads < 2_000
 
 
 def test_the_flag_takes_per_request() -> None:
