@@ -265,12 +265,18 @@ def _choice(flag: str, kind: Any, help: str) -> Callable[[_F], _F]:
 @click.option(
     "--play-seed",
     type=int,
-    help="Seed of the faults, 429 bursts, latency, drift and overcount (default: --seed).",
+    help="Seed of the faults, 429 bursts, latency, drift, overcount and per-request ties "
+    "(default: --seed).",
 )
 @click.option("--cap", type=click.IntRange(1, 2**31), default=100_000, show_default=True)
 @_choice("--past-cap", PastCap, "A page past the cap: an empty array or a 422.")
 @_choice("--total-mode", TotalMode, "What X-PW-TOTAL carries.")
-@_choice("--ties", Ties, "Order of records with equal sort values: by id, or each query its own.")
+@_choice(
+    "--ties",
+    Ties,
+    "Order of records with equal sort values: by id, each query its own, "
+    "or each request its own (drawn from the play seed).",
+)
 @_choice("--custom-dates", CustomDates, "Date custom fields as Unix seconds or M/D/YYYY text.")
 @click.option(
     "--rate-limit",

@@ -12,7 +12,8 @@ cached, per data version, in a small LRU; a result is a lazy
 :class:`Sequence` of ids over the matched slots, so reading a page maps only
 that page's slots to ids.
 
-Orders and ties: ties keep id order in both directions; a record whose sort
+Orders and ties: ties keep id order in both directions, unless asked to
+play another order (:mod:`copper_async.testing._ties`); a record whose sort
 field is null comes last in both directions. ``inactive_days`` orders by
 the time since the last contact (most recent contact first when ascending).
 """
@@ -22,9 +23,8 @@ from __future__ import annotations
 import bisect
 import os
 import random
-import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import compress, groupby
+from itertools import compress
 from typing import Any, Final
 
 import attrs
@@ -52,6 +52,7 @@ from copper_async.testing._store import (
     _Ids,
     _marks,
 )
+from copper_async.testing._ties import TiesPerRequest, ties_per_query
 
 __all__ = ["Changes", "Dataset", "HotSpot"]
 
@@ -180,13 +181,24 @@ class Dataset(Store):
         dataset._finish_loading()
         return dataset
 
-    def search(self, query: Query, *, ties: Ties = "id") -> Sequence[int]:
+    def search(self, query: Query, *, ties: Ties = "id", draw: int = 0) -> Sequence[int]:
         """Every id ``query`` matches, in its sort order; cached until the data changes.
 
         ``ties``: records with equal sort values in id order, or (``"per_query"``)
         in an order of the query's own: stable for one query, another for the
-        next, as an API whose tie-break is not the id may order them.
+        next, as an API whose tie-break is not the id may order them; or
+        (``"per_request"``) in an order drawn from ``draw``, which the server
+        makes of its seed and the request's number: another for every request,
+        even of the same query. Only that last draw is not cached (it is cheap:
+        a view over the cached id-order result that permutes only the ties it
+        is asked for).
         """
+        if ties == "per_request":
+            column = self._cols[_SORT_COLUMNS[query.sort_field]]
+            return TiesPerRequest(self._cached(query, "id"), column, draw)
+        return self._cached(query, ties)
+
+    def _cached(self, query: Query, ties: Ties) -> _Ids:
         key = (query, self.version, ties)
         cached = self._cache.get(key)
         if cached is not None:
@@ -194,23 +206,12 @@ class Dataset(Store):
             return cached
         result = self._search(query)
         if ties == "per_query":
-            result = self._ties_per_query(result, query)
+            column = self._cols[_SORT_COLUMNS[query.sort_field]]
+            result = ties_per_query(result, column, query)
         self._cache[key] = result
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
         return result
-
-    def _ties_per_query(self, result: _Ids, query: Query) -> _Ids:
-        column = self._cols[_SORT_COLUMNS[query.sort_field]]
-        slots = list(result._slots)
-        salt = zlib.crc32(repr(query).encode())  # the same query, the same order
-        for _value, group in groupby(range(len(slots)), key=lambda i: column[slots[i]]):
-            at = list(group)
-            if len(at) > 1:
-                tied = sorted((slots[i] for i in at), key=lambda slot: hash((slot, salt)))
-                for i, slot in zip(at, tied, strict=True):
-                    slots[i] = slot
-        return _Ids(slots, self._id)
 
     def _search(self, query: Query) -> _Ids:
         """The uncached search: pick the smallest candidate set, filter, order."""

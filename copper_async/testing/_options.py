@@ -25,7 +25,7 @@ __all__ = [
 
 PastCap = Literal["empty", "error"]
 TotalMode = Literal["exact", "overcount", "capped", "absent"]
-Ties = Literal["id", "per_query"]
+Ties = Literal["id", "per_query", "per_request"]
 CustomDates = Literal["unix", "text"]
 DriftUnit = Literal["request", "second"]
 
@@ -130,7 +130,11 @@ class FakeServerOptions:
       ``"capped"`` at ``cap``, or ``"absent"``.
     - ``ties``: records with equal sort values in id order, or
       ``"per_query"``: in an order of each query's own (the same for the same
-      query, another for a narrower one), as an API may break ties.
+      query, another for a narrower one), as an API may break ties, or
+      ``"per_request"``: in an order drawn anew for every request, even of
+      the same query (a database without a stable tie-break), so that a tie
+      straddling a page edge can show a record on both pages and hide
+      another; drawn from ``seed`` and the request's number, so repeatable.
     - ``custom_dates``: how records carry their Date custom fields: Unix
       seconds (``"unix"``, as Copper's example shows) or ``"text"``,
       ``M/D/YYYY`` (as its docs say); filters take seconds either way.

@@ -107,7 +107,8 @@ class FakeCopperServer:
     ``url`` (set once started) is the base URL to give a client; it ends in
     ``/developer_api/v1``. ``options`` may be reassigned between requests to
     switch modes; the fault, latency and drift sequences then start over from
-    the new options' seed (the rate-limit window and the stats carry on).
+    the new options' seed, as does the draw of per-request tie orders (the
+    rate-limit window and the stats carry on).
     ``clock`` is the server's wall clock (Unix seconds), which stamps the
     changes :meth:`play_changes` makes; replace it to play days of activity.
     """
@@ -126,6 +127,9 @@ class FakeCopperServer:
         self.url = ""
         self._options = self._checked(options if options is not None else FakeServerOptions())
         self._plan = self._options.plan()
+        # Searches that reached the records since the options were set: under
+        # ties="per_request", each one's number draws its order of ties.
+        self._tie_draws = 0
         self._stats = _new_stats()
         self._windows: dict[str, collections.deque[float]] = {}
         self._handlers: set[asyncio.Task[Any]] = set()
@@ -155,6 +159,7 @@ class FakeCopperServer:
     def options(self, options: FakeServerOptions) -> None:
         self._options = self._checked(options)
         self._plan = options.plan()
+        self._tie_draws = 0
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -365,7 +370,9 @@ class FakeCopperServer:
             self._sent(error.status)
             return _error(error.status, error.message)
         self._drift(options)
-        ids = self.dataset.search(query, ties=options.ties)
+        self._tie_draws += 1
+        draw = hash((options.seed, self._tie_draws))  # ints hash alike in every process
+        ids = self.dataset.search(query, ties=options.ties, draw=draw)
         start = (paging.page_number - 1) * paging.page_size
         cap = options.cap
         if start >= cap and options.past_cap == "error":
