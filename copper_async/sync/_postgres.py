@@ -39,6 +39,7 @@ class PostgresStore(ThreadedStore):
     """The mirror in a PostgreSQL database (its tables created when missing)."""
 
     placeholder = "%s"
+    chunk = 50  # rows made while the server stores those COPY sent
     types: ClassVar[Mapping[str, str]] = {
         "integer": "bigint",
         "real": "double precision",

@@ -22,7 +22,9 @@ page); the SQLite and PostgreSQL stores are its dialects.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -135,6 +137,12 @@ class ThreadedStore:
     refuse_foreign_tables = False
     #: SQL types of the column kinds, and of ``record`` (the JSON text as sent).
     types: ClassVar[Mapping[str, str]] = {}
+    #: Where a page's rows are made. None: the whole page on the caller's thread,
+    #: while the store's thread may still be committing the page before (SQLite:
+    #: that commit waits for the disk without holding the GIL). A number: that
+    #: many records at a time in the store's thread, while the server stores the
+    #: chunk sent before (PostgreSQL's COPY).
+    chunk: int | None = None
 
     def __init__(self) -> None:
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -288,14 +296,13 @@ class ThreadedStore:
         """Write a page; with ``commit``, also add its counts to that run's
         progress and commit both.
 
-        The rows are made here, while the store's thread may still be
-        committing the previous page: a commit waits for the disk or the
-        server without holding the GIL. The page's own commit is queued right
-        behind its statements and not waited for; the store's next call waits
-        for it, and fails if it failed (so does :meth:`close`).
+        The page's commit is queued right behind its statements and not waited
+        for; the store's next call waits for it, and fails if it failed (so
+        does :meth:`close`). The rows are made where :attr:`chunk` says.
         """
-        rows = self._page_rows(records, synced_at, run_id)
-        written = self._submit(self._write_page, run_id, records, rows, commit)
+        synced = self._timestamp(synced_at)
+        rows = None if self.chunk else self._page_rows(records, synced, run_id)
+        written = self._submit(self._write_page, run_id, records, synced, rows, commit)
         if commit is not None:
             self._executor.submit(self._commit_page)
         return await self._wait(written)
@@ -397,19 +404,20 @@ class ThreadedStore:
             self._connection.commit()
 
     def _page_rows(
-        self, records: Sequence[Mapping[str, Any]], synced_at: int, run_id: int
+        self, records: Sequence[Mapping[str, Any]], synced: Any, run_id: int
     ) -> list[tuple[Any, ...]]:
         texts = [orjson.dumps(record).decode() for record in records]
-        return self._rows.rows(records, texts, self._timestamp(synced_at), run_id)
+        return self._rows.rows(records, texts, synced, run_id)
 
     def _write_page(
         self,
         run_id: int,
         records: Sequence[Mapping[str, Any]],
-        rows: list[tuple[Any, ...]],
+        synced: Any,
+        rows: list[tuple[Any, ...]] | None,
         commit: RunProgress | None,
     ) -> PageCounts:
-        counts = self._upsert(run_id, records, rows)
+        counts = self._upsert(run_id, records, synced, rows)
         if commit is not None:
             progress = attrs.evolve(
                 commit,
@@ -433,10 +441,22 @@ class ThreadedStore:
             self._failed_commit = error
 
     def _upsert(
-        self, run_id: int, records: Sequence[Mapping[str, Any]], rows: list[tuple[Any, ...]]
+        self,
+        run_id: int,
+        records: Sequence[Mapping[str, Any]],
+        synced: Any,
+        made: list[tuple[Any, ...]] | None,
     ) -> PageCounts:
-        if self._only_this_run(run_id) and self._insert_new(rows):
+        """Insert, update or only mark seen each record's row (``made``, or
+        made here a :attr:`chunk` at a time)."""
+        rows: list[tuple[Any, ...]] = []
+        if made is None:
+            chunks = self._row_chunks(records, synced, run_id, rows)
+        else:
+            rows, chunks = made, iter([made])
+        if self._only_this_run(run_id) and self._insert_new(itertools.chain.from_iterable(chunks)):
             return PageCounts(len(rows), 0, 0)
+        collections.deque(chunks, maxlen=0)  # the rows the bulk insert did not reach
         stored = self._existing([record["id"] for record in records])
         inserts, updates, seen = [], [], []
         for record, row in zip(records, rows, strict=True):
@@ -459,6 +479,21 @@ class ThreadedStore:
         if seen:
             self._mark_seen(seen, run_id)
         return PageCounts(len(inserts), len(updates), len(seen))
+
+    def _row_chunks(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        synced: Any,
+        run_id: int,
+        made: list[tuple[Any, ...]],
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The page's rows, :attr:`chunk` records at a time, each chunk also
+        added to ``made``: a server can store a chunk while the next is made."""
+        size = self.chunk or len(records) or 1
+        for start in range(0, len(records), size):
+            chunk = self._page_rows(records[start : start + size], synced, run_id)
+            made.extend(chunk)
+            yield chunk
 
     def _only_this_run(self, run_id: int) -> bool:
         """Whether the table holds no row of another run (checked once a run):

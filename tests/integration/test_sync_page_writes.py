@@ -92,14 +92,17 @@ async def test_a_page_after_a_commit_is_written_without_a_savepoint(
     assert progress(db) == (4, 1, 1)
 
 
+@pytest.mark.parametrize("chunk", [None, 50], ids=["rows made first", "rows made by chunk"])
 @pytest.mark.parametrize("first_committed", [True, False])
 async def test_a_conflict_in_the_middle_of_a_page_is_counted_exactly(
-    db: str, first_committed: bool
+    db: str, first_committed: bool, chunk: int | None
 ) -> None:
-    """A stored id in the middle of a page undoes the rows the bulk insert
-    wrote before it, and every row is then sorted."""
+    """A stored id in the middle of a page (in its second chunk of three, when
+    made by chunk) undoes the rows the bulk insert wrote before it, and every
+    row is then sorted."""
     run = RunProgress(run_id=1, mode="full", started=0, read_from=None)
     store: Any = open_store(db)
+    store.chunk = chunk
     try:
         await store.open({"job": 1}, "a" * 64)
         await store.upsert_page(1, page((60, "old", 1_000)), 5, run if first_committed else None)
