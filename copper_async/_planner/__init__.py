@@ -68,6 +68,7 @@ that re-issues only what had not been delivered.
 
 from copper_async._planner._events import (
     CapLimited,
+    CapObserved,
     CountMismatch,
     Deliver,
     PageRequest,
@@ -85,6 +86,7 @@ from copper_async._planner._windows import Window
 __all__ = [
     "READ_ON_REASON",
     "CapLimited",
+    "CapObserved",
     "CountMismatch",
     "Deliver",
     "PageRequest",
