@@ -33,6 +33,7 @@ from copper_async._options import SEARCH_CAP, SearchOptions
 from copper_async._pages import PageSource, RawPage
 from copper_async._planner import (
     CapLimited,
+    CapObserved,
     CountMismatch,
     Deliver,
     PageRequest,
@@ -403,5 +404,13 @@ class Search(AsyncClosing, Generic[T]):
                 )
                 # Reported once, as a warning the caller can filter or turn into an error.
                 warnings.warn(message, SearchCapWarning, stacklevel=4)
+            elif isinstance(event, CapObserved):
+                # Recovered, yet worth an operator's eye: ``cap`` is wrong, or the API changed.
+                logger.warning(
+                    "the API caps a query's results at %d records, below the configured "
+                    "cap of %d: windows are read on past it",
+                    event.observed_cap,
+                    event.cap,
+                )
             elif isinstance(event, WindowDone):
                 logger.debug("window %s done: %d records", event.window.bounds, event.delivered)

@@ -52,13 +52,18 @@ last page whose records all lie inside the cap):
   the API may cap results lower than ``cap`` says: the window is read on
   from the last value read, ``[d, hi]``, ids already delivered dropped. That
   costs one request when nothing more is there, and keeps a wrong ``cap``
-  from losing records (unless the API also caps its total there: then
-  nothing shows the loss).
+  from losing records. So does a short page ending at or past every position
+  any query was served (``_reach.py``), unless a total matched it: an API
+  capping off a page boundary stops so. Records found past it prove the
+  API's cap: a :class:`CapObserved` event names it. (When the API caps its
+  total there too, and the cap is a whole number of pages, nothing shows
+  the loss.)
 
 Where each part lives: ``_state.py`` (a window's phases and the one table of
 transitions between them), ``_windows.py`` (bounds and cuts), ``_totals.py``
-(when a total is trusted), ``_memory.py`` (ids delivered per window and per
-hot second), ``_steps.py`` (what each phase does with a page),
+(when a total is trusted), ``_reach.py`` (how far the API served),
+``_memory.py`` (ids delivered per window and per hot second), ``_steps.py``
+(what each phase does with a page),
 ``_snapshot.py`` (checkpoints) and ``_planner.py`` (:class:`WindowPlanner`).
 
 The planner's state is what a checkpoint saves: :meth:`WindowPlanner.snapshot`
@@ -68,6 +73,7 @@ that re-issues only what had not been delivered.
 
 from copper_async._planner._events import (
     CapLimited,
+    CapObserved,
     CountMismatch,
     Deliver,
     PageRequest,
@@ -85,6 +91,7 @@ from copper_async._planner._windows import Window
 __all__ = [
     "READ_ON_REASON",
     "CapLimited",
+    "CapObserved",
     "CountMismatch",
     "Deliver",
     "PageRequest",

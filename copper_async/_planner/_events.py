@@ -11,6 +11,7 @@ from copper_async._planner._windows import Window
 
 __all__ = [
     "CapLimited",
+    "CapObserved",
     "CountMismatch",
     "Deliver",
     "PageRequest",
@@ -112,7 +113,19 @@ class TotalsDistrusted:
     records_through: int
 
 
-PlannerEvent = Deliver | WindowSplit | WindowDone | CountMismatch | CapLimited | TotalsDistrusted
+@attrs.frozen
+class CapObserved:
+    """Records lay past where ``window``'s query stopped: the API caps a
+    query's results at ``observed_cap``, below the configured ``cap``."""
+
+    window: Window
+    observed_cap: int
+    cap: int
+
+
+PlannerEvent = (
+    Deliver | WindowSplit | WindowDone | CountMismatch | CapLimited | TotalsDistrusted | CapObserved
+)
 
 
 @attrs.define

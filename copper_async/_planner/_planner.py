@@ -20,6 +20,7 @@ from copper_async._planner._events import (
     TotalsDistrusted,
 )
 from copper_async._planner._memory import Memory
+from copper_async._planner._reach import Reach
 from copper_async._planner._state import (
     AtEdge,
     Cutting,
@@ -108,6 +109,7 @@ class WindowPlanner(PhaseSteps):
         self._cut_page = cap // page_size
         self._reachable_pages = -(-cap // page_size)
         self._totals = Totals()
+        self._reach = Reach()
         self._next_key = 0
         self._states: dict[int, WindowState] = {}
         self._order: list[int] = []  # active windows, in range order
@@ -192,6 +194,7 @@ class WindowPlanner(PhaseSteps):
             self.stats.pages_refused += 1
         claimed = result.total
         result, proved_wrong = self._totals.usable(page, self.page_size, result)
+        self._reach.note(page, self.page_size, len(result.records))
         if proved_wrong and claimed is not None:
             through = (page - 1) * self.page_size + len(result.records)
             events.append(TotalsDistrusted(state.window, page, claimed, through))
@@ -234,7 +237,13 @@ class WindowPlanner(PhaseSteps):
         if restart_open:
             include_seen = False
             states = [
-                WindowState(state.window, _first_look(state.stage), state.pass_number, state.unique)
+                WindowState(
+                    state.window,
+                    _first_look(state.stage),
+                    state.pass_number,
+                    state.unique,
+                    stopped_at=state.stopped_at,
+                )
                 for state in states
             ]
         return _snapshot.dump(
@@ -246,6 +255,7 @@ class WindowPlanner(PhaseSteps):
                 windows=states,
                 seen=self._memory.save(windows) if include_seen else None,
                 stats=self.stats,
+                reach=self._reach,
             )
         )
 
@@ -311,6 +321,7 @@ class WindowPlanner(PhaseSteps):
         self._order = keys
         self._memory.load(saved.seen, self.windows)
         self._totals = saved.totals
+        self._reach = saved.reach
         self._next_key = saved.next_key
         for field in attrs.fields(PlannerStats):
             setattr(self.stats, field.name, getattr(saved.stats, field.name))

@@ -20,6 +20,7 @@ from cattrs.strategies import configure_tagged_union
 
 from copper_async._planner._events import PlannerStats
 from copper_async._planner._memory import SavedMemory
+from copper_async._planner._reach import Reach
 from copper_async._planner._state import (
     AtEdge,
     Cutting,
@@ -59,6 +60,8 @@ class Snapshot:
     windows: list[WindowState]  # in range order
     seen: SavedMemory | None  # None: left out, handed back as records on restore
     stats: PlannerStats
+    # Absent from snapshots written before it: nothing served is known then.
+    reach: Reach = attrs.Factory(Reach)
 
 
 def _build_converter() -> cattrs.Converter:

@@ -211,6 +211,9 @@ class WindowState:
     stage: Stage = attrs.Factory(Looking)
     pass_number: int = 0
     unique: int = 0  # records this window delivered, over every pass
+    # Where the window it continues stopped short (maybe the API's cap): a
+    # record it delivers proves that cap.
+    stopped_at: int | None = None
     # Pages handed out and not yet fed back; never saved (a restore asks again).
     issued: set[int] = attrs.Factory(set)
 

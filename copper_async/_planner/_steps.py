@@ -15,6 +15,7 @@ import attrs
 
 from copper_async._planner._events import (
     CapLimited,
+    CapObserved,
     CountMismatch,
     Deliver,
     PageResult,
@@ -24,6 +25,7 @@ from copper_async._planner._events import (
     WindowSplit,
 )
 from copper_async._planner._memory import Memory, Seen, sift
+from copper_async._planner._reach import Reach
 from copper_async._planner._state import (
     AtEdge,
     Basis,
@@ -66,6 +68,7 @@ class PhaseSteps:
     _cut_page: int
     _reachable_pages: int
     _totals: Totals
+    _reach: Reach
     _next_key: int
     _states: dict[int, WindowState]
     _order: list[int]  # active windows, in range order
@@ -238,7 +241,10 @@ class PhaseSteps:
         self.stats.records_delivered += len(fresh)
         if not fresh and not duplicates:
             return []
-        return [Deliver(window, page, fresh, duplicates)]
+        events: list[PlannerEvent] = []
+        if fresh and state.stopped_at is not None and self._reach.learn(state.stopped_at):
+            events.append(CapObserved(window, state.stopped_at, self.cap))
+        return [*events, Deliver(window, page, fresh, duplicates)]
 
     def _read_complete(self, state: WindowState, reading: Reading) -> bool:
         if state.issued:
@@ -275,6 +281,11 @@ class PhaseSteps:
                 self.stats.rereads += 1
                 state.look_again(_H.MOVED)
                 return events
+        elif self._may_have_stopped_at_cap(reading):
+            # A short page no query was ever served past may be the API's cap.
+            read_on = self._read_on(state, reading)
+            if read_on is not None:
+                return events + read_on
         elif (
             size.basis is not Basis.CAP
             and self._ended_on_page_boundary(reading)
@@ -303,6 +314,17 @@ class PhaseSteps:
         self._remove(state)
         return events
 
+    def _may_have_stopped_at_cap(self, reading: Reading) -> bool:
+        """Pages that ended short where the API may cap results lower than
+        ``cap``, and no total matched to show the window ends there."""
+        size, short_page = reading.size, reading.short_page
+        if size.basis is Basis.CAP or short_page is None or not reading.short_count:
+            return False
+        if size.basis is Basis.TOTAL and reading.count >= (size.expected or 0):
+            return False
+        through = (short_page - 1) * self.page_size + reading.short_count
+        return self._reach.may_stop_at(through, self.page_size, self.cap)
+
     @staticmethod
     def _ended_on_page_boundary(reading: Reading) -> bool:
         """An empty page right after full ones: an API capping lower than
@@ -320,7 +342,9 @@ class PhaseSteps:
         if plan is None:
             return None
         done = self._new_window(plan.done) if plan.done is not None else None
-        children = self._replace_with(state, plan.rest, _H.STOPPED_SHORT)
+        stopped_at = self._stopped_at(reading)
+        rest = [attrs.evolve(piece, stopped_at=stopped_at) for piece in plan.rest]
+        children = self._replace_with(state, rest, _H.STOPPED_SHORT)
         self.stats.hot_spots += plan.hot_spots
         self.stats.windows_split += 1
         self.stats.windows_continued += 1
@@ -331,6 +355,12 @@ class PhaseSteps:
             WindowSplit(window, (done, *children), first_total, READ_ON_REASON),
             WindowDone(done, state.unique, first_total),
         ]
+
+    def _stopped_at(self, reading: Reading) -> int | None:
+        """How many records in a reading's pages stopped (None: no short page)."""
+        if reading.short_page is None:
+            return None
+        return (reading.short_page - 1) * self.page_size + reading.short_count
 
     # -- splitting --------------------------------------------------------
 
@@ -425,7 +455,7 @@ class PhaseSteps:
         self._memory.add(windows, inherit_from)
         for window, piece in zip(windows, pieces, strict=True):
             stage = Looking(look_at_cut_page=piece.look_at_cut_page, held=piece.held)
-            self._states[window.key] = WindowState(window, stage)
+            self._states[window.key] = WindowState(window, stage, stopped_at=piece.stopped_at)
         keys = [window.key for window in windows]
         at = len(self._order) if position is None else position
         self._order[at:at] = keys

@@ -59,6 +59,8 @@ class Piece:
     look_at_cut_page: bool = False
     # Its page 1, already read by the window it replaces (see ``Looking.held``).
     held: list[Mapping[str, Any]] | None = attrs.field(default=None, eq=False)
+    # Where the window it continues stopped short (see ``WindowState.stopped_at``).
+    stopped_at: int | None = None
 
 
 @attrs.frozen

@@ -69,14 +69,17 @@ def test_a_stable_total_above_the_records_is_an_over_count_not_drift() -> None:
 
 def test_a_full_page_1_that_may_not_fit_is_held_not_thrown_away() -> None:
     """An over-counting total says 1,100 of a window that holds 990: page 1 is
-    kept while page k decides, so the window costs its 20 pages and one look."""
+    kept while page k decides, so the window costs its 20 pages, and one look
+    past its last record: no query was served further, and an API capping at
+    990 would look the same."""
     records = skewed_records(990, seed=6)
     api = ModelAPI(records, cap=1_000, fixed_total=1_100)
     planner = WindowPlanner(cap=1_000, page_size=50)
     delivered, _ = run(planner, api)
     assert sorted(delivered) == [r["id"] for r in records]
     assert [r.page_number for r in api.requests][:2] == [1, 20]
-    assert len(api.requests) == 20
+    assert len(api.requests) == 21
+    assert planner.stats.windows_continued == 1
     assert planner.stats.pages_discarded == 0
 
 

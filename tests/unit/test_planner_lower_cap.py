@@ -1,0 +1,97 @@
+"""An API whose real cap is below the planner's ``cap`` and off a page
+boundary: the page at its cap comes back short, as a window's last would."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from copper_async._planner import CapObserved, WindowPlanner
+from tests.unit.planner_model import (
+    ModelAPI,
+    TotalMode,
+    assert_partition,
+    datasets,
+    leaves,
+    max_per_second_pair,
+    run,
+    skewed_records,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    records=datasets(),
+    total_mode=st.sampled_from(["exact", "overcount", "capped", "absent"]),
+    refuse=st.booleans(),
+    hidden=st.integers(6, 99),
+    order_seed=st.integers(0, 1000),
+)
+def test_a_cap_off_a_page_boundary_still_yields_every_id_once(
+    records: list[dict[str, Any]],
+    total_mode: TotalMode,
+    refuse: bool,
+    hidden: int,
+    order_seed: int,
+) -> None:
+    api = ModelAPI(
+        records, cap=100, total_mode=total_mode, hidden_cap=hidden, refuse_past_cap=refuse
+    )
+    planner = WindowPlanner(cap=100, page_size=5)
+    delivered, events = run(planner, api, rng=random.Random(order_seed))
+    assert len(delivered) == len(set(delivered)), "an id was delivered twice"
+    if max_per_second_pair(records) < hidden:
+        assert sorted(delivered) == [r["id"] for r in records]
+    assert_partition(leaves(events), None, None)
+    observed = [e.observed_cap for e in events if isinstance(e, CapObserved)]
+    # Only ever the real cap, or a record count at a page boundary past it.
+    assert all(hidden <= cap < 100 for cap in observed)
+
+
+def test_records_past_a_short_page_name_the_api_cap_once() -> None:
+    records = skewed_records(1_500, seed=3)
+    api = ModelAPI(records, cap=500, total_mode="absent", hidden_cap=493)
+    planner = WindowPlanner(cap=500, page_size=50)
+    delivered, events = run(planner, api, max_in_flight=1)
+    assert sorted(delivered) == [r["id"] for r in records]
+    observed = [e for e in events if isinstance(e, CapObserved)]
+    assert [(e.observed_cap, e.cap) for e in observed] == [(493, 500)]
+    assert planner.stats.windows_continued >= 2
+
+
+def test_with_the_cap_right_a_short_page_costs_no_request_past_the_first_cut() -> None:
+    """Once a cut page came back full, a short page ends its window for sure:
+    the same requests as before, and no cap is reported."""
+    records = skewed_records(5_000, seed=5)
+    for total_mode in ("exact", "overcount", "capped", "absent"):
+        api = ModelAPI(records, cap=1_000, total_mode=total_mode)
+        planner = WindowPlanner(cap=1_000, page_size=50)
+        delivered, events = run(planner, api)
+        assert sorted(delivered) == [r["id"] for r in records]
+        assert not [e for e in events if isinstance(e, CapObserved)]
+        assert planner.stats.windows_continued == 0, total_mode
+
+
+def test_what_was_served_and_the_stop_position_survive_a_snapshot() -> None:
+    """Stopped right after the first window read on: the restored planner
+    names the cap when the continuing window delivers, as the original would."""
+    records = skewed_records(1_500, seed=3)
+    api = ModelAPI(records, cap=500, total_mode="exact", hidden_cap=493)
+    planner = WindowPlanner(cap=500, page_size=50)
+    while planner.stats.windows_continued == 0:
+        request = planner.next_request()
+        assert request is not None
+        planner.feed(request, api.answer(request))
+    assert planner.in_flight == 0
+    snapshot = orjson.loads(orjson.dumps(planner.snapshot()))
+    assert snapshot["reach"] == {"served": 493, "observed_cap": None}
+    assert [w["stopped_at"] for w in snapshot["windows"]] == [493]
+    restored, _ = WindowPlanner.restore(snapshot)
+    assert restored.snapshot() == planner.snapshot()
+    _, events = run(restored, api, max_in_flight=1)
+    assert [e.observed_cap for e in events if isinstance(e, CapObserved)] == [493]
+    assert restored.snapshot()["reach"]["observed_cap"] == 493
