@@ -318,7 +318,21 @@ async def wait_for_size(
         raise AssertionError(f"{path} did not grow past {size} bytes in {seconds}s") from None
 
 
-# -- a proxy that echoes credentials back ------------------------------------------------
+# -- proxies in front of the fake server --------------------------------------------------
+
+
+async def forward_search(
+    session: aiohttp.ClientSession, upstream: FakeCopperServer, request: web.Request
+) -> tuple[int, bytes, Mapping[str, str]]:
+    """Send ``request``'s search on to ``upstream`` with its ``X-PW-`` headers;
+    the answer's status, body and headers."""
+    headers = {k: v for k, v in request.headers.items() if k.startswith("X-PW-")}
+    async with session.post(
+        upstream.url + "/opportunities/search",
+        data=await request.read(),
+        headers={**headers, "Content-Type": "application/json"},
+    ) as answer:
+        return answer.status, await answer.read(), answer.headers
 
 
 class EchoProxy:
@@ -343,17 +357,11 @@ class EchoProxy:
             return web.Response(status=502, body=b"<pre>upstream said: " + echo + b"</pre>")
         if self.requests % (self.echo_every + 4) == 5:
             return web.Response(body=b"<html>" + echo + b"</html>", content_type="text/html")
-        headers = {k: v for k, v in request.headers.items() if k.startswith("X-PW-")}
-        async with self.session.post(
-            self.upstream.url + "/opportunities/search",
-            data=await request.read(),
-            headers={**headers, "Content-Type": "application/json"},
-        ) as answer:
-            body = await answer.read()
-            extra = {k: v for k, v in answer.headers.items() if k in ("X-PW-TOTAL", "Retry-After")}
-            return web.Response(
-                status=answer.status, body=body, content_type="application/json", headers=extra
-            )
+        status, body, headers = await forward_search(self.session, self.upstream, request)
+        extra = {k: v for k, v in headers.items() if k in ("X-PW-TOTAL", "Retry-After")}
+        return web.Response(
+            status=status, body=body, content_type="application/json", headers=extra
+        )
 
 
 @asynccontextmanager
