@@ -57,6 +57,13 @@ class Account:
         values: dict[str, Any] = {"access_token": self.token, "user_email": self.email}
         return FakeServerOptions(**{**values, **changes})
 
+    def server(self, records: list[dict[str, Any]], **changes: Any) -> FakeCopperServer:
+        """A fake server over ``records`` that accepts this account, to enter
+        with ``async with`` (``changes`` are its options)."""
+        return FakeCopperServer(
+            Dataset.from_records(records), options=self.server_options(**changes)
+        )
+
     def client(self, server: FakeCopperServer | str, **options: Any) -> CopperClient:
         """A client of ``server`` (or a base URL), unpaced unless ``options`` say."""
         options.setdefault("rate_limit", None)
