@@ -16,7 +16,7 @@ import random
 import socket
 import sys
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import attrs
 import orjson
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestServer
 
@@ -125,6 +126,25 @@ async def start_cli(
         stdout=stdout,
         stderr=stderr,
     )
+
+
+# -- stopping a stream mid-way ---------------------------------------------------------
+
+
+async def cancel_mid_stream(open_stream: Callable[[], AsyncIterable[Any]]) -> None:
+    """Read the stream ``open_stream`` opens in a task, and cancel that task
+    once the first record has come (later pages still to come)."""
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in open_stream():
+            started.set()
+
+    task = asyncio.ensure_future(consume())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 # -- clocks and streams ----------------------------------------------------------------

@@ -15,7 +15,7 @@ import json
 import logging
 import sys
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,14 @@ from copper_async.exceptions import (
 )
 from copper_async.filters import OpportunityFilter
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
-from tests.fakes import Account, assert_exactly_once, committed_rows, generated_records, ids_in
+from tests.fakes import (
+    Account,
+    assert_exactly_once,
+    cancel_mid_stream,
+    committed_rows,
+    generated_records,
+    ids_in,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -331,28 +338,8 @@ async def settle() -> None:
 
 
 Scenario = Callable[[CopperClient], Any]
-
-
-async def break_out(client: CopperClient) -> None:
-    count = 0
-    async for _ in client.opportunities.search(raw=True, page_size=PAGE, cap=CAP, concurrency=8):
-        count += 1
-        if count == 120:
-            break
-
-
-async def cancel_the_task(client: CopperClient) -> None:
-    started = asyncio.Event()
-
-    async def consume() -> None:
-        async for _ in client.opportunities.search(page_size=PAGE, cap=CAP, concurrency=8):
-            started.set()
-
-    task = asyncio.ensure_future(consume())
-    await started.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+#: Opens the stream a scenario reads, in the task that reads it.
+OpenStream = Callable[[], AsyncIterable[Any]]
 
 
 def expire_now(deadline: asyncio.Timeout) -> None:
@@ -361,55 +348,31 @@ def expire_now(deadline: asyncio.Timeout) -> None:
     deadline.reschedule(asyncio.get_running_loop().time())
 
 
-async def time_out(client: CopperClient) -> None:
+async def break_out(open_stream: OpenStream) -> None:
+    count = 0
+    async for _ in open_stream():
+        count += 1
+        if count == 120:
+            break
+
+
+async def time_out(open_stream: OpenStream) -> None:
     async def drain() -> None:
         async with asyncio.timeout(None) as deadline:
-            async for _ in client.opportunities.search(raw=True, page_size=PAGE, cap=CAP):
+            async for _ in open_stream():
                 expire_now(deadline)  # the first record: requests are still in flight
 
     with pytest.raises(TimeoutError):
         await drain()
 
 
-def two_filters() -> list[OpportunityFilter]:
-    return [OpportunityFilter(statuses=["Open"]), OpportunityFilter(priorities=["High"])]
+def one_search(client: CopperClient, **options: Any) -> OpenStream:
+    return lambda: client.opportunities.search(page_size=PAGE, cap=CAP, **options)
 
 
-async def break_out_of_many(client: CopperClient) -> None:
-    count = 0
-    many = client.opportunities.search_many(two_filters(), union=True, page_size=PAGE, cap=CAP)
-    async for _ in many:
-        count += 1
-        if count == 120:
-            break
-    del many
-
-
-async def cancel_many(client: CopperClient) -> None:
-    started = asyncio.Event()
-
-    async def consume() -> None:
-        many = client.opportunities.search_many(two_filters(), raw=True, page_size=PAGE, cap=CAP)
-        async for _ in many:
-            started.set()
-
-    task = asyncio.ensure_future(consume())
-    await started.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-
-
-async def time_out_many(client: CopperClient) -> None:
-    async def drain() -> None:
-        async with asyncio.timeout(None) as deadline:
-            async for _ in client.opportunities.search_many(
-                two_filters(), raw=True, page_size=PAGE, cap=CAP
-            ):
-                expire_now(deadline)
-
-    with pytest.raises(TimeoutError):
-        await drain()
+def two_searches(client: CopperClient, **options: Any) -> OpenStream:
+    filters = [OpportunityFilter(statuses=["Open"]), OpportunityFilter(priorities=["High"])]
+    return lambda: client.opportunities.search_many(filters, page_size=PAGE, cap=CAP, **options)
 
 
 async def time_out_an_export(client: CopperClient, out: Path) -> None:
@@ -424,13 +387,14 @@ async def time_out_an_export(client: CopperClient, out: Path) -> None:
             )
 
 
+# Each way of stopping, on one search and on search_many; typed and raw records.
 SCENARIOS: dict[str, Scenario] = {
-    "break": break_out,
-    "cancel": cancel_the_task,
-    "timeout": time_out,
-    "many-break": break_out_of_many,
-    "many-cancel": cancel_many,
-    "many-timeout": time_out_many,
+    "break": lambda client: break_out(one_search(client, raw=True, concurrency=8)),
+    "cancel": lambda client: cancel_mid_stream(one_search(client, concurrency=8)),
+    "timeout": lambda client: time_out(one_search(client, raw=True)),
+    "many-break": lambda client: break_out(two_searches(client, union=True)),
+    "many-cancel": lambda client: cancel_mid_stream(two_searches(client, raw=True)),
+    "many-timeout": lambda client: time_out(two_searches(client, raw=True)),
 }
 
 

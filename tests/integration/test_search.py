@@ -33,7 +33,7 @@ from copper_async.testing import (
     parse_search_body,
 )
 from copper_async.testing._server import PastCap, TotalMode
-from tests.fakes import assert_exactly_once, generated_records
+from tests.fakes import assert_exactly_once, cancel_mid_stream, generated_records
 
 pytestmark = pytest.mark.asyncio
 
@@ -350,18 +350,9 @@ async def test_cancelling_the_consumer_task_leaves_nothing_running(
 ) -> None:
     harness = await slow_harness(harness_factory, dataset_records)
     before = pending_tasks()
-
-    consuming = asyncio.Event()
-
-    async def consume() -> None:
-        async for _ in harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True):
-            consuming.set()  # mid-search: later pages are still to come
-
-    task = asyncio.ensure_future(consume())
-    await consuming.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await cancel_mid_stream(
+        lambda: harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True)
+    )
     assert pending_tasks() - before == set()
 
 
