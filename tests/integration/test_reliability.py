@@ -412,6 +412,16 @@ async def watched_client(
             yield client
 
 
+async def read_150_and_hold(client: CopperClient) -> Any:
+    """A raw search broken out of at its 150th record and still referenced:
+    its requests for later pages are in flight."""
+    search = client.opportunities.search(raw=True, page_size=PAGE, cap=CAP, concurrency=8)
+    async for _ in search:
+        if search.stats.records >= 150:
+            break
+    return search
+
+
 @pytest.mark.parametrize("name", list(SCENARIOS))
 async def test_stopping_a_search_leaves_nothing_behind(
     records: list[dict[str, Any]], name: str
@@ -443,10 +453,7 @@ async def test_closing_the_client_under_a_held_search_stops_its_requests(
     unretrieved task exception when the search is dropped."""
     async with strict_asyncio() as watch:
         async with watched_client(records, watch) as client:
-            search = client.opportunities.search(raw=True, page_size=PAGE, cap=CAP, concurrency=8)
-            async for _ in search:
-                if search.stats.records >= 150:
-                    break
+            search = await read_150_and_hold(client)
             in_flight = list(search._tasks)
             assert in_flight
         # The client is closed now; the requests it had in flight give up.
@@ -467,10 +474,7 @@ async def test_dropping_a_search_whose_requests_failed_reports_nothing(
     retrieved"."""
     async with strict_asyncio() as watch:
         async with watched_client(records, watch) as client:
-            search = client.opportunities.search(raw=True, page_size=PAGE, cap=CAP, concurrency=8)
-            async for _ in search:
-                if search.stats.records >= 150:
-                    break
+            search = await read_150_and_hold(client)
             tasks = list(search._tasks)
         await asyncio.wait(tasks, timeout=5)
         # Looked at without retrieving (which would hide the problem under test).
