@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import importlib.util
 import io
 import json
 import os
@@ -19,6 +20,7 @@ import traceback
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import aiohttp
@@ -37,6 +39,8 @@ from tests.reference import reference_examples
 COMMAND = (sys.executable, "-m", "copper_async")
 #: The seed of FakeClock's draws (expected backoffs replay it).
 CLOCK_SEED = 1234
+#: The benchmark scripts (run as scripts, not a package).
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 # -- accounts: matching fake servers, clients and command environments ----------------
 
@@ -70,6 +74,22 @@ class Account:
         options.setdefault("rate_limit", None)
         url = server if isinstance(server, str) else server.url
         return CopperClient(access_token=self.token, user_email=self.email, base_url=url, **options)
+
+
+def load_benchmark(name: str, *, monkeypatch: pytest.MonkeyPatch | None = None) -> ModuleType:
+    """A fresh module of the script ``benchmarks/<name>.py``, its ``main`` not run.
+
+    With ``monkeypatch`` it is in ``sys.modules`` for the test's duration, for
+    code (attrs, cattrs) that resolves the module's annotations there.
+    """
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    if monkeypatch is not None:
+        monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
 
 
 def generated_records(count: int, *, seed: int) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ on looptime's virtual loop clock, so none of them really waits.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import io
 import itertools
 import json
@@ -47,7 +46,7 @@ from copper_async.testing._command import (
     serve_until_stopped,
 )
 from copper_async.testing._server import TotalMode, total_header
-from tests.fakes import generated_records, until
+from tests.fakes import generated_records, load_benchmark, until
 from tests.reference import reference_examples
 
 TOKEN, EMAIL = "fake-token", "fake@example.com"
@@ -1172,12 +1171,7 @@ async def test_serve_until_stopped_prints_then_serves_until_told(
 
 
 def test_the_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_fake_server.py"
-    spec = importlib.util.spec_from_file_location("bench_fake_server", path)
-    assert spec is not None
-    assert spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_fake_server")
     out = tmp_path / "bench.json"
     assert bench.main(["--records", "600", "--pages", "20", "--json", str(out)]) == 0
     results = json.loads(out.read_text())

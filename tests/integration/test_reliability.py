@@ -45,6 +45,7 @@ from tests.fakes import (
     committed_rows,
     generated_records,
     ids_in,
+    load_benchmark,
 )
 
 pytestmark = pytest.mark.asyncio
@@ -54,16 +55,9 @@ TOKEN = "reliability-token-7c1e55d0"
 EMAIL = "reliable@example.com"
 ACCOUNT = Account(TOKEN, EMAIL)
 FAST_RETRY = RetryPolicy(attempts=10, initial_backoff=0.001, max_backoff=0.01, deadline=30.0)
-#: The fault mix of the brief: 5% 5xx, 2% resets, 1% stalls, 1% bad bodies, 429 bursts.
-FAULT_RATES = {
-    "500": 0.02,
-    "502": 0.015,
-    "503": 0.015,
-    "reset": 0.02,
-    "stall": 0.01,
-    "truncated": 0.005,
-    "non_json": 0.005,
-}
+#: The stress benchmark's fault mix: 5% 5xx, 2% resets, 1% stalls, 1% bad bodies
+#: (429 bursts come on top, below).
+FAULT_RATES: dict[str, float] = load_benchmark("stress").FAULT_RATES
 
 
 @pytest.fixture(scope="module")
