@@ -34,6 +34,9 @@ from typing import IO, Any
 
 import attrs
 
+from copper_async import CopperClient
+from copper_async.testing import FakeCopperServer
+
 __all__ = [
     "DEFAULT_EMAIL",
     "DEFAULT_TOKEN",
@@ -74,6 +77,17 @@ PACKAGES = (
 )
 # A fake server generating a million records takes about a minute to start.
 _SERVER_START_TIMEOUT = 600.0
+
+
+def unpaced_client(server: FakeCopperServer) -> CopperClient:
+    """A client of the fake ``server`` running in this process: its
+    credentials, and no pacing (the benchmark measures the search, not the limit)."""
+    return CopperClient(
+        access_token=server.options.access_token,
+        user_email=server.options.user_email,
+        base_url=server.url,
+        rate_limit=None,
+    )
 
 
 def positive_int(text: str) -> int:

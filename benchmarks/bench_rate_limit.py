@@ -67,12 +67,7 @@ async def _warm_up(
     window's sorted matches, so the measured run is not held up by the fake's
     own sorting (hundreds of ms per new window, in this event loop), which
     real Copper hides inside its latency."""
-    async with CopperClient(
-        access_token=server.options.access_token,
-        user_email=server.options.user_email,
-        base_url=server.url,
-        rate_limit=None,
-    ) as client:
+    async with _common.unpaced_client(server) as client:
         search = client.opportunities.search(
             raw=True, page_size=page_size, concurrency=concurrency, end_at=end_at
         )

@@ -36,7 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
 
-from copper_async import CopperClient
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions, HotSpot
 
 __all__ = ["PAST_CAP_MODES", "TOTAL_MODES", "hot_spots", "main", "request_bound", "run_mode"]
@@ -78,12 +77,7 @@ async def run_mode(
     delivered = 0
     error = ""
     started = time.perf_counter()
-    async with CopperClient(
-        access_token=server.options.access_token,
-        user_email=server.options.user_email,
-        base_url=server.url,
-        rate_limit=None,
-    ) as client:
+    async with _common.unpaced_client(server) as client:
         search = client.opportunities.search(raw=True, page_size=page_size, cap=cap)
         try:
             async with search:

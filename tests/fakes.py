@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import importlib.util
 import io
 import json
 import os
@@ -16,14 +17,16 @@ import random
 import socket
 import sys
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import aiohttp
 import attrs
 import orjson
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestServer
 
@@ -36,6 +39,8 @@ from tests.reference import reference_examples
 COMMAND = (sys.executable, "-m", "copper_async")
 #: The seed of FakeClock's draws (expected backoffs replay it).
 CLOCK_SEED = 1234
+#: The benchmark scripts (run as scripts, not a package).
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 # -- accounts: matching fake servers, clients and command environments ----------------
 
@@ -57,11 +62,34 @@ class Account:
         values: dict[str, Any] = {"access_token": self.token, "user_email": self.email}
         return FakeServerOptions(**{**values, **changes})
 
+    def server(self, records: list[dict[str, Any]], **changes: Any) -> FakeCopperServer:
+        """A fake server over ``records`` that accepts this account, to enter
+        with ``async with`` (``changes`` are its options)."""
+        return FakeCopperServer(
+            Dataset.from_records(records), options=self.server_options(**changes)
+        )
+
     def client(self, server: FakeCopperServer | str, **options: Any) -> CopperClient:
         """A client of ``server`` (or a base URL), unpaced unless ``options`` say."""
         options.setdefault("rate_limit", None)
         url = server if isinstance(server, str) else server.url
         return CopperClient(access_token=self.token, user_email=self.email, base_url=url, **options)
+
+
+def load_benchmark(name: str, *, monkeypatch: pytest.MonkeyPatch | None = None) -> ModuleType:
+    """A fresh module of the script ``benchmarks/<name>.py``, its ``main`` not run.
+
+    With ``monkeypatch`` it is in ``sys.modules`` for the test's duration, for
+    code (attrs, cattrs) that resolves the module's annotations there.
+    """
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    if monkeypatch is not None:
+        monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
 
 
 def generated_records(count: int, *, seed: int) -> list[dict[str, Any]]:
@@ -118,6 +146,25 @@ async def start_cli(
         stdout=stdout,
         stderr=stderr,
     )
+
+
+# -- stopping a stream mid-way ---------------------------------------------------------
+
+
+async def cancel_mid_stream(open_stream: Callable[[], AsyncIterable[Any]]) -> None:
+    """Read the stream ``open_stream`` opens in a task, and cancel that task
+    once the first record has come (later pages still to come)."""
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in open_stream():
+            started.set()
+
+    task = asyncio.ensure_future(consume())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 # -- clocks and streams ----------------------------------------------------------------
@@ -318,7 +365,21 @@ async def wait_for_size(
         raise AssertionError(f"{path} did not grow past {size} bytes in {seconds}s") from None
 
 
-# -- a proxy that echoes credentials back ------------------------------------------------
+# -- proxies in front of the fake server --------------------------------------------------
+
+
+async def forward_search(
+    session: aiohttp.ClientSession, upstream: FakeCopperServer, request: web.Request
+) -> tuple[int, bytes, Mapping[str, str]]:
+    """Send ``request``'s search on to ``upstream`` with its ``X-PW-`` headers;
+    the answer's status, body and headers."""
+    headers = {k: v for k, v in request.headers.items() if k.startswith("X-PW-")}
+    async with session.post(
+        upstream.url + "/opportunities/search",
+        data=await request.read(),
+        headers={**headers, "Content-Type": "application/json"},
+    ) as answer:
+        return answer.status, await answer.read(), answer.headers
 
 
 class EchoProxy:
@@ -343,17 +404,11 @@ class EchoProxy:
             return web.Response(status=502, body=b"<pre>upstream said: " + echo + b"</pre>")
         if self.requests % (self.echo_every + 4) == 5:
             return web.Response(body=b"<html>" + echo + b"</html>", content_type="text/html")
-        headers = {k: v for k, v in request.headers.items() if k.startswith("X-PW-")}
-        async with self.session.post(
-            self.upstream.url + "/opportunities/search",
-            data=await request.read(),
-            headers={**headers, "Content-Type": "application/json"},
-        ) as answer:
-            body = await answer.read()
-            extra = {k: v for k, v in answer.headers.items() if k in ("X-PW-TOTAL", "Retry-After")}
-            return web.Response(
-                status=answer.status, body=body, content_type="application/json", headers=extra
-            )
+        status, body, headers = await forward_search(self.session, self.upstream, request)
+        extra = {k: v for k, v in headers.items() if k in ("X-PW-TOTAL", "Retry-After")}
+        return web.Response(
+            status=status, body=body, content_type="application/json", headers=extra
+        )
 
 
 @asynccontextmanager

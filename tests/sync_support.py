@@ -13,6 +13,7 @@ import attrs
 import orjson
 
 from copper_async import CopperClient
+from copper_async.sync import SyncResult, open_store, run_sync
 from copper_async.sync._clock import SettableClock
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
 
@@ -45,6 +46,13 @@ async def world(count: int, *, cap: int = 100_000, seed: int = 1) -> AsyncIterat
             access_token=TOKEN, user_email=EMAIL, base_url=server.url, rate_limit=None
         ) as client:
             yield World(server, client, clock)
+
+
+async def sync(w: World, db: str | Path, **options: Any) -> SyncResult:
+    """One run of the mirror from ``w`` into ``db`` (a SQLite file or a
+    PostgreSQL URL), at a search cap of 2,000 unless ``options`` say."""
+    options.setdefault("cap", 2_000)
+    return await run_sync(w.client, open_store(str(db)), clock=w.clock, **options)
 
 
 def sqlite_rows(path: Path) -> dict[int, tuple[dict[str, Any], str | None]]:

@@ -2,37 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
+from tests.fakes import Account, run_cli
 
 pytestmark = pytest.mark.asyncio
 
 TOKEN, EMAIL = "cli-token", "cli@example.com"
+ACCOUNT = Account(TOKEN, EMAIL)
 
 
 async def export(server_url: str, out: Path, *extra: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "copper_async",
-        "export",
-        *("--out", str(out), "--base-url", server_url, "--rate-limit", "none", "-q", *extra),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COPPER_ACCESS_TOKEN": TOKEN, "COPPER_USER_EMAIL": EMAIL},
-    )
-    async with asyncio.timeout(60):
-        _, stderr = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, stderr.decode()
+    """Run a quiet export to ``out``; its exit code and stderr."""
+    arguments = ("--out", str(out), "--base-url", server_url, "--rate-limit", "none", "-q")
+    code, _stdout, stderr = await run_cli("export", *arguments, *extra, env=ACCOUNT.env)
+    return code, stderr
 
 
 async def test_the_flag_names_csv_columns_and_needs_csv(tmp_path: Path) -> None:

@@ -37,8 +37,7 @@ def records() -> list[dict[str, Any]]:
 
 @pytest_asyncio.fixture
 async def server(records: list[dict[str, Any]]) -> AsyncIterator[FakeCopperServer]:
-    options = ACCOUNT.server_options(cap=CAP)
-    async with FakeCopperServer(Dataset.from_records(records), options=options) as running:
+    async with ACCOUNT.server(records, cap=CAP) as running:
         yield running
 
 
@@ -176,10 +175,9 @@ async def test_a_checkpoint_of_another_job_exits_6(
 async def test_sigkill_at_several_moments_then_resume_gives_every_record_once(
     records: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    options = ACCOUNT.server_options(cap=CAP, latency=0.004, latency_jitter=0.003)
     out, checkpoint = tmp_path / "killed.jsonl", tmp_path / "killed.ckpt"
     args_base = ["--checkpoint", str(checkpoint), "--concurrency", "3", "--quiet"]
-    async with FakeCopperServer(Dataset.from_records(records), options=options) as server:
+    async with ACCOUNT.server(records, cap=CAP, latency=0.004, latency_jitter=0.003) as server:
         kills = 0
         for target in (300, 900, 1_700):
             extra = [*args_base, *(["--resume"] if checkpoint.exists() else [])]
@@ -217,10 +215,9 @@ async def test_a_stopped_export_exits_cleanly_and_resumes(
 ) -> None:
     """Ctrl-C (130) and SIGTERM (143) stop between pages: the committed part is
     whole records, and --resume completes the file exactly once."""
-    options = ACCOUNT.server_options(cap=CAP, latency=0.004, latency_jitter=0.0)
     out, checkpoint = tmp_path / "stopped.jsonl", tmp_path / "stopped.ckpt"
     extra = ("--checkpoint", str(checkpoint), "--quiet")
-    async with FakeCopperServer(Dataset.from_records(records), options=options) as server:
+    async with ACCOUNT.server(records, cap=CAP, latency=0.004, latency_jitter=0.0) as server:
         process = await start_export(server, out, *extra)
         await wait_for_size(out, 500_000, process)
         process.send_signal(stop)
@@ -257,9 +254,8 @@ async def test_a_full_disk_is_one_line_and_exit_7(server: FakeCopperServer) -> N
 async def test_an_interrupted_export_without_a_checkpoint_does_not_offer_a_resume(
     records: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    options = ACCOUNT.server_options(cap=CAP, latency=0.004, latency_jitter=0.0)
     out = tmp_path / "stopped.jsonl"
-    async with FakeCopperServer(Dataset.from_records(records), options=options) as server:
+    async with ACCOUNT.server(records, cap=CAP, latency=0.004, latency_jitter=0.0) as server:
         process = await start_export(server, out)
         await wait_for_size(out, 300_000, process)
         process.send_signal(signal.SIGINT)

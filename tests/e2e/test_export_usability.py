@@ -62,6 +62,16 @@ def jsonl_ids(data: bytes) -> list[int]:
     return [orjson.loads(line)["id"] for line in data.splitlines()]
 
 
+def export_to_file(tmp_path: Path, page_size: int, with_checkpoint: bool) -> tuple[Path, list[str]]:
+    """The output file of a quiet export, and its arguments: pages of
+    ``page_size``, with a checkpoint beside the output or none."""
+    out = tmp_path / "o.jsonl"
+    args = ["--out", str(out), "--page-size", str(page_size), "-q"]
+    if with_checkpoint:
+        args += ["--checkpoint", str(tmp_path / "o.ckpt")]
+    return out, args
+
+
 # -- 1: one run at a time ----------------------------------------------------------------
 
 
@@ -70,10 +80,7 @@ async def test_a_second_run_of_the_same_export_is_refused_and_writes_nothing(
     tmp_path: Path, with_checkpoint: bool
 ) -> None:
     dataset = Dataset.generate(600, seed=3)
-    out, ckpt = tmp_path / "o.jsonl", tmp_path / "o.ckpt"
-    args = ["--out", str(out), "--page-size", "20", "-q"]
-    if with_checkpoint:
-        args += ["--checkpoint", str(ckpt)]
+    out, args = export_to_file(tmp_path, 20, with_checkpoint)
     async with (
         FakeCopperServer(dataset, options=OPTIONS) as server,
         # The refused run asks this one, if anything: requests still in flight
@@ -112,10 +119,7 @@ async def test_a_full_disk_leaves_whole_records_and_a_resume_completes(
     tmp_path: Path, with_checkpoint: bool
 ) -> None:
     dataset = Dataset.generate(1_500, seed=5)
-    out, ckpt = tmp_path / "o.jsonl", tmp_path / "o.ckpt"
-    args = ["--out", str(out), "--page-size", "50", "-q"]
-    if with_checkpoint:
-        args += ["--checkpoint", str(ckpt)]
+    out, args = export_to_file(tmp_path, 50, with_checkpoint)
     async with FakeCopperServer(dataset, options=OPTIONS) as server:
         code, _out, err = await cli(base(server, *args), tmp_path, limit_file_size=150_001)
         assert code == 7, err

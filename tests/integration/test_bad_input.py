@@ -16,6 +16,7 @@ import json
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from copper_async.exceptions import (
 )
 from copper_async.filters import OpportunityFilter
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
-from tests.fakes import generated_records
+from tests.fakes import forward_search, generated_records
 
 TOKEN = "bad-input-token-91d2e7"
 EMAIL = "catalogue@example.com"
@@ -84,14 +85,8 @@ class Proxy:
     async def handle(self, request: web.Request) -> web.Response:
         self.requests += 1
         number = self.requests
-        headers = {k: v for k, v in request.headers.items() if k.startswith("X-PW-")}
-        async with self.session.post(
-            self.upstream.url + "/opportunities/search",
-            data=await request.read(),
-            headers={**headers, "Content-Type": "application/json"},
-        ) as answer:
-            status, payload = answer.status, await answer.read()
-            total = answer.headers.get("X-PW-TOTAL")
+        status, payload, headers = await forward_search(self.session, self.upstream, request)
+        total = headers.get("X-PW-TOTAL")
         if status != 200:
             return web.Response(status=status, body=payload, content_type="application/json")
         body, total = self.rewrite(number, orjson.loads(payload), total)
@@ -331,16 +326,25 @@ class _Counting(http.server.BaseHTTPRequestHandler):
         """Quiet."""
 
 
+@contextmanager
+def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` on a loopback HTTP server in a thread; its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 @pytest.fixture(scope="module")
 def counting_url() -> Iterator[str]:
     """A loopback HTTP server that counts every request it gets."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with _serving(_Counting) as url:
+        yield url
 
 
 GOOD_ENV = {"COPPER_ACCESS_TOKEN": TOKEN, "COPPER_USER_EMAIL": EMAIL}
@@ -356,108 +360,86 @@ def _link(target: Path, name: Path) -> Path:
     return name
 
 
-CLI_CASES: dict[str, tuple[Callable[[Path], list[str]], dict[str, str], int, str]] = {
-    # name: (extra arguments given the temp dir, environment, exit code, phrase)
-    "page size zero": (lambda _: ["--page-size", "0"], GOOD_ENV, 2, "--page-size"),
-    "page size above 200": (lambda _: ["--page-size", "500"], GOOD_ENV, 2, "--page-size"),
-    "concurrency zero": (lambda _: ["--concurrency", "0"], GOOD_ENV, 2, "--concurrency"),
-    "unknown format": (lambda _: ["--format", "xml"], GOOD_ENV, 2, "--format"),
-    "unknown split field": (
-        lambda _: ["--split-field", "date_closed"],
-        GOOD_ENV,
-        2,
-        "--split-field",
+CliCase = tuple[Callable[[Path], list[str]], dict[str, str], int, str]
+
+
+def _refused(
+    extra: Callable[[Path], list[str]],
+    phrase: str,
+    *,
+    env: dict[str, str] = GOOD_ENV,
+    code: int = 2,
+) -> CliCase:
+    """A case: arguments given the temp dir, environment, exit code, phrase in stderr.
+    Most are usage errors (exit code 2) with good credentials."""
+    return extra, env, code, phrase
+
+
+CLI_CASES: dict[str, CliCase] = {
+    "page size zero": _refused(lambda _: ["--page-size", "0"], "--page-size"),
+    "page size above 200": _refused(lambda _: ["--page-size", "500"], "--page-size"),
+    "concurrency zero": _refused(lambda _: ["--concurrency", "0"], "--concurrency"),
+    "unknown format": _refused(lambda _: ["--format", "xml"], "--format"),
+    "unknown split field": _refused(lambda _: ["--split-field", "date_closed"], "--split-field"),
+    "unknown on-cap": _refused(lambda _: ["--on-cap", "ignore"], "--on-cap"),
+    "cap zero": _refused(lambda _: ["--cap", "0"], "--cap"),
+    "rate limit of zero seconds": _refused(lambda _: ["--rate-limit", "180/0"], "period"),
+    "plain http to a remote host": _refused(
+        lambda _: ["--base-url", "http://api.example.com/v1"], "https"
     ),
-    "unknown on-cap": (lambda _: ["--on-cap", "ignore"], GOOD_ENV, 2, "--on-cap"),
-    "cap zero": (lambda _: ["--cap", "0"], GOOD_ENV, 2, "--cap"),
-    "rate limit of zero seconds": (lambda _: ["--rate-limit", "180/0"], GOOD_ENV, 2, "period"),
-    "plain http to a remote host": (
-        lambda _: ["--base-url", "http://api.example.com/v1"],
-        GOOD_ENV,
-        2,
-        "https",
+    "ftp base url": _refused(lambda _: ["--base-url", "ftp://api.example.com/v1"], "base_url"),
+    "filter not JSON": _refused(
+        lambda d: ["--filter", str(_write(d / "f.json", "{statuses: Open"))], "not valid JSON"
     ),
-    "ftp base url": (lambda _: ["--base-url", "ftp://api.example.com/v1"], GOOD_ENV, 2, "base_url"),
-    "filter not JSON": (
-        lambda d: ["--filter", str(_write(d / "f.json", "{statuses: Open"))],
-        GOOD_ENV,
-        2,
-        "not valid JSON",
+    "filter an array": _refused(
+        lambda d: ["--filter", str(_write(d / "f.json", "[1, 2]"))], "must be a JSON object"
     ),
-    "filter an array": (
-        lambda d: ["--filter", str(_write(d / "f.json", "[1, 2]"))],
-        GOOD_ENV,
-        2,
-        "must be a JSON object",
-    ),
-    "filter with a bad date": (
+    "filter with a bad date": _refused(
         lambda d: ["--filter", str(_write(d / "f.json", '{"minimum_created_date": "today"}'))],
-        GOOD_ENV,
-        2,
         "minimum_created_date",
     ),
-    "resume with no checkpoint yet": (
+    "resume with no checkpoint yet": _refused(
         lambda d: ["--checkpoint", str(d / "never-written.ckpt"), "--resume"],
-        GOOD_ENV,
-        6,
         "run it again without --resume",
+        code=6,
     ),
-    "output is a folder": (lambda d: ["--out", str(d)], GOOD_ENV, 2, "directory"),
-    "output folder missing": (
-        lambda d: ["--out", str(d / "no" / "out.jsonl")],
-        GOOD_ENV,
-        2,
-        "does not exist",
+    "output is a folder": _refused(lambda d: ["--out", str(d)], "directory"),
+    "output folder missing": _refused(
+        lambda d: ["--out", str(d / "no" / "out.jsonl")], "does not exist"
     ),
-    "token with a line break": (
+    "token with a line break": _refused(
         lambda _: [],
-        {**GOOD_ENV, "COPPER_ACCESS_TOKEN": TOKEN + "\nX-Injected: 1"},
-        2,
         "access_token",
+        env={**GOOD_ENV, "COPPER_ACCESS_TOKEN": TOKEN + "\nX-Injected: 1"},
     ),
-    "email without an at": (
-        lambda _: [],
-        {**GOOD_ENV, "COPPER_USER_EMAIL": "catalogue"},
-        2,
-        "user_email",
+    "email without an at": _refused(
+        lambda _: [], "user_email", env={**GOOD_ENV, "COPPER_USER_EMAIL": "catalogue"}
     ),
-    "checkpoint exists without resume": (
+    "checkpoint exists without resume": _refused(
         lambda d: ["--checkpoint", str(_write(d / "job.ckpt", "{}"))],
-        GOOD_ENV,
-        ExitCode.CHECKPOINT,
         "exists",
+        code=ExitCode.CHECKPOINT,
     ),
-    "damaged checkpoint on resume": (
+    "damaged checkpoint on resume": _refused(
         lambda d: ["--checkpoint", str(_write(d / "job.ckpt", "{not json")), "--resume"],
-        GOOD_ENV,
-        ExitCode.CHECKPOINT,
         "unreadable",
+        code=ExitCode.CHECKPOINT,
     ),
-    "checkpoint is the output": (
-        lambda d: ["--checkpoint", str(d / "out.jsonl")],
-        GOOD_ENV,
-        2,
-        "is the output file itself",
+    "checkpoint is the output": _refused(
+        lambda d: ["--checkpoint", str(d / "out.jsonl")], "is the output file itself"
     ),
-    "checkpoint is the output, resumed": (
-        lambda d: ["--checkpoint", str(d / "out.jsonl"), "--resume"],
-        GOOD_ENV,
-        2,
-        "is the output file itself",
+    "checkpoint is the output, resumed": _refused(
+        lambda d: ["--checkpoint", str(d / "out.jsonl"), "--resume"], "is the output file itself"
     ),
-    "checkpoint is a hard link to the output": (
+    "checkpoint is a hard link to the output": _refused(
         lambda d: ["--checkpoint", str(_link(d / "out.jsonl", d / "job.ckpt"))],
-        GOOD_ENV,
-        2,
         "is the output file itself",
     ),
-    "checkpoint folder missing": (
+    "checkpoint folder missing": _refused(
         lambda _: ["--checkpoint", "/nonexistent/dir/x.ckpt"],
-        GOOD_ENV,
-        2,
         "folder '/nonexistent/dir' does not exist",
     ),
-    "checkpoint is a folder": (lambda d: ["--checkpoint", str(d)], GOOD_ENV, 2, "directory"),
+    "checkpoint is a folder": _refused(lambda d: ["--checkpoint", str(d)], "directory"),
 }
 
 PREVIOUS_OUTPUT = b'{"id": 1, "name": "the previous export"}\n'
@@ -496,13 +478,8 @@ class _Refusing(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def refusing_url() -> Iterator[str]:
     """A loopback HTTP server that refuses every request's credentials."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with _serving(_Refusing) as url:
+        yield url
 
 
 @pytest.mark.parametrize("checkpoint", [False, True])

@@ -16,7 +16,7 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -68,6 +68,7 @@ EMAIL = "robot@example.com"
 ACCOUNT = Account(TOKEN, EMAIL)
 RECORDS = reference_examples()[0].records
 BODY = {"page_size": 200, "page_number": 1}
+E = TypeVar("E", bound=BaseException)
 
 
 # -- the scripted server ------------------------------------------------------------
@@ -114,6 +115,16 @@ def clock() -> FakeClock:
 
 def make_client(server: Scripted, clock: Clock | None = None, **options: Any) -> CopperClient:
     return ACCOUNT.client(server.base_url, clock=clock, **options)
+
+
+async def failing_fetch(
+    client: CopperClient, error_type: type[E], body: dict[str, Any], **options: Any
+) -> pytest.ExceptionInfo[E]:
+    """Fetch one page with ``client`` (then closed), which must fail with ``error_type``."""
+    async with client:
+        with pytest.raises(error_type) as info:
+            await client.fetch_page(body, **options)
+    return info
 
 
 def expected_backoffs(policy: RetryPolicy, count: int) -> list[float]:
@@ -190,9 +201,7 @@ async def test_unencodable_body_fails_before_any_request(server: Scripted) -> No
 @pytest.mark.asyncio
 async def test_a_redirect_is_not_followed(server: Scripted) -> None:
     server.play(status(302, headers={"Location": "https://evil.example/steal"}))
-    async with make_client(server) as client:
-        with pytest.raises(InvalidRequestError) as info:
-            await client.fetch_page(BODY)
+    info = await failing_fetch(make_client(server), InvalidRequestError, BODY)
     assert info.value.status == 302
     assert len(server.received) == 1
 
@@ -272,9 +281,7 @@ async def test_retry_after_on_a_503_is_honoured_and_one_too_long_gives_up(
         await client.fetch_page(BODY)
     assert clock.sleeps == [20.0]
     server.answers = [status(503, headers={"Retry-After": "500"}), page()]
-    async with make_client(server, clock, retry=policy) as client:
-        with pytest.raises(ServerError) as info:
-            await client.fetch_page(BODY)
+    info = await failing_fetch(make_client(server, clock, retry=policy), ServerError, BODY)
     assert clock.sleeps == [20.0]
     assert info.value.context["retry_after"] == 500.0
     assert len(server.received) == 3
@@ -325,9 +332,7 @@ async def test_a_retry_after_past_the_deadline_gives_up_at_once(
 ) -> None:
     server.play(status(code, headers={"Retry-After": "60"}), page())
     policy = RetryPolicy(deadline=30.0)
-    async with make_client(server, clock, retry=policy) as client:
-        with pytest.raises(error_type) as info:
-            await client.fetch_page(BODY)
+    info = await failing_fetch(make_client(server, clock, retry=policy), error_type, BODY)
     context = info.value.context
     assert (context["retry_after"], context["deadline_reached"], context["deadline"]) == (
         60.0,
@@ -356,9 +361,8 @@ async def test_client_errors_are_never_retried(
     server: Scripted, clock: FakeClock, code: int, error_type: type[APIError]
 ) -> None:
     server.play(status(code, b'{"message": "no"}'), page())
-    async with make_client(server, clock) as client:
-        with pytest.raises(error_type) as info:
-            await client.fetch_page(BODY, context={"window": "2020"})
+    client = make_client(server, clock)
+    info = await failing_fetch(client, error_type, BODY, context={"window": "2020"})
     error = info.value
     assert type(error) is error_type
     assert (error.status, error.attempts, error.body) == (code, 1, '{"message": "no"}')
@@ -374,9 +378,8 @@ async def test_429_until_attempts_run_out_is_rate_limited_error(
 ) -> None:
     server.play(status(429, b"slow down"))
     policy = RetryPolicy(attempts=4)
-    async with make_client(server, clock, retry=policy) as client:
-        with pytest.raises(RateLimitedError) as info:
-            await client.fetch_page({"page_number": 3, "page_size": 50})
+    client = make_client(server, clock, retry=policy)
+    info = await failing_fetch(client, RateLimitedError, {"page_number": 3, "page_size": 50})
     error = info.value
     assert (error.status, error.attempts, error.body) == (429, 4, "slow down")
     assert error.context == {"page_number": 3, "page_size": 50, "attempts": 4}
@@ -390,9 +393,8 @@ async def test_5xx_until_attempts_run_out_is_server_error_with_a_bounded_body(
     server: Scripted, clock: FakeClock
 ) -> None:
     server.play(status(500, b"E" * 100_000))
-    async with make_client(server, clock, retry=RetryPolicy(attempts=2)) as client:
-        with pytest.raises(ServerError) as info:
-            await client.fetch_page(BODY)
+    client = make_client(server, clock, retry=RetryPolicy(attempts=2))
+    info = await failing_fetch(client, ServerError, BODY)
     assert info.value.status == 500
     assert info.value.attempts == 2
     assert info.value.body.startswith("EEEE")
@@ -407,9 +409,7 @@ async def test_deadline_gives_up_instead_of_sleeping_past_it(
 ) -> None:
     server.play(status(429, headers={"Retry-After": "6"}))
     policy = RetryPolicy(attempts=10, deadline=15.0)
-    async with make_client(server, clock, retry=policy) as client:
-        with pytest.raises(RateLimitedError) as info:
-            await client.fetch_page(BODY)
+    info = await failing_fetch(make_client(server, clock, retry=policy), RateLimitedError, BODY)
     # 0 + 6 = 6, 6 + 6 = 12 <= 15; 12 + 6 = 18 would pass the deadline.
     assert clock.sleeps == [6.0, 6.0]
     assert info.value.attempts == 3
@@ -425,9 +425,8 @@ async def test_the_deadline_bounds_the_attempt_in_flight(server: Scripted) -> No
     loop = asyncio.get_running_loop()
     policy = RetryPolicy(deadline=5.0, initial_backoff=1.0, max_backoff=1.0)
     start = loop.time()
-    async with make_client(server, LoopClock(seed=3), timeout=30.0, retry=policy) as client:
-        with pytest.raises(RequestTimeoutError) as info:
-            await client.fetch_page(BODY)
+    client = make_client(server, LoopClock(seed=3), timeout=30.0, retry=policy)
+    info = await failing_fetch(client, RequestTimeoutError, BODY)
     assert loop.time() - start == pytest.approx(5.0, abs=1e-3)
     assert info.value.context["attempts"] == 2
     assert info.value.context["deadline_reached"] is True
@@ -491,9 +490,8 @@ async def test_the_deadline_is_checked_after_waiting_for_a_paced_slot(server: Sc
     limit = RateLimit(1, 20.0)  # the next slot is 20.2 s away
     policy = RetryPolicy(deadline=10.0, initial_backoff=0.5, max_backoff=0.5)
     start = loop.time()
-    async with make_client(server, rate_limit=limit, retry=policy) as client:
-        with pytest.raises(ServerError) as info:
-            await client.fetch_page(BODY)
+    client = make_client(server, rate_limit=limit, retry=policy)
+    info = await failing_fetch(client, ServerError, BODY)
     assert len(server.received) == 1
     assert loop.time() - start == pytest.approx(limit.interval, abs=1e-3)
     assert info.value.context["deadline_reached"] is True
@@ -504,9 +502,7 @@ async def test_the_deadline_is_checked_after_waiting_for_a_paced_slot(server: Sc
 async def test_attempts_bound_the_sends(server: Scripted, clock: FakeClock) -> None:
     server.play(status(500))
     policy = RetryPolicy(attempts=3, initial_backoff=0.0, max_backoff=0.0)
-    async with make_client(server, clock, retry=policy) as client:
-        with pytest.raises(ServerError) as info:
-            await client.fetch_page(BODY)
+    info = await failing_fetch(make_client(server, clock, retry=policy), ServerError, BODY)
     assert info.value.attempts == 3
     assert len(server.received) == 3
     assert clock.sleeps == [0.0, 0.0]
@@ -535,9 +531,8 @@ async def test_a_malformed_body_every_time_is_a_format_error_with_an_excerpt(
     server: Scripted, clock: FakeClock
 ) -> None:
     server.play(raw(b"<html>proxy error</html>"))
-    async with make_client(server, clock, retry=RetryPolicy(attempts=3)) as client:
-        with pytest.raises(ResponseFormatError) as info:
-            await client.fetch_page(BODY, context={"window": "w"})
+    client = make_client(server, clock, retry=RetryPolicy(attempts=3))
+    info = await failing_fetch(client, ResponseFormatError, BODY, context={"window": "w"})
     assert info.value.excerpt == "<html>proxy error</html>"
     assert "<html>proxy error" in str(info.value)
     assert info.value.context == {"page_number": 1, "page_size": 200, "window": "w", "attempts": 3}
@@ -557,9 +552,7 @@ async def test_valid_json_of_the_wrong_shape_is_not_retried(
     server: Scripted, clock: FakeClock, body: bytes, reason: str
 ) -> None:
     server.play(raw(body), page())
-    async with make_client(server, clock) as client:
-        with pytest.raises(ResponseFormatError) as info:
-            await client.fetch_page(BODY)
+    info = await failing_fetch(make_client(server, clock), ResponseFormatError, BODY)
     assert reason in info.value.reason
     assert info.value.excerpt == body.decode()
     assert len(server.received) == 1
@@ -570,9 +563,8 @@ async def test_a_body_over_the_declared_limit_is_refused_unread(
     server: Scripted, clock: FakeClock
 ) -> None:
     server.play(raw(b"[" + b"{}," * 100_000 + b"{}]"))
-    async with make_client(server, clock, max_response_bytes=64 * 1024) as client:
-        with pytest.raises(ResponseFormatError) as info:
-            await client.fetch_page(BODY)
+    client = make_client(server, clock, max_response_bytes=64 * 1024)
+    info = await failing_fetch(client, ResponseFormatError, BODY)
     assert "exceeds max_response_bytes=65536" in str(info.value)
     assert client.stats.bytes_read == 0
     assert len(server.received) == 1
@@ -598,9 +590,8 @@ async def test_a_streamed_body_over_the_limit_is_cut_off_while_reading(
         return response
 
     server.play(endless)
-    async with make_client(server, clock, max_response_bytes=256 * 1024) as client:
-        with pytest.raises(ResponseFormatError) as info:
-            await client.fetch_page(BODY)
+    client = make_client(server, clock, max_response_bytes=256 * 1024)
+    info = await failing_fetch(client, ResponseFormatError, BODY)
     assert "exceeds max_response_bytes" in str(info.value)
     assert client.stats.bytes_read == 0
     assert len(written) < 10_000
@@ -619,9 +610,7 @@ async def test_a_closed_port_is_a_transport_error(clock: FakeClock) -> None:
         rate_limit=None,
         retry=RetryPolicy(attempts=2),
     )
-    async with client:
-        with pytest.raises(TransportError) as info:
-            await client.fetch_page(BODY)
+    info = await failing_fetch(client, TransportError, BODY)
     assert type(info.value) is TransportError
     assert isinstance(info.value.__cause__, aiohttp.ClientConnectorError)
     assert info.value.context["attempts"] == 2
@@ -638,9 +627,8 @@ async def test_a_server_that_resets_is_retried_then_a_transport_error(
     async with make_client(server, clock) as client:
         assert (await client.fetch_page(BODY)).attempts == 3
     server.answers = [answer]
-    async with make_client(server, clock, retry=RetryPolicy(attempts=2)) as client:
-        with pytest.raises(TransportError) as info:
-            await client.fetch_page(BODY)
+    client = make_client(server, clock, retry=RetryPolicy(attempts=2))
+    info = await failing_fetch(client, TransportError, BODY)
     assert isinstance(info.value.__cause__, aiohttp.ClientError)
     assert info.value.context["attempts"] == 2
 
@@ -653,9 +641,8 @@ async def test_a_server_that_stalls_times_out(server: Scripted, answer: Answer) 
     loop = asyncio.get_running_loop()
     policy = RetryPolicy(attempts=3, initial_backoff=1.0, max_backoff=1.0)
     start = loop.time()
-    async with make_client(server, timeout=10.0, retry=policy) as client:
-        with pytest.raises(RequestTimeoutError) as info:
-            await client.fetch_page(BODY)
+    client = make_client(server, timeout=10.0, retry=policy)
+    info = await failing_fetch(client, RequestTimeoutError, BODY)
     assert isinstance(info.value.__cause__, TimeoutError)
     assert info.value.context["attempts"] == 3
     assert client.stats.timeouts == 3

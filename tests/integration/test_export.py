@@ -43,8 +43,7 @@ def records() -> list[dict[str, Any]]:
 
 @pytest_asyncio.fixture
 async def server(records: list[dict[str, Any]]) -> AsyncIterator[FakeCopperServer]:
-    options = ACCOUNT.server_options(cap=CAP)
-    async with FakeCopperServer(Dataset.from_records(records), options=options) as running:
+    async with ACCOUNT.server(records, cap=CAP) as running:
         yield running
 
 

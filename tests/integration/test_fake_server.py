@@ -7,7 +7,6 @@ on looptime's virtual loop clock, so none of them really waits.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import io
 import itertools
 import json
@@ -47,7 +46,7 @@ from copper_async.testing._command import (
     serve_until_stopped,
 )
 from copper_async.testing._server import TotalMode, total_header
-from tests.fakes import generated_records, until
+from tests.fakes import generated_records, load_benchmark, until
 from tests.reference import reference_examples
 
 TOKEN, EMAIL = "fake-token", "fake@example.com"
@@ -121,6 +120,12 @@ async def post(
         timeout=aiohttp.ClientTimeout(total=seconds),
     ) as response:
         return Answer(response.status, dict(response.headers), await response.read())
+
+
+async def search_ok(session: aiohttp.ClientSession, server: FakeCopperServer, times: int) -> None:
+    """``times`` default searches, each answered 200."""
+    for _ in range(times):
+        assert (await post(session, server)).status == 200
 
 
 def truth(server: FakeCopperServer, body: dict[str, Any]) -> list[int]:
@@ -729,8 +734,7 @@ async def test_busy_time_leaves_out_injected_latency(
     serve: Serve, session: aiohttp.ClientSession
 ) -> None:
     server = await serve(latency=0.005)
-    for _ in range(4):
-        assert (await post(session, server)).status == 200
+    await search_ok(session, server, 4)
     assert 0 < server.stats["busy_seconds"] < 0.015
 
 
@@ -832,8 +836,7 @@ async def test_drift_inserts_records_while_serving(
 ) -> None:
     server = await serve(drift_insert_rate=1.0)
     before = set(server.dataset.ids())
-    for _ in range(5):
-        assert (await post(session, server)).status == 200
+    await search_ok(session, server, 5)
     new = set(server.dataset.ids()) - before
     assert len(new) == 5
     assert len(server.dataset) == COUNT + 5
@@ -847,8 +850,7 @@ async def test_drift_deletes_records_while_serving(
     serve: Serve, session: aiohttp.ClientSession
 ) -> None:
     server = await serve(drift_delete_rate=2.0)
-    for _ in range(5):
-        assert (await post(session, server)).status == 200
+    await search_ok(session, server, 5)
     assert len(server.dataset) == COUNT - 10
     assert server.stats["drift"]["deleted"] == 10
     everything = await post(session, server, {"page_size": 200, "page_number": 2})
@@ -860,8 +862,7 @@ async def test_drift_modifies_records_but_never_their_creation(
     serve: Serve, session: aiohttp.ClientSession, records: list[dict[str, Any]]
 ) -> None:
     server = await serve(drift_modify_rate=1.0)
-    for _ in range(5):
-        assert (await post(session, server)).status == 200
+    await search_ok(session, server, 5)
     changed = [r for r in records if server.dataset.record(r["id"]) != r]
     assert 1 <= len(changed) <= 5
     for old in changed:
@@ -880,8 +881,7 @@ async def test_drift_is_seeded(serve: Serve, session: aiohttp.ClientSession) -> 
     finals = []
     for seed in (1, 1, 2):
         server = await serve(seed=seed, **rates)
-        for _ in range(12):
-            assert (await post(session, server)).status == 200
+        await search_ok(session, server, 12)
         finals.append(snapshot(server))
     assert finals[0] == finals[1]
     assert finals[0] != finals[2]
@@ -895,8 +895,7 @@ async def test_drift_copes_with_edits_made_behind_its_back(
     assert (await post(session, server)).status == 200
     for record_id in server.dataset.ids()[:5]:
         server.dataset.delete(record_id)
-    for _ in range(6):
-        assert (await post(session, server)).status == 200
+    await search_ok(session, server, 6)
     assert len(server.dataset) == 0
     assert server.stats["drift"]["deleted"] == 5
 
@@ -1172,12 +1171,7 @@ async def test_serve_until_stopped_prints_then_serves_until_told(
 
 
 def test_the_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_fake_server.py"
-    spec = importlib.util.spec_from_file_location("bench_fake_server", path)
-    assert spec is not None
-    assert spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_fake_server")
     out = tmp_path / "bench.json"
     assert bench.main(["--records", "600", "--pages", "20", "--json", str(out)]) == 0
     results = json.loads(out.read_text())

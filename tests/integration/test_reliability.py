@@ -15,7 +15,7 @@ import json
 import logging
 import sys
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,15 @@ from copper_async.exceptions import (
 )
 from copper_async.filters import OpportunityFilter
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
-from tests.fakes import Account, assert_exactly_once, committed_rows, generated_records, ids_in
+from tests.fakes import (
+    Account,
+    assert_exactly_once,
+    cancel_mid_stream,
+    committed_rows,
+    generated_records,
+    ids_in,
+    load_benchmark,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -47,16 +55,9 @@ TOKEN = "reliability-token-7c1e55d0"
 EMAIL = "reliable@example.com"
 ACCOUNT = Account(TOKEN, EMAIL)
 FAST_RETRY = RetryPolicy(attempts=10, initial_backoff=0.001, max_backoff=0.01, deadline=30.0)
-#: The fault mix of the brief: 5% 5xx, 2% resets, 1% stalls, 1% bad bodies, 429 bursts.
-FAULT_RATES = {
-    "500": 0.02,
-    "502": 0.015,
-    "503": 0.015,
-    "reset": 0.02,
-    "stall": 0.01,
-    "truncated": 0.005,
-    "non_json": 0.005,
-}
+#: The stress benchmark's fault mix: 5% 5xx, 2% resets, 1% stalls, 1% bad bodies
+#: (429 bursts come on top, below).
+FAULT_RATES: dict[str, float] = load_benchmark("stress").FAULT_RATES
 
 
 @pytest.fixture(scope="module")
@@ -331,28 +332,8 @@ async def settle() -> None:
 
 
 Scenario = Callable[[CopperClient], Any]
-
-
-async def break_out(client: CopperClient) -> None:
-    count = 0
-    async for _ in client.opportunities.search(raw=True, page_size=PAGE, cap=CAP, concurrency=8):
-        count += 1
-        if count == 120:
-            break
-
-
-async def cancel_the_task(client: CopperClient) -> None:
-    started = asyncio.Event()
-
-    async def consume() -> None:
-        async for _ in client.opportunities.search(page_size=PAGE, cap=CAP, concurrency=8):
-            started.set()
-
-    task = asyncio.ensure_future(consume())
-    await started.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+#: Opens the stream a scenario reads, in the task that reads it.
+OpenStream = Callable[[], AsyncIterable[Any]]
 
 
 def expire_now(deadline: asyncio.Timeout) -> None:
@@ -361,55 +342,31 @@ def expire_now(deadline: asyncio.Timeout) -> None:
     deadline.reschedule(asyncio.get_running_loop().time())
 
 
-async def time_out(client: CopperClient) -> None:
+async def break_out(open_stream: OpenStream) -> None:
+    count = 0
+    async for _ in open_stream():
+        count += 1
+        if count == 120:
+            break
+
+
+async def time_out(open_stream: OpenStream) -> None:
     async def drain() -> None:
         async with asyncio.timeout(None) as deadline:
-            async for _ in client.opportunities.search(raw=True, page_size=PAGE, cap=CAP):
+            async for _ in open_stream():
                 expire_now(deadline)  # the first record: requests are still in flight
 
     with pytest.raises(TimeoutError):
         await drain()
 
 
-def two_filters() -> list[OpportunityFilter]:
-    return [OpportunityFilter(statuses=["Open"]), OpportunityFilter(priorities=["High"])]
+def one_search(client: CopperClient, **options: Any) -> OpenStream:
+    return lambda: client.opportunities.search(page_size=PAGE, cap=CAP, **options)
 
 
-async def break_out_of_many(client: CopperClient) -> None:
-    count = 0
-    many = client.opportunities.search_many(two_filters(), union=True, page_size=PAGE, cap=CAP)
-    async for _ in many:
-        count += 1
-        if count == 120:
-            break
-    del many
-
-
-async def cancel_many(client: CopperClient) -> None:
-    started = asyncio.Event()
-
-    async def consume() -> None:
-        many = client.opportunities.search_many(two_filters(), raw=True, page_size=PAGE, cap=CAP)
-        async for _ in many:
-            started.set()
-
-    task = asyncio.ensure_future(consume())
-    await started.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-
-
-async def time_out_many(client: CopperClient) -> None:
-    async def drain() -> None:
-        async with asyncio.timeout(None) as deadline:
-            async for _ in client.opportunities.search_many(
-                two_filters(), raw=True, page_size=PAGE, cap=CAP
-            ):
-                expire_now(deadline)
-
-    with pytest.raises(TimeoutError):
-        await drain()
+def two_searches(client: CopperClient, **options: Any) -> OpenStream:
+    filters = [OpportunityFilter(statuses=["Open"]), OpportunityFilter(priorities=["High"])]
+    return lambda: client.opportunities.search_many(filters, page_size=PAGE, cap=CAP, **options)
 
 
 async def time_out_an_export(client: CopperClient, out: Path) -> None:
@@ -424,13 +381,14 @@ async def time_out_an_export(client: CopperClient, out: Path) -> None:
             )
 
 
+# Each way of stopping, on one search and on search_many; typed and raw records.
 SCENARIOS: dict[str, Scenario] = {
-    "break": break_out,
-    "cancel": cancel_the_task,
-    "timeout": time_out,
-    "many-break": break_out_of_many,
-    "many-cancel": cancel_many,
-    "many-timeout": time_out_many,
+    "break": lambda client: break_out(one_search(client, raw=True, concurrency=8)),
+    "cancel": lambda client: cancel_mid_stream(one_search(client, concurrency=8)),
+    "timeout": lambda client: time_out(one_search(client, raw=True)),
+    "many-break": lambda client: break_out(two_searches(client, union=True)),
+    "many-cancel": lambda client: cancel_mid_stream(two_searches(client, raw=True)),
+    "many-timeout": lambda client: time_out(two_searches(client, raw=True)),
 }
 
 
@@ -446,6 +404,16 @@ async def watched_client(
             assert client.session is not None
             watch.sessions.append(client.session)
             yield client
+
+
+async def read_150_and_hold(client: CopperClient) -> Any:
+    """A raw search broken out of at its 150th record and still referenced:
+    its requests for later pages are in flight."""
+    search = client.opportunities.search(raw=True, page_size=PAGE, cap=CAP, concurrency=8)
+    async for _ in search:
+        if search.stats.records >= 150:
+            break
+    return search
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
@@ -479,10 +447,7 @@ async def test_closing_the_client_under_a_held_search_stops_its_requests(
     unretrieved task exception when the search is dropped."""
     async with strict_asyncio() as watch:
         async with watched_client(records, watch) as client:
-            search = client.opportunities.search(raw=True, page_size=PAGE, cap=CAP, concurrency=8)
-            async for _ in search:
-                if search.stats.records >= 150:
-                    break
+            search = await read_150_and_hold(client)
             in_flight = list(search._tasks)
             assert in_flight
         # The client is closed now; the requests it had in flight give up.
@@ -503,10 +468,7 @@ async def test_dropping_a_search_whose_requests_failed_reports_nothing(
     retrieved"."""
     async with strict_asyncio() as watch:
         async with watched_client(records, watch) as client:
-            search = client.opportunities.search(raw=True, page_size=PAGE, cap=CAP, concurrency=8)
-            async for _ in search:
-                if search.stats.records >= 150:
-                    break
+            search = await read_150_and_hold(client)
             tasks = list(search._tasks)
         await asyncio.wait(tasks, timeout=5)
         # Looked at without retrieving (which would hide the problem under test).

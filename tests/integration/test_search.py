@@ -33,7 +33,7 @@ from copper_async.testing import (
     parse_search_body,
 )
 from copper_async.testing._server import PastCap, TotalMode
-from tests.fakes import generated_records
+from tests.fakes import assert_exactly_once, cancel_mid_stream, generated_records
 
 pytestmark = pytest.mark.asyncio
 
@@ -111,6 +111,20 @@ async def collect(search: Any) -> list[Any]:
     return [record async for record in search]
 
 
+def unsplittable_second() -> Dataset:
+    """1,200 records in one second with one date_modified: over the cap of
+    1,000, with no field left to split them on (200 are past reach)."""
+    return Dataset.generate(
+        200, seed=3, hot_spots=[HotSpot(created=1_600_000_000, count=1_200, modified_spread=0)]
+    )
+
+
+async def slow_harness(harness_factory: HarnessFactory, records: list[dict[str, Any]]) -> Harness:
+    """A server slow enough (50 ms an answer) that requests are in flight when
+    the consumer stops."""
+    return await harness_factory(fresh(records), options(latency=0.05, latency_jitter=0.0))
+
+
 # -- exactly once -------------------------------------------------------------------
 
 
@@ -127,8 +141,7 @@ async def test_every_record_once_past_the_cap_in_every_server_mode(
     )
     search = harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True)
     ids = [record["id"] for record in await collect(search)]
-    assert len(ids) == len(set(ids))
-    assert sorted(ids) == sorted(r["id"] for r in dataset_records)
+    assert_exactly_once(ids, {r["id"] for r in dataset_records})
     assert search.stats.windows_split >= 4  # 4,321 records need at least 5 windows
     assert search.stats.records == len(dataset_records)
     assert search.stats.requests == harness.requests
@@ -235,10 +248,7 @@ async def test_every_record_once_when_the_api_orders_ties_per_query(
 async def test_an_unsplittable_second_raises_naming_the_window(
     harness_factory: HarnessFactory,
 ) -> None:
-    dataset = Dataset.generate(
-        200, seed=3, hot_spots=[HotSpot(created=1_600_000_000, count=1_200, modified_spread=0)]
-    )
-    harness = await harness_factory(dataset)
+    harness = await harness_factory(unsplittable_second())
     search = harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True)
     with pytest.raises(CapExceededError) as raised:
         await collect(search)
@@ -249,9 +259,7 @@ async def test_an_unsplittable_second_raises_naming_the_window(
 async def test_warn_mode_yields_what_is_reachable_and_records_the_loss(
     harness_factory: HarnessFactory,
 ) -> None:
-    dataset = Dataset.generate(
-        200, seed=3, hot_spots=[HotSpot(created=1_600_000_000, count=1_200, modified_spread=0)]
-    )
+    dataset = unsplittable_second()
     harness = await harness_factory(dataset)
     search = harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True, on_cap="warn")
     with pytest.warns(SearchCapWarning, match="200 records are unreachable"):
@@ -272,8 +280,7 @@ async def test_retried_pages_are_not_yielded_twice(
     harness = await harness_factory(fresh(dataset_records), server_options)
     search = harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True)
     ids = [r["id"] for r in await collect(search)]
-    assert len(ids) == len(set(ids))
-    assert sorted(ids) == sorted(r["id"] for r in dataset_records)
+    assert_exactly_once(ids, {r["id"] for r in dataset_records})
     assert search.stats.retries > 0
 
 
@@ -304,9 +311,7 @@ def pending_tasks() -> set[asyncio.Task[Any]]:
 async def test_breaking_out_cancels_requests_in_flight(
     harness_factory: HarnessFactory, dataset_records: list[dict[str, Any]]
 ) -> None:
-    harness = await harness_factory(
-        fresh(dataset_records), options(latency=0.05, latency_jitter=0.0)
-    )
+    harness = await slow_harness(harness_factory, dataset_records)
     before = pending_tasks()
     search = harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True, concurrency=4)
     count = 0
@@ -328,9 +333,7 @@ async def test_breaking_out_cancels_requests_in_flight(
 async def test_aclose_cancels_requests_in_flight(
     harness_factory: HarnessFactory, dataset_records: list[dict[str, Any]]
 ) -> None:
-    harness = await harness_factory(
-        fresh(dataset_records), options(latency=0.05, latency_jitter=0.0)
-    )
+    harness = await slow_harness(harness_factory, dataset_records)
     before = pending_tasks()
     async with harness.client.opportunities.search(
         page_size=PAGE, cap=CAP, raw=True, concurrency=4
@@ -345,22 +348,11 @@ async def test_aclose_cancels_requests_in_flight(
 async def test_cancelling_the_consumer_task_leaves_nothing_running(
     harness_factory: HarnessFactory, dataset_records: list[dict[str, Any]]
 ) -> None:
-    harness = await harness_factory(
-        fresh(dataset_records), options(latency=0.05, latency_jitter=0.0)
-    )
+    harness = await slow_harness(harness_factory, dataset_records)
     before = pending_tasks()
-
-    consuming = asyncio.Event()
-
-    async def consume() -> None:
-        async for _ in harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True):
-            consuming.set()  # mid-search: later pages are still to come
-
-    task = asyncio.ensure_future(consume())
-    await consuming.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await cancel_mid_stream(
+        lambda: harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True)
+    )
     assert pending_tasks() - before == set()
 
 
@@ -500,8 +492,7 @@ async def test_a_server_cap_below_the_clients_costs_requests_not_records(
     )
     search = harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True)
     ids = [record["id"] for record in await collect(search)]
-    assert len(ids) == len(set(ids))
-    assert sorted(ids) == sorted(r["id"] for r in dataset_records)
+    assert_exactly_once(ids, {r["id"] for r in dataset_records})
     assert search.stats.windows_continued >= 10
     if past_cap == "error":
         assert search.stats.pages_refused > 0

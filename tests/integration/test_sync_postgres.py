@@ -16,15 +16,9 @@ from copper_async.sync import (
     StoreBusyError,
     StoreError,
     open_store,
-    run_sync,
 )
 from tests.pg import PASSWORD, PASSWORD_USER, Cluster
-from tests.sync_support import DAY, TOKEN, world
-
-
-async def sync(w: Any, url: str, **options: Any) -> Any:
-    options.setdefault("cap", 2_000)
-    return await run_sync(w.client, open_store(url), clock=w.clock, **options)
+from tests.sync_support import DAY, TOKEN, live, sync, world
 
 
 def pg_rows(url: str) -> dict[int, tuple[dict[str, Any], Any]]:
@@ -33,10 +27,6 @@ def pg_rows(url: str) -> dict[int, tuple[dict[str, Any], Any]]:
             "SELECT id, record::text, deleted_at FROM opportunities"
         ).fetchall()
     return {row[0]: (orjson.loads(row[1]), row[2]) for row in rows}
-
-
-def live(rows: dict[int, tuple[dict[str, Any], Any]]) -> dict[int, dict[str, Any]]:
-    return {i: record for i, (record, deleted) in rows.items() if deleted is None}
 
 
 @pytest.mark.asyncio

@@ -21,16 +21,10 @@ from copper_async.sync import (
     StoreBusyError,
     StoreError,
     open_store,
-    run_sync,
 )
 from copper_async.sync._postgres import PostgresStore
 from copper_async.testing import Dataset
-from tests.sync_support import DAY, TOKEN, live, sqlite_rows, world
-
-
-async def sync(w: Any, db: Path, **options: Any) -> Any:
-    options.setdefault("cap", 2_000)
-    return await run_sync(w.client, SQLiteStore(db), clock=w.clock, **options)
+from tests.sync_support import DAY, TOKEN, live, sqlite_rows, sync, world
 
 
 @pytest.mark.asyncio

@@ -9,7 +9,6 @@ M/D/YYYY, -2 for "none set", nulls last in either direction, ties in id order.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import random
 import time
@@ -27,14 +26,10 @@ import copper_async.testing._dataset as dataset_module
 from copper_async._records import Opportunity
 from copper_async.exceptions import InvalidOptionError, RecordError
 from copper_async.testing import Dataset, HotSpot, QueryError, parse_search_body
+from tests.fakes import load_benchmark
 from tests.reference import ReferenceExample, reference_examples, reference_records
 
-_BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_fake_dataset.py"
-_SPEC = importlib.util.spec_from_file_location("bench_fake_dataset", _BENCH)
-assert _SPEC is not None
-assert _SPEC.loader is not None
-bench = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(bench)
+bench = load_benchmark("bench_fake_dataset")
 
 # -- the spec, by brute force ------------------------------------------------------------
 

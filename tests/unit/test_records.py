@@ -10,9 +10,7 @@ naming that field.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -36,9 +34,8 @@ from copper_async._records import (
     structure_page,
 )
 from copper_async.exceptions import RecordError, ResponseFormatError
+from tests.fakes import load_benchmark
 from tests.reference import reference_records
-
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_structuring.py"
 
 
 def assert_same_json(actual: Any, expected: Any, path: str = "$") -> None:
@@ -510,14 +507,7 @@ def test_nested_classes_structure_on_their_own() -> None:
 
 @pytest.fixture
 def bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_structuring", BENCHMARK)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # attrs/cattrs resolve the module's annotations through sys.modules.
-    monkeypatch.setitem(sys.modules, "bench_structuring", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_structuring", monkeypatch=monkeypatch)
 
 
 def test_benchmark_runs_and_writes_json(

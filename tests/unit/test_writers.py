@@ -220,16 +220,26 @@ def test_csv_resume_keeps_the_first_header(tmp_path: Path) -> None:
     assert orjson.loads(rows[1]["other_custom_fields"]) == {"999": 1}
 
 
+def write_and_commit(
+    path: Path, format_: ExportFormat, *, past_commit: list[dict[str, Any]] | None = None
+) -> int:
+    """Write and commit ``records()`` to a new ``path``, then ``past_commit``
+    uncommitted; the committed length."""
+    writer = open_writer(path, format_)
+    writer.write_page(records())
+    committed = writer.commit()
+    if past_commit:
+        writer.write_page(past_commit)
+    writer.close()
+    return committed
+
+
 @pytest.mark.parametrize("format_", ["jsonl", "csv"])
 def test_committed_records_are_read_back_with_their_split_fields(
     tmp_path: Path, format_: ExportFormat
 ) -> None:
     path = tmp_path / f"out.{format_}"
-    writer = open_writer(path, format_)
-    writer.write_page(records())
-    committed = writer.commit()
-    writer.write_page(records()[:1])  # past the commit: not read back
-    writer.close()
+    committed = write_and_commit(path, format_, past_commit=records()[:1])  # not read back
     back = list(read_committed(path, format_, committed, ["date_created"]))
     assert back == [{"id": r["id"], "date_created": r["date_created"]} for r in records()]
 
@@ -237,10 +247,7 @@ def test_committed_records_are_read_back_with_their_split_fields(
 @pytest.mark.parametrize("format_", ["jsonl", "csv"])
 def test_reading_back_stops_at_the_committed_length(tmp_path: Path, format_: ExportFormat) -> None:
     path = tmp_path / f"out.{format_}"
-    writer = open_writer(path, format_)
-    writer.write_page(records())
-    committed = writer.commit()
-    writer.close()
+    committed = write_and_commit(path, format_)
     # What a killed run left past the commit: half a line, not even text.
     with open(path, "ab") as file:
         file.write(b'\xff\xfe{"id": "garbage", "unterminated \n' * 3)
@@ -253,10 +260,7 @@ def test_a_committed_part_changed_since_is_a_checkpoint_error(
     tmp_path: Path, format_: ExportFormat
 ) -> None:
     path = tmp_path / f"out.{format_}"
-    writer = open_writer(path, format_)
-    writer.write_page(records())
-    committed = writer.commit()
-    writer.close()
+    committed = write_and_commit(path, format_)
     data = path.read_bytes()
     path.write_bytes(data[: committed // 2] + b'\xff"{' + data[committed // 2 + 3 :])
     with pytest.raises(CheckpointError, match="changed since"):
