@@ -322,8 +322,8 @@ class PhaseSteps:
             return False
         if size.basis is Basis.TOTAL and reading.count >= (size.expected or 0):
             return False
-        through = (short_page - 1) * self.page_size + reading.short_count
-        return self._reach.may_stop_at(through, self.page_size, self.cap)
+        through = self._stopped_at(reading)
+        return through is not None and self._reach.may_stop_at(through, self.page_size, self.cap)
 
     @staticmethod
     def _ended_on_page_boundary(reading: Reading) -> bool:

@@ -194,8 +194,7 @@ class Dataset(Store):
         is asked for).
         """
         if ties == "per_request":
-            column = self._cols[_SORT_COLUMNS[query.sort_field]]
-            return TiesPerRequest(self._cached(query, "id"), column, draw)
+            return TiesPerRequest(self._cached(query, "id"), self._sort_values(query), draw)
         return self._cached(query, ties)
 
     def _cached(self, query: Query, ties: Ties) -> _Ids:
@@ -206,12 +205,15 @@ class Dataset(Store):
             return cached
         result = self._search(query)
         if ties == "per_query":
-            column = self._cols[_SORT_COLUMNS[query.sort_field]]
-            result = ties_per_query(result, column, query)
+            result = ties_per_query(result, self._sort_values(query), query)
         self._cache[key] = result
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
         return result
+
+    def _sort_values(self, query: Query) -> Sequence[Any]:
+        """The column ``query`` sorts on, by slot: what decides its ties."""
+        return self._cols[_SORT_COLUMNS[query.sort_field]]
 
     def _search(self, query: Query) -> _Ids:
         """The uncached search: pick the smallest candidate set, filter, order."""
