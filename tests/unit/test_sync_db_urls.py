@@ -1,4 +1,4 @@
-"""A --db URL that cannot be parsed is refused without showing its password."""
+"""--db values refused as usage errors, and without showing a password."""
 
 from __future__ import annotations
 
@@ -21,3 +21,9 @@ def test_a_bad_postgresql_url_is_refused_without_its_password(url: str) -> None:
         open_store(url)
     message = str(refused.value)
     assert "s3cr" not in message
+
+
+@pytest.mark.parametrize("url", ["sqlite:///", "sqlite:////"])
+def test_a_sqlite_url_without_a_file_is_a_usage_error(url: str) -> None:
+    with pytest.raises(InvalidOptionError, match="sqlite:///relative/path"):
+        open_store(url)
