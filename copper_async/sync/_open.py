@@ -28,13 +28,14 @@ def open_store(url: str = DEFAULT_DB) -> Store:
         return PostgresStore(url)
     if scheme == "sqlite":
         parts = urlsplit(url)
-        if parts.netloc or not parts.path or parts.query or parts.fragment:
+        path = unquote(parts.path[1:])
+        if parts.netloc or path.strip("/") == "" or parts.query or parts.fragment:
             raise InvalidOptionError(
                 "db", f"{url!r}: write sqlite:///relative/path or sqlite:////absolute/path"
             )
         from copper_async.sync._sqlite import SQLiteStore
 
-        return SQLiteStore(unquote(parts.path[1:]))
+        return SQLiteStore(path)
     if scheme:
         raise InvalidOptionError(
             "db", f"unknown database scheme {scheme!r}: use a path, sqlite:/// or postgresql://"

@@ -13,10 +13,13 @@ the server drops it if the connection dies.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 from copper_async._custom_fields import CustomFieldNames
+from copper_async._redact import REDACTED
 from copper_async.exceptions import InvalidOptionError, StoreBusyError, StoreError
 from copper_async.sync._named import postgres_view
 from copper_async.sync._schema import TABLE
@@ -33,6 +36,21 @@ def _psycopg() -> Any:
     except ImportError:
         raise StoreError("PostgreSQL needs psycopg: pip install 'copper-async[postgres]'") from None
     return psycopg
+
+
+def _without_passwords(message: str, url: str) -> str:
+    """libpq's complaint about ``url``, which may quote the URL or its bad
+    part, with every password the URL holds (in its user info or a
+    ``password=`` parameter) replaced by ``***``."""
+    secrets = re.findall(r"[?&]password=([^&#]*)", url)
+    authority = url.split("://", 1)[-1].split("?", 1)[0]
+    if "@" in authority:  # the last @ ends the user info, even an unencoded one
+        userinfo = authority.rsplit("@", 1)[0]
+        if ":" in userinfo:
+            secrets.append(userinfo.split(":", 1)[1])
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        message = message.replace(secret, REDACTED).replace(unquote(secret), REDACTED)
+    return message
 
 
 class PostgresStore(ThreadedStore):
@@ -57,7 +75,8 @@ class PostgresStore(ThreadedStore):
         try:
             parts = psycopg.conninfo.conninfo_to_dict(url)
         except psycopg.Error as error:
-            raise InvalidOptionError("db", f"not a PostgreSQL URL: {error}") from None
+            message = _without_passwords(str(error).strip(), url)
+            raise InvalidOptionError("db", f"not a PostgreSQL URL: {message}") from None
         self.url = url
         shown = " ".join(
             f"{k}={parts[k]}" for k in ("host", "port", "dbname", "user") if k in parts

@@ -163,7 +163,9 @@ async def _start(
         )
     mode = choose_mode(state.bookmark, full=full, reconcile=reconcile)
     start = read_from(state.bookmark) if mode == "incremental" else None
-    run = RunProgress(run_id=state.runs + 1, mode=mode, started=int(now()), read_from=start)
+    # Past a dropped run's id too: rows it marked seen must not count as this run's.
+    run_id = max(state.runs, run.run_id if run is not None else 0) + 1
+    run = RunProgress(run_id=run_id, mode=mode, started=int(now()), read_from=start)
     await store.begin_run(run)
     return run, False
 

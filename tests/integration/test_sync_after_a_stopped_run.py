@@ -1,0 +1,56 @@
+"""Sync runs that follow a stopped run of another kind, on loopback into SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sync_support import DAY, live, sqlite_rows, sync, world
+
+
+class Stop(Exception):
+    pass
+
+
+def stop_after(pages: int) -> Any:
+    seen = 0
+
+    def progress(_stats: Any, _written: int) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == pages:
+            raise Stop
+
+    return progress
+
+
+def seen_by(db: Path, run_id: int) -> set[int]:
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute("SELECT id FROM opportunities WHERE seen_run = ?", (run_id,))
+        return {record_id for (record_id,) in rows}
+
+
+@pytest.mark.asyncio
+async def test_a_reconcile_after_a_dropped_incremental_run_sees_its_deletions(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "m.sqlite"
+    async with world(1_000) as w:
+        await sync(w, db)
+        w.clock.advance(DAY)
+        w.server.play_changes(edits=400, seed=3)
+        with pytest.raises(Stop):  # the incremental run commits a page, then stops
+            await sync(w, db, concurrency=1, progress=stop_after(1))
+        touched = seen_by(db, 2)
+        assert touched
+        gone = min(touched)
+        w.server.dataset.delete(gone)  # deleted on the server after that run read it
+        w.clock.advance(DAY)
+        result = await sync(w, db, reconcile=True)
+        rows = sqlite_rows(db)
+        assert rows[gone][1] is not None, "a record deleted on the server is not marked deleted"
+        assert result.deleted == 1
+        assert live(rows) == w.truth()
