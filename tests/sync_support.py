@@ -73,7 +73,7 @@ def named_rows_expected(
     expected: dict[int, dict[str, Any]] = {}
     for record_id, record in records.items():
         values = dict.fromkeys(names.columns.values())
-        for entry in reversed(record.get("custom_fields") or []):  # the first one wins
+        for entry in record.get("custom_fields") or []:  # the last one wins, as in the CSV
             definition_id = entry.get("custom_field_definition_id")
             if definition_id in names.columns:
                 value = names.value(definition_id, entry.get("value"))

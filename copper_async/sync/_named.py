@@ -75,7 +75,8 @@ def _sqlite_column(names: CustomFieldNames, definition_id: int) -> str:
         f"(SELECT {value} FROM json_each(CASE json_type(o.custom_fields) WHEN 'array' "
         "THEN o.custom_fields ELSE '[]' END) f "
         f"WHERE json_extract(f.value, '$.custom_field_definition_id') = {definition_id} "
-        f"LIMIT 1) AS {quote_identifier(names.columns[definition_id])}"
+        # A field listed twice: the last entry counts, as in PostgreSQL's and the CSV's.
+        f"ORDER BY f.key DESC LIMIT 1) AS {quote_identifier(names.columns[definition_id])}"
     )
 
 
@@ -139,9 +140,11 @@ def postgres_view(names: CustomFieldNames) -> str:
     columns = "".join(f", {_postgres_column(names, i)}" for i in names.columns)
     return (
         f"CREATE VIEW {NAMED_VIEW} AS SELECT o.*{columns} FROM {TABLE} o "
+        # In the array's order: of a field listed twice, jsonb keeps the last.
         "LEFT JOIN LATERAL (SELECT jsonb_object_agg(f ->> 'custom_field_definition_id', "
-        "f -> 'value') AS fields FROM jsonb_array_elements(CASE jsonb_typeof(o.custom_fields) "
-        "WHEN 'array' THEN o.custom_fields ELSE '[]' END) f "
+        "f -> 'value' ORDER BY n) AS fields FROM jsonb_array_elements(CASE "
+        "jsonb_typeof(o.custom_fields) WHEN 'array' THEN o.custom_fields ELSE '[]' END) "
+        "WITH ORDINALITY AS e(f, n) "
         "WHERE jsonb_typeof(f) = 'object' AND f ->> 'custom_field_definition_id' IS NOT NULL"
         ") c ON true"
     )

@@ -129,6 +129,10 @@ async def test_names_with_quotes_and_values_of_other_types_are_safe(db: str) -> 
         4: {"id": 4, "custom_fields": None},
         5: {"id": 5, "custom_fields": [{"custom_field_definition_id": 1, "value": True},
             {"custom_field_definition_id": 4, "value": "13/1/2020"}]},
+        # A field twice: the last entry counts, as in the CSV export.
+        6: {"id": 6, "custom_fields": [{"custom_field_definition_id": 1, "value": 1},
+            {"custom_field_definition_id": 3, "value": False},
+            {"custom_field_definition_id": 1, "value": 2}]},
     }  # fmt: skip
     store = open_store(db)
     job, key = job_identity(OpportunityFilter(), base_url="http://x", user_email="e@x")
@@ -155,3 +159,4 @@ async def test_names_with_quotes_and_values_of_other_types_are_safe(db: str) -> 
     assert view == expected
     assert view[1]["cf_bob_s_region_drop_table_x"] == 'O\'Brien "quoted"'
     assert view[1]["cf_bob_s_region"] == ["a'b", 99, "x"]
+    assert view[6]["cf_bob_s_region_drop_table_x"] == "--"
