@@ -13,6 +13,7 @@ the server drops it if the connection dies.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -25,6 +26,21 @@ from copper_async.sync._store import ALL_COLUMNS, ThreadedStore
 __all__ = ["PostgresStore"]
 
 _UTC = dt.UTC
+_QUERY_PASSWORD = re.compile(r"[?&]password=([^&]*)")
+
+
+def _without_passwords(message: str, url: str) -> str:
+    """``message`` with every password ``url`` carries, as typed, replaced.
+
+    libpq quotes a URL it refuses, or its bad part, back in its error. Such a
+    URL may not parse, so the passwords are found by text: after the user in
+    what comes before the last ``@``, and in ``password=`` parameters.
+    """
+    before_host = url.partition("://")[2].rpartition("@")[0]
+    passwords = [before_host.partition(":")[2], *_QUERY_PASSWORD.findall(url)]
+    for password in sorted(filter(None, passwords), key=len, reverse=True):
+        message = message.replace(password, "***")
+    return message
 
 
 def _psycopg() -> Any:
@@ -57,7 +73,8 @@ class PostgresStore(ThreadedStore):
         try:
             parts = psycopg.conninfo.conninfo_to_dict(url)
         except psycopg.Error as error:
-            raise InvalidOptionError("db", f"not a PostgreSQL URL: {error}") from None
+            reason = _without_passwords(str(error).strip(), url)
+            raise InvalidOptionError("db", f"not a PostgreSQL URL: {reason}") from None
         self.url = url
         shown = " ".join(
             f"{k}={parts[k]}" for k in ("host", "port", "dbname", "user") if k in parts
