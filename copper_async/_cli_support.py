@@ -293,7 +293,8 @@ class Progress:
         now = time.monotonic()
         if now - self._last >= self._interval:
             self._last = now
-            rate = written / stats.elapsed if stats.elapsed else 0.0
+            # This run's records only, as the bar's rate: a resume's earlier ones took no time here.
+            rate = stats.records / stats.elapsed if stats.elapsed else 0.0
             logger.info("%d records written (%.0f/s), %s", written, rate, postfix)
 
     def close(self) -> None:

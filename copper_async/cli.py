@@ -216,7 +216,7 @@ def _export_filter(source: str | None) -> OpportunityFilter:
     ignored = sort_in(query)
     if ignored is not None:
         # Bodies copied from Copper's examples often sort: say so, and go on without it.
-        logger.warning("ignoring the filter's %s", ignored)
+        logger.warning("the filter's %s; ignored", ignored)
         query = query.with_sort(None, None)
     return query
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from copper_async._clock import LoopClock
 from copper_async._engine import Search
 from copper_async._options import SearchOptions
 from copper_async._planner import Restored, WindowPlanner
@@ -41,9 +42,11 @@ def restore_planner(
     state: Mapping[str, Any], opts: SearchOptions, delivered: Iterable[Mapping[str, Any]]
 ) -> Restored:
     """The planner of an unfinished run, told which records the store already holds;
-    it counts into a fresh stats object that the resumed search then owns."""
+    it counts into a fresh stats object that the resumed search then owns (on the
+    search's own clock, so that its elapsed time runs)."""
+    stats = SearchStats(clock=LoopClock())
     return WindowPlanner.restore(
-        state, max_passes=opts.max_passes, delivered=delivered, stats=SearchStats()
+        state, max_passes=opts.max_passes, delivered=delivered, stats=stats
     )
 
 

@@ -130,6 +130,18 @@ def test_off_a_terminal_progress_is_periodic_log_lines(caplog: pytest.LogCapture
     assert "500 records written" in caplog.text
 
 
+def test_a_resumed_runs_log_lines_rate_counts_its_own_records(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    progress = Progress(stream=io.StringIO(), enabled=True, interval=0.0)
+    this_run = stats(100)
+    this_run.started_at, this_run.finished_at = 0.0, 10.0
+    with caplog.at_level(logging.INFO, logger="copper_async.cli"):
+        progress(this_run, 1_300)  # 1,200 records were written by the runs before
+    progress.close()
+    assert "1300 records written (10/s)" in caplog.text
+
+
 def test_quiet_shows_nothing(caplog: pytest.LogCaptureFixture) -> None:
     stream = Terminal()
     progress = Progress(stream=stream, enabled=False, interval=0.0)

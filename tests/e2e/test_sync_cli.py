@@ -160,6 +160,24 @@ async def test_bad_databases_and_usage(tmp_path: Path, pg_cluster: Cluster) -> N
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://me:s3cret-pw@[::1/crm",  # libpq quotes the whole URL back
+        "postgresql://me:s3cret-pw%zz@db.example/crm",  # and a bad token alone
+        "postgresql://db.example/crm?password=s3cret-pw%zz",
+    ],
+)
+async def test_a_malformed_postgresql_url_is_refused_without_its_password(url: str) -> None:
+    async with FakeCopperServer(Dataset.generate(5, seed=1)) as server:
+        code, err = await cli(sync_args(server, url))
+        assert code == 2
+        assert "invalid option 'db': not a PostgreSQL URL" in err
+        assert "s3cret" not in err
+        assert server.stats["requests"] == 0
+
+
+@pytest.mark.asyncio
 async def test_the_cli_syncs_into_postgresql(pg_url: str) -> None:  # noqa: F811
     dataset = Dataset.generate(1_500, seed=9)
     async with FakeCopperServer(dataset, options=FakeServerOptions(cap=CAP)) as server:

@@ -148,13 +148,16 @@ async def test_a_stopped_full_load_resumes_where_it_stopped(tmp_path: Path) -> N
                 "SELECT bookmark FROM copper_async_sync_state"
             ).fetchone() == (None,)
         w.server.reset_stats()
-        resumed = await sync(w, db)
+        elapsed: list[float] = []
+        resumed = await sync(w, db, progress=lambda stats, _written: elapsed.append(stats.elapsed))
         assert resumed.resumed
         assert resumed.mode == "full"
         assert live(sqlite_rows(db)) == w.truth()
         # Whole pages were kept: far fewer requests than a fresh 30-page load.
         assert w.server.stats["requests"] <= 30 - 10
         assert resumed.inserted == 6_000
+        # The resumed run's time runs too: progress lines show a rate, not 0/s.
+        assert elapsed[-1] > elapsed[0] > 0
 
 
 @pytest.mark.asyncio
