@@ -400,9 +400,18 @@ def _read_filter(source: str | None) -> OpportunityFilter:
     if not isinstance(body, dict):
         _fail(ExitCode.USAGE, f"filter {source!r} must be a JSON object (a search body)")
     try:
-        return OpportunityFilter.from_body(body)
+        query = OpportunityFilter.from_body(body)
     except InvalidInputError as error:
         _fail(ExitCode.USAGE, f"filter {source!r}: {error}")
+    paging = [key for key in ("page_number", "page_size") if body.get(key) is not None]
+    if paging:
+        # Bodies copied from Copper's examples page: the command reads every page itself.
+        logger.warning(
+            "the filter's %s %s ignored: every page is read, in pages of --page-size",
+            " and ".join(paging),
+            "is" if len(paging) == 1 else "are",
+        )
+    return query
 
 
 def _rate_limit(value: str) -> RateLimit | None:

@@ -157,6 +157,25 @@ async def test_sort_by_in_the_filter_is_dropped_with_a_warning_that_says_why(
     assert sorted(jsonl_ids((tmp_path / "o.jsonl").read_bytes())) == sorted(dataset.ids())
 
 
+async def test_paging_in_the_filter_is_dropped_with_a_warning(tmp_path: Path) -> None:
+    """A body copied from Copper's examples carries page_number and page_size:
+    the export still reads every page, and says it ignored them."""
+    body = tmp_path / "f.json"
+    body.write_bytes(orjson.dumps({"page_number": 3, "page_size": 5}))
+    dataset = Dataset.generate(30, seed=1)
+    async with FakeCopperServer(dataset, options=OPTIONS) as server:
+        code, _out, err = await cli(
+            base(server, "--out", "o.jsonl", "--filter", str(body)), tmp_path
+        )
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if "WARNING" in line]
+    assert len(warned) == 1, err
+    message = warned[0].partition("copper_async.cli: ")[2]
+    assert message.startswith("the filter's page_number and page_size are ignored"), message
+    assert "--page-size" in message
+    assert sorted(jsonl_ids((tmp_path / "o.jsonl").read_bytes())) == sorted(dataset.ids())
+
+
 # -- 4: --out - is stdout -----------------------------------------------------------------
 
 
