@@ -386,12 +386,16 @@ class _Written:
     committed: int = attrs.field(init=False)
     records: int = attrs.field(init=False)
     previous_stats: dict[str, Any] = attrs.field(init=False)
+    # A fresh run's state before any page: saved before the output first changes.
+    start: Checkpoint | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         state = self.resumed_from
         self.committed = state.committed_bytes if state else 0
         self.records = state.records if state else 0
         self.previous_stats = dict(state.stats) if state else {}
+        if state is None and self.checkpoint is not None:
+            self.start = self.snapshot(complete=False)
         if state is not None:
             # The first run's total covers the whole search; this run's first page
             # is only one window's.
@@ -433,6 +437,11 @@ async def _write_pages(
     if written.resumed_from is not None and progress is not None:
         progress(search.stats, written.records)
     async for page in pages:
+        if written.start is not None:
+            # A split search's first page is no commit point: without this, a run
+            # stopped before its first one would leave records and no checkpoint.
+            start, written.start = written.start, None
+            written.committed = await _in_thread(written.commit, start)
         written.writer.write_page(page.records)
         written.records += len(page.records)
         if written.checkpoint is not None and search.at_commit_point:

@@ -408,3 +408,31 @@ async def test_a_failure_before_the_first_page_leaves_the_old_output_untouched(
         with pytest.raises(TransportError):
             await run_export(unreachable, out=out, options=search_options(), checkpoint=checkpoint)
     assert out.read_bytes() == b'{"id": 1}\n{"id": 2}\n'
+
+
+async def test_a_run_stopped_before_its_first_commit_point_resumes(
+    server: FakeCopperServer, records: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    # The search is split: its first page leaves pages to hand out, so it is no
+    # commit point, and the run stops with that page in the file.
+    out, checkpoint = tmp_path / "out.jsonl", tmp_path / "job.ckpt"
+
+    def stop_after_the_first_page(_stats: Any, _written: int) -> None:
+        raise KeyboardInterrupt
+
+    async with client_for(server) as client:
+        with pytest.raises(KeyboardInterrupt):
+            await run_export(
+                client,
+                out=out,
+                options=search_options(),
+                checkpoint=checkpoint,
+                progress=stop_after_the_first_page,
+            )
+        assert len(ids_in(out)) == PAGE
+        result = await run_export(
+            client, out=out, options=search_options(), checkpoint=checkpoint, resume=True
+        )
+    assert result.resumed
+    written = ids_in(out)
+    assert len(written) == len(set(written)) == len(records)
