@@ -40,7 +40,7 @@ from copper_async._checkpoint import (
 from copper_async._clock import Clock, LoopClock
 from copper_async._custom_fields import CustomFieldNames
 from copper_async._engine import ResultPage, Search
-from copper_async._lock import exclusive_lock
+from copper_async._lock import exclusive_lock, lock_path
 from copper_async._options import SearchOptions
 from copper_async._pages import PageSource
 from copper_async._planner import Restored, WindowPlanner
@@ -165,6 +165,14 @@ def _check_checkpoint(checkpoint: Path, out: Path) -> None:
             "checkpoint",
             f"{str(checkpoint)!r} is the output file itself: each save would replace the output",
         )
+    # Each lock file is removed when the run ends: it must be neither file.
+    for file, other, locked in ((checkpoint, out, "output"), (out, checkpoint, "checkpoint")):
+        if _same_file(file, lock_path(other)):
+            raise InvalidOptionError(
+                "checkpoint",
+                f"{str(file)!r} is the lock file of the {locked} {str(other)!r}: "
+                "name the checkpoint and the output apart",
+            )
 
 
 def _open_job(

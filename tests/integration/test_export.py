@@ -436,3 +436,20 @@ async def test_a_run_stopped_before_its_first_commit_point_resumes(
     assert result.resumed
     written = ids_in(out)
     assert len(written) == len(set(written)) == len(records)
+
+
+@pytest.mark.parametrize(
+    ("out_name", "checkpoint_name"),
+    [("job.ckpt.lock", "job.ckpt"), ("out.jsonl", "out.jsonl.lock")],
+)
+async def test_a_checkpoint_and_an_output_that_are_each_others_lock_are_refused(
+    server: FakeCopperServer, tmp_path: Path, out_name: str, checkpoint_name: str
+) -> None:
+    # Each run removes its lock files when it ends: one of them would be the other file.
+    out, checkpoint = tmp_path / out_name, tmp_path / checkpoint_name
+    async with client_for(server) as client:
+        with pytest.raises(InvalidOptionError, match="lock file") as raised:
+            await run_export(client, out=out, options=search_options(), checkpoint=checkpoint)
+    assert raised.value.option == "checkpoint"
+    assert server.stats["requests"] == 0
+    assert os.listdir(tmp_path) == []
