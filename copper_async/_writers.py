@@ -183,8 +183,19 @@ class _FileWriter:
                 os.fsync(file.fileno())
         except OSError as error:
             raise self._cannot_write(error, cut_to=self._committed) from error
+        if self._regular and not self._still_named(file):
+            self._broken = True
+            raise OutputError(self._name, "removed or replaced while the export wrote it")
         self._committed = self._length
         return self._length
+
+    def _still_named(self, file: BinaryIO) -> bool:
+        """Whether the path still leads to the file written: records written
+        to a file removed meanwhile are lost."""
+        try:
+            return os.path.samestat(os.fstat(file.fileno()), os.stat(self._name))
+        except OSError:
+            return False
 
     def close(self) -> None:
         if self._file is None or self._file.closed or self._stream:

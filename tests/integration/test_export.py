@@ -23,7 +23,12 @@ from copper_async._pages import PageSource, RawPage
 from copper_async._planner import Restored, WindowPlanner
 from copper_async._retry import RetryPolicy
 from copper_async.client import CopperClient
-from copper_async.exceptions import CheckpointError, InvalidOptionError, TransportError
+from copper_async.exceptions import (
+    CheckpointError,
+    InvalidOptionError,
+    OutputError,
+    TransportError,
+)
 from copper_async.filters import OpportunityFilter
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
 from tests.fakes import Account, closed_port, generated_records, ids_in
@@ -453,3 +458,30 @@ async def test_a_checkpoint_and_an_output_that_are_each_others_lock_are_refused(
     assert raised.value.option == "checkpoint"
     assert server.stats["requests"] == 0
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced", "folder removed"])
+async def test_an_output_removed_during_the_export_is_an_output_error(
+    server: FakeCopperServer, tmp_path: Path, how: str
+) -> None:
+    # The records would go on into a file no name reaches, and the run say it succeeded.
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    out = folder / "out.jsonl"
+    pages = 0
+
+    def remove_the_output(_stats: Any, _written: int) -> None:
+        nonlocal pages
+        pages += 1
+        if pages == 3:
+            out.unlink()
+            if how == "replaced":
+                out.write_bytes(b"")
+            elif how == "folder removed":
+                for left in folder.iterdir():
+                    left.unlink()
+                folder.rmdir()
+
+    async with client_for(server) as client:
+        with pytest.raises(OutputError, match="removed or replaced"):
+            await run_export(client, out=out, options=search_options(), progress=remove_the_output)
