@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -207,6 +208,7 @@ def _open_job(
             f"(differs in: {', '.join(differs) or 'fingerprint'})"
         )
     if state.complete:
+        _check_complete_output(out, state.committed_bytes)
         logger.info("export already complete: %d records", state.records)
         return ExportResult(out, state.records, state.committed_bytes, dict(state.stats), True)
     if not out.exists():
@@ -230,6 +232,24 @@ def _open_job(
         writer.close()
         raise
     return writer, restored, state
+
+
+def _check_complete_output(out: Path, length: int) -> None:
+    """A complete export's output must still be whole: "already complete"
+    would otherwise report records the file no longer holds."""
+    try:
+        found = out.stat()
+    except FileNotFoundError:
+        change = "removed"
+    else:
+        size = found.st_size
+        if size == length or not stat.S_ISREG(found.st_mode):  # a device keeps nothing
+            return
+        change = "cut short" if size < length else "changed"
+    raise CheckpointError(
+        f"the export is complete, but its output {str(out)!r} was {change} since: "
+        "delete the checkpoint to export again"
+    )
 
 
 def _nothing_to_resume(checkpoint: Path, out: Path) -> bool:

@@ -485,3 +485,21 @@ async def test_an_output_removed_during_the_export_is_an_output_error(
     async with client_for(server) as client:
         with pytest.raises(OutputError, match="removed or replaced"):
             await run_export(client, out=out, options=search_options(), progress=remove_the_output)
+
+
+@pytest.mark.parametrize("change", ["removed", "cut short"])
+async def test_resuming_a_complete_export_whose_output_changed_is_refused(
+    server: FakeCopperServer, tmp_path: Path, change: str
+) -> None:
+    # "Already complete" would report records that are no longer in the file.
+    out, checkpoint = tmp_path / "out.jsonl", tmp_path / "job.ckpt"
+    async with client_for(server) as client:
+        await run_export(client, out=out, options=search_options(), checkpoint=checkpoint)
+        if change == "removed":
+            out.unlink()
+        else:
+            os.truncate(out, out.stat().st_size // 2)
+        with pytest.raises(CheckpointError, match=f"{change}"):
+            await run_export(
+                client, out=out, options=search_options(), checkpoint=checkpoint, resume=True
+            )
