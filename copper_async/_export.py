@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -40,7 +41,7 @@ from copper_async._checkpoint import (
 from copper_async._clock import Clock, LoopClock
 from copper_async._custom_fields import CustomFieldNames
 from copper_async._engine import ResultPage, Search
-from copper_async._lock import exclusive_lock
+from copper_async._lock import exclusive_lock, lock_path
 from copper_async._options import SearchOptions
 from copper_async._pages import PageSource
 from copper_async._planner import Restored, WindowPlanner
@@ -165,6 +166,14 @@ def _check_checkpoint(checkpoint: Path, out: Path) -> None:
             "checkpoint",
             f"{str(checkpoint)!r} is the output file itself: each save would replace the output",
         )
+    # Each lock file is removed when the run ends: it must be neither file.
+    for file, other, locked in ((checkpoint, out, "output"), (out, checkpoint, "checkpoint")):
+        if _same_file(file, lock_path(other)):
+            raise InvalidOptionError(
+                "checkpoint",
+                f"{str(file)!r} is the lock file of the {locked} {str(other)!r}: "
+                "name the checkpoint and the output apart",
+            )
 
 
 def _open_job(
@@ -199,6 +208,7 @@ def _open_job(
             f"(differs in: {', '.join(differs) or 'fingerprint'})"
         )
     if state.complete:
+        _check_complete_output(out, state.committed_bytes)
         logger.info("export already complete: %d records", state.records)
         return ExportResult(out, state.records, state.committed_bytes, dict(state.stats), True)
     if not out.exists():
@@ -222,6 +232,24 @@ def _open_job(
         writer.close()
         raise
     return writer, restored, state
+
+
+def _check_complete_output(out: Path, length: int) -> None:
+    """A complete export's output must still be whole: "already complete"
+    would otherwise report records the file no longer holds."""
+    try:
+        found = out.stat()
+    except FileNotFoundError:
+        change = "removed"
+    else:
+        size = found.st_size
+        if size == length or not stat.S_ISREG(found.st_mode):  # a device keeps nothing
+            return
+        change = "cut short" if size < length else "changed"
+    raise CheckpointError(
+        f"the export is complete, but its output {str(out)!r} was {change} since: "
+        "delete the checkpoint to export again"
+    )
 
 
 def _nothing_to_resume(checkpoint: Path, out: Path) -> bool:
@@ -386,12 +414,16 @@ class _Written:
     committed: int = attrs.field(init=False)
     records: int = attrs.field(init=False)
     previous_stats: dict[str, Any] = attrs.field(init=False)
+    # A fresh run's state before any page: saved before the output first changes.
+    start: Checkpoint | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         state = self.resumed_from
         self.committed = state.committed_bytes if state else 0
         self.records = state.records if state else 0
         self.previous_stats = dict(state.stats) if state else {}
+        if state is None and self.checkpoint is not None:
+            self.start = self.snapshot(complete=False)
         if state is not None:
             # The first run's total covers the whole search; this run's first page
             # is only one window's.
@@ -433,6 +465,11 @@ async def _write_pages(
     if written.resumed_from is not None and progress is not None:
         progress(search.stats, written.records)
     async for page in pages:
+        if written.start is not None:
+            # A split search's first page is no commit point: without this, a run
+            # stopped before its first one would leave records and no checkpoint.
+            start, written.start = written.start, None
+            written.committed = await _in_thread(written.commit, start)
         written.writer.write_page(page.records)
         written.records += len(page.records)
         if written.checkpoint is not None and search.at_commit_point:

@@ -25,6 +25,8 @@ from copper_async._custom_fields import CustomFieldNames
 from copper_async.exceptions import CheckpointError, InvalidOptionError, OutputError
 
 if TYPE_CHECKING:
+    from _csv import Writer as CsvRowWriter
+
     from _typeshed import WriteableBuffer
 
 __all__ = [
@@ -181,8 +183,19 @@ class _FileWriter:
                 os.fsync(file.fileno())
         except OSError as error:
             raise self._cannot_write(error, cut_to=self._committed) from error
+        if self._regular and not self._still_named(file):
+            self._broken = True
+            raise OutputError(self._name, "removed or replaced while the export wrote it")
         self._committed = self._length
         return self._length
+
+    def _still_named(self, file: BinaryIO) -> bool:
+        """Whether the path still leads to the file written: records written
+        to a file removed meanwhile are lost."""
+        try:
+            return os.path.samestat(os.fstat(file.fileno()), os.stat(self._name))
+        except OSError:
+            return False
 
     def close(self) -> None:
         if self._file is None or self._file.closed or self._stream:
@@ -246,6 +259,34 @@ def read_list_cell(cell: str) -> list[Any] | None:
     return cell.split(_LIST_SEPARATOR)
 
 
+class _Rows:
+    """The target of a csv writer: rows end in ``\n``, and a cell holding a
+    ``\r`` is quoted all the same.
+
+    Python's csv writer quotes a cell only for the characters of its line
+    terminator: with ``\n`` alone, a lone ``\r`` (old Mac line ends in a
+    text field) stays bare, and every reader splits the row there. So the
+    writer ends rows in ``\r\n`` (one write per row) and each row's end is
+    written as ``\n``, as this format always ended rows.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+
+    def writer(self) -> CsvRowWriter:
+        return csv.writer(self, lineterminator="\r\n")
+
+    def write(self, row: str) -> int:
+        if not row.endswith("\r\n"):
+            raise AssertionError(f"csv wrote a partial row: {row!r}")
+        self._parts.append(row[:-2])
+        self._parts.append("\n")
+        return len(row)
+
+    def encoded(self) -> bytes:
+        return "".join(self._parts).encode()
+
+
 class CsvWriter(_FileWriter):
     """Flattened rows with stable columns.
 
@@ -303,8 +344,8 @@ class CsvWriter(_FileWriter):
     def write_page(self, records: Sequence[Mapping[str, Any]]) -> None:
         if not records:
             return
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
+        rows = _Rows()
+        writer = rows.writer()
         if self.columns is None:
             self._custom_ids = self._custom_columns(records)
             self.columns = [
@@ -316,14 +357,14 @@ class CsvWriter(_FileWriter):
             writer.writerow(self.columns)
         for record in records:
             writer.writerow(self._row(record))
-        self._append(buffer.getvalue().encode())
+        self._append(rows.encoded())
 
     def finish(self) -> None:
         if self.columns is None:  # no record at all: the header alone still says what is what
             self.columns = [*CSV_BASE_COLUMNS, _OTHER_CUSTOM, _EXTRA]
-            buffer = io.StringIO()
-            csv.writer(buffer, lineterminator="\n").writerow(self.columns)
-            self._append(buffer.getvalue().encode())
+            rows = _Rows()
+            rows.writer().writerow(self.columns)
+            self._append(rows.encoded())
 
     def _row(self, record: Mapping[str, Any]) -> list[str]:
         assert self.columns is not None

@@ -23,7 +23,12 @@ from copper_async._pages import PageSource, RawPage
 from copper_async._planner import Restored, WindowPlanner
 from copper_async._retry import RetryPolicy
 from copper_async.client import CopperClient
-from copper_async.exceptions import CheckpointError, InvalidOptionError, TransportError
+from copper_async.exceptions import (
+    CheckpointError,
+    InvalidOptionError,
+    OutputError,
+    TransportError,
+)
 from copper_async.filters import OpportunityFilter
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
 from tests.fakes import Account, closed_port, generated_records, ids_in
@@ -408,3 +413,93 @@ async def test_a_failure_before_the_first_page_leaves_the_old_output_untouched(
         with pytest.raises(TransportError):
             await run_export(unreachable, out=out, options=search_options(), checkpoint=checkpoint)
     assert out.read_bytes() == b'{"id": 1}\n{"id": 2}\n'
+
+
+async def test_a_run_stopped_before_its_first_commit_point_resumes(
+    server: FakeCopperServer, records: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    # The search is split: its first page leaves pages to hand out, so it is no
+    # commit point, and the run stops with that page in the file.
+    out, checkpoint = tmp_path / "out.jsonl", tmp_path / "job.ckpt"
+
+    def stop_after_the_first_page(_stats: Any, _written: int) -> None:
+        raise KeyboardInterrupt
+
+    async with client_for(server) as client:
+        with pytest.raises(KeyboardInterrupt):
+            await run_export(
+                client,
+                out=out,
+                options=search_options(),
+                checkpoint=checkpoint,
+                progress=stop_after_the_first_page,
+            )
+        assert len(ids_in(out)) == PAGE
+        result = await run_export(
+            client, out=out, options=search_options(), checkpoint=checkpoint, resume=True
+        )
+    assert result.resumed
+    written = ids_in(out)
+    assert len(written) == len(set(written)) == len(records)
+
+
+@pytest.mark.parametrize(
+    ("out_name", "checkpoint_name"),
+    [("job.ckpt.lock", "job.ckpt"), ("out.jsonl", "out.jsonl.lock")],
+)
+async def test_a_checkpoint_and_an_output_that_are_each_others_lock_are_refused(
+    server: FakeCopperServer, tmp_path: Path, out_name: str, checkpoint_name: str
+) -> None:
+    # Each run removes its lock files when it ends: one of them would be the other file.
+    out, checkpoint = tmp_path / out_name, tmp_path / checkpoint_name
+    async with client_for(server) as client:
+        with pytest.raises(InvalidOptionError, match="lock file") as raised:
+            await run_export(client, out=out, options=search_options(), checkpoint=checkpoint)
+    assert raised.value.option == "checkpoint"
+    assert server.stats["requests"] == 0
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced", "folder removed"])
+async def test_an_output_removed_during_the_export_is_an_output_error(
+    server: FakeCopperServer, tmp_path: Path, how: str
+) -> None:
+    # The records would go on into a file no name reaches, and the run say it succeeded.
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    out = folder / "out.jsonl"
+    pages = 0
+
+    def remove_the_output(_stats: Any, _written: int) -> None:
+        nonlocal pages
+        pages += 1
+        if pages == 3:
+            out.unlink()
+            if how == "replaced":
+                out.write_bytes(b"")
+            elif how == "folder removed":
+                for left in folder.iterdir():
+                    left.unlink()
+                folder.rmdir()
+
+    async with client_for(server) as client:
+        with pytest.raises(OutputError, match="removed or replaced"):
+            await run_export(client, out=out, options=search_options(), progress=remove_the_output)
+
+
+@pytest.mark.parametrize("change", ["removed", "cut short"])
+async def test_resuming_a_complete_export_whose_output_changed_is_refused(
+    server: FakeCopperServer, tmp_path: Path, change: str
+) -> None:
+    # "Already complete" would report records that are no longer in the file.
+    out, checkpoint = tmp_path / "out.jsonl", tmp_path / "job.ckpt"
+    async with client_for(server) as client:
+        await run_export(client, out=out, options=search_options(), checkpoint=checkpoint)
+        if change == "removed":
+            out.unlink()
+        else:
+            os.truncate(out, out.stat().st_size // 2)
+        with pytest.raises(CheckpointError, match=f"{change}"):
+            await run_export(
+                client, out=out, options=search_options(), checkpoint=checkpoint, resume=True
+            )

@@ -1,0 +1,87 @@
+"""Exports of records whose values are hard to write: the files must read back
+exactly, and a resume must read what the file already holds."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from copper_async._engine import SearchOptions
+from copper_async._export import run_export
+from copper_async._retry import RetryPolicy
+from copper_async.client import CopperClient
+from copper_async.testing import FakeCopperServer
+from tests.fakes import Account, assert_exactly_once, generated_records
+
+pytestmark = pytest.mark.asyncio
+
+CAP, PAGE = 400, 20
+ACCOUNT = Account("odd-values-token-77c1", "odd@example.com")
+# Text as CRMs hold it: old Mac line ends, Windows ones, NUL, separators, emoji.
+ODD_TEXTS = [
+    "first line\rsecond line",
+    "\r",
+    "ends with a return\r",
+    "windows\r\nline ends",
+    "nul\x00inside",
+    'quote " and, comma',
+    "line\u2028separator",
+    "non-BMP \U0001f600 \U00010348",
+]
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict[str, Any]]:
+    served = generated_records(600, seed=8)
+    for index, record in enumerate(served):
+        record["details"] = ODD_TEXTS[index % len(ODD_TEXTS)]
+    return served
+
+
+@pytest_asyncio.fixture
+async def server(records: list[dict[str, Any]]) -> AsyncIterator[FakeCopperServer]:
+    async with ACCOUNT.server(records, cap=CAP) as running:
+        yield running
+
+
+def client_for(server: FakeCopperServer) -> CopperClient:
+    return ACCOUNT.client(server, retry=RetryPolicy(initial_backoff=0.001, max_backoff=0.01))
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+async def test_a_csv_export_of_odd_text_reads_back_exactly_and_resumes(
+    server: FakeCopperServer, records: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    out, checkpoint = tmp_path / "out.csv", tmp_path / "job.ckpt"
+    options = SearchOptions(page_size=PAGE, cap=CAP)
+    pages = 0
+
+    def stop(_stats: Any, _written: int) -> None:
+        nonlocal pages
+        pages += 1
+        if pages == 12:
+            raise KeyboardInterrupt
+
+    async with client_for(server) as client:
+        with pytest.raises(KeyboardInterrupt):
+            await run_export(
+                client, out=out, format="csv", options=options, checkpoint=checkpoint, progress=stop
+            )
+        assert 0 < json.loads(checkpoint.read_bytes())["records"] < len(records)
+        await run_export(
+            client, out=out, format="csv", options=options, checkpoint=checkpoint, resume=True
+        )
+    rows = csv_rows(out)
+    assert_exactly_once([int(row["id"]) for row in rows], {r["id"] for r in records})
+    details = {r["id"]: r["details"] for r in records}
+    assert {int(row["id"]): row["details"] for row in rows} == details
