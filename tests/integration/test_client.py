@@ -9,10 +9,12 @@ matter (timeouts, pacing), on looptime's virtual loop clock.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import random
 import re
+import warnings
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -899,6 +901,34 @@ async def test_a_closed_caller_session_is_a_copper_error(server: Scripted) -> No
     client = make_client(server, session=session)
     with pytest.raises(CopperError, match="session"):
         await client.fetch_page(BODY)
+
+
+def test_a_caller_session_of_an_ended_event_loop_is_a_copper_error_and_sends_nothing() -> None:
+    async def make_session() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession()
+
+    async def use(session: aiohttp.ClientSession) -> tuple[bool, str, int]:
+        async with scripted_server() as server:
+            server.play(page([]))
+            client = make_client(server, session=session)
+            with pytest.raises(CopperError) as raised:
+                await client.fetch_page(BODY)
+            # Only text leaves: the error's traceback would keep the session alive.
+            retryable = isinstance(raised.value, TransportError)
+            return retryable, str(raised.value), len(server.received)
+
+    session = asyncio.run(make_session())
+    try:
+        retryable, message, received = asyncio.run(use(session))
+    finally:
+        # The first loop's session cannot be closed any more: the caller's leak.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            del session
+            gc.collect()
+    assert not retryable  # retrying cannot help
+    assert "event loop" in message
+    assert received == 0
 
 
 # -- options ------------------------------------------------------------------------
