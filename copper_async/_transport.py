@@ -13,6 +13,7 @@ raised from a copy of the aiohttp error scrubbed of the access token.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Mapping, Sequence
 from typing import Final
 
@@ -120,7 +121,9 @@ class AiohttpTransport:
                 url,
                 data=body,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                # Unrounded: aiohttp would end a timeout of 5 s or more at the next
+                # whole second, past the deadline the caller computed it from.
+                timeout=aiohttp.ClientTimeout(total=timeout, ceil_threshold=math.inf),
                 allow_redirects=False,  # a redirect would carry the token elsewhere
                 raise_for_status=False,  # statuses are read above, not raised here
             ) as response:

@@ -439,6 +439,23 @@ async def test_the_deadline_bounds_the_attempt_in_flight(server: Scripted) -> No
 
 @pytest.mark.asyncio
 @pytest.mark.looptime
+async def test_a_long_attempt_ends_at_the_deadline_not_the_next_whole_second(
+    server: Scripted,
+) -> None:
+    """aiohttp rounds a timeout of 5 s or more up to a whole second of loop time
+    unless told not to; the deadline is not rounded."""
+    server.play(stall)
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(0.25)  # so that the deadline falls between whole seconds
+    start = loop.time()
+    policy = RetryPolicy(deadline=20.0)
+    client = make_client(server, LoopClock(seed=3), timeout=30.0, retry=policy)
+    await failing_fetch(client, RequestTimeoutError, BODY)
+    assert loop.time() - start == pytest.approx(20.0, abs=1e-3)
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
 async def test_the_deadline_bounds_the_wait_for_a_limiter_held_by_429_pauses(
     server: Scripted,
 ) -> None:
