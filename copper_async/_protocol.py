@@ -14,6 +14,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Iterable, Mapping
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from importlib import metadata
 from typing import Any
@@ -74,6 +75,8 @@ _MAX_HEADER_VALUE = 4096
 # proxies send one. Bounded length so a hostile header cannot cost much.
 _DELAY_SECONDS = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,9}))?")
 _TOTAL = re.compile(r"[0-9]{1,13}")
+# The asctime form of an HTTP-date ("Sun Nov  6 08:49:37 1994"): no zone, UTC by definition.
+_ASCTIME = re.compile(r"[A-Za-z]{3} [A-Za-z]{3} [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2} [0-9]{4}")
 _EXCERPT_CHARS = 200
 
 
@@ -246,8 +249,11 @@ def parse_http_date(value: str | None) -> float | None:
         moment = parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if moment.tzinfo is None:  # "-0000": RFC 5322 says UTC, source unknown
-        return None
+    if moment.tzinfo is None:
+        # The asctime form is UTC (RFC 9110, 5.6.7); "-0000" is not an HTTP date.
+        if not _ASCTIME.fullmatch(value.strip()):
+            return None
+        moment = moment.replace(tzinfo=UTC)
     try:
         return moment.timestamp()
     except (OverflowError, OSError, ValueError):  # pragma: no cover - platform limits
