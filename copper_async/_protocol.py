@@ -103,15 +103,16 @@ def validate_base_url(base_url: object, *, allow_insecure_http: bool = False) ->
         raise InvalidOptionError("base_url", "must be a non-empty URL string")
     try:
         url = yarl.URL(base_url.strip())
+        host = url.host  # decoded on first read: IDNA can refuse it (a UnicodeError)
     except (ValueError, TypeError) as err:
         raise InvalidOptionError("base_url", f"is not a valid URL: {err}") from None
-    if url.scheme not in ("http", "https") or not url.host:
+    if url.scheme not in ("http", "https") or not host:
         raise InvalidOptionError("base_url", "must be an absolute http(s) URL with a host")
     if url.user is not None or url.password is not None:
         raise InvalidOptionError("base_url", "must not carry credentials")
     if url.query_string or url.fragment:
         raise InvalidOptionError("base_url", "must not have a query or a fragment")
-    if url.scheme == "http" and not allow_insecure_http and not is_loopback_host(url.host):
+    if url.scheme == "http" and not allow_insecure_http and not is_loopback_host(host):
         raise InvalidOptionError(
             "base_url",
             "must use https (the access token is sent in a header); pass "

@@ -94,6 +94,8 @@ def test_accepted_base_urls(url: str, expected: str) -> None:
         "https://user:pw@api.copper.com/v1",
         "https://api.copper.com/v1?x=1",
         "https://api.copper.com/v1#frag",
+        "https://xn--/v1",  # a host IDNA cannot decode
+        "http://xn--/v1",
     ],
 )
 def test_refused_base_urls(url: str) -> None:
