@@ -23,6 +23,11 @@ from copper_async.exceptions import InvalidFilterError
 _Check = Callable[[str, object], None]
 _Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
 
+# A body's integers must fit the signed 64 bits JSON encoders and Copper's ids use:
+# a bigger one would fail to encode, named only as "body", or overflow a float check.
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
 _EPOCH_NAIVE = datetime(1970, 1, 1)
 _ONE_SECOND = timedelta(seconds=1)
 
@@ -31,6 +36,9 @@ _ONE_SECOND = timedelta(seconds=1)
 
 
 def _show(value: object) -> str:
+    if isinstance(value, int) and value.bit_length() > 64:
+        # Also past the digits Python will turn into text (sys.get_int_max_str_digits).
+        return f"an integer of {value.bit_length()} bits"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -46,11 +54,18 @@ def _check_int(field: str, value: object, *, minimum: int, maximum: int | None =
     number = cast(int, value)
     if number < minimum or (maximum is not None and number > maximum):
         upper = "" if maximum is None else f" and at most {maximum}"
-        raise InvalidFilterError(field, f"must be at least {minimum}{upper}, got {number}")
+        raise InvalidFilterError(field, f"must be at least {minimum}{upper}, got {_show(number)}")
+    _check_int64(field, number)
+
+
+def _check_int64(field: str, number: int) -> None:
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise InvalidFilterError(field, f"must fit in 64 bits, got {_show(number)}")
 
 
 def _check_id(field: str, value: object, *, none_set: bool) -> None:
     if _is_int(value) and (cast(int, value) > 0 or (none_set and value == NONE_SET)):
+        _check_int64(field, cast(int, value))
         return
     expected = f"a positive integer or {NONE_SET} (none set)" if none_set else "a positive integer"
     raise InvalidFilterError(field, f"expected {expected}, got {_show(value)}")
@@ -76,6 +91,10 @@ def _check_text(field: str, value: object) -> None:
         raise InvalidFilterError(field, f"expected a string, got {_show(value)}")
     if not value.strip():
         raise InvalidFilterError(field, "must not be empty")
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate: JSON bodies are UTF-8
+        raise InvalidFilterError(field, f"is not valid Unicode text: {_show(value)}") from None
 
 
 def _check_bool(field: str, value: object) -> None:
@@ -93,7 +112,9 @@ def _check_number(field: str, value: object) -> None:
     _refuse_naive(field, value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidFilterError(field, f"expected a number, got {_show(value)}")
-    if not math.isfinite(value):
+    if isinstance(value, int):
+        _check_int64(field, value)
+    elif not math.isfinite(value):
         raise InvalidFilterError(field, f"must be finite, got {value!r}")
 
 

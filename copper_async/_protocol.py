@@ -14,6 +14,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Iterable, Mapping
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from importlib import metadata
 from typing import Any
@@ -74,6 +75,8 @@ _MAX_HEADER_VALUE = 4096
 # proxies send one. Bounded length so a hostile header cannot cost much.
 _DELAY_SECONDS = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,9}))?")
 _TOTAL = re.compile(r"[0-9]{1,13}")
+# The asctime form of an HTTP-date ("Sun Nov  6 08:49:37 1994"): no zone, UTC by definition.
+_ASCTIME = re.compile(r"[A-Za-z]{3} [A-Za-z]{3} [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2} [0-9]{4}")
 _EXCERPT_CHARS = 200
 
 
@@ -100,15 +103,16 @@ def validate_base_url(base_url: object, *, allow_insecure_http: bool = False) ->
         raise InvalidOptionError("base_url", "must be a non-empty URL string")
     try:
         url = yarl.URL(base_url.strip())
+        host = url.host  # decoded on first read: IDNA can refuse it (a UnicodeError)
     except (ValueError, TypeError) as err:
         raise InvalidOptionError("base_url", f"is not a valid URL: {err}") from None
-    if url.scheme not in ("http", "https") or not url.host:
+    if url.scheme not in ("http", "https") or not host:
         raise InvalidOptionError("base_url", "must be an absolute http(s) URL with a host")
     if url.user is not None or url.password is not None:
         raise InvalidOptionError("base_url", "must not carry credentials")
     if url.query_string or url.fragment:
         raise InvalidOptionError("base_url", "must not have a query or a fragment")
-    if url.scheme == "http" and not allow_insecure_http and not is_loopback_host(url.host):
+    if url.scheme == "http" and not allow_insecure_http and not is_loopback_host(host):
         raise InvalidOptionError(
             "base_url",
             "must use https (the access token is sent in a header); pass "
@@ -246,8 +250,11 @@ def parse_http_date(value: str | None) -> float | None:
         moment = parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if moment.tzinfo is None:  # "-0000": RFC 5322 says UTC, source unknown
-        return None
+    if moment.tzinfo is None:
+        # The asctime form is UTC (RFC 9110, 5.6.7); "-0000" is not an HTTP date.
+        if not _ASCTIME.fullmatch(value.strip()):
+            return None
+        moment = moment.replace(tzinfo=UTC)
     try:
         return moment.timestamp()
     except (OverflowError, OSError, ValueError):  # pragma: no cover - platform limits

@@ -5,13 +5,15 @@ more: what a status means, retries and pacing are in
 :mod:`copper_async._http`. This is the only place aiohttp and asyncio
 errors are caught. Each is translated once into
 :class:`~copper_async.exceptions.TransportError` (or its
-:class:`~copper_async.exceptions.RequestTimeoutError`), raised from a copy of
-the aiohttp error scrubbed of the access token.
+:class:`~copper_async.exceptions.RequestTimeoutError`; a caller's session
+that cannot send in the running loop, a plain CopperError, never retried),
+raised from a copy of the aiohttp error scrubbed of the access token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Mapping, Sequence
 from typing import Final
 
@@ -119,15 +121,27 @@ class AiohttpTransport:
                 url,
                 data=body,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                # Unrounded: aiohttp would end a timeout of 5 s or more at the next
+                # whole second, past the deadline the caller computed it from.
+                timeout=aiohttp.ClientTimeout(total=timeout, ceil_threshold=math.inf),
                 allow_redirects=False,  # a redirect would carry the token elsewhere
                 raise_for_status=False,  # statuses are read above, not raised here
             ) as response:
                 return await _read(response, max_bytes)
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
             error: BaseException = err
+            translated: CopperError = self._translate(err, url, timeout)
+        except RuntimeError as err:
+            # A caller's session bound to another (ended) event loop: no retry can help.
+            error, translated = (
+                err,
+                CopperError(
+                    f"the aiohttp session given to the client cannot send in this event loop "
+                    f"({err}): create it inside the asyncio.run() that uses the client"
+                ),
+            )
         # Raised outside the handler, so the unscrubbed error is not its __context__.
-        raise self._translate(error, url, timeout) from self._redactor.exception(error)
+        raise translated from self._redactor.exception(error)
 
     def _translate(self, error: BaseException, url: str, timeout: float) -> TransportError:
         if isinstance(error, TimeoutError):  # asyncio's and aiohttp's timeouts alike

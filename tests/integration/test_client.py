@@ -9,10 +9,12 @@ matter (timeouts, pacing), on looptime's virtual loop clock.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import random
 import re
+import warnings
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -433,6 +435,23 @@ async def test_the_deadline_bounds_the_attempt_in_flight(server: Scripted) -> No
     assert isinstance(info.value.__cause__, TimeoutError)
     first_wait = server.received[1].at - server.received[0].at
     assert f"no response within {5.0 - first_wait:g}s" in str(info.value)
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_a_long_attempt_ends_at_the_deadline_not_the_next_whole_second(
+    server: Scripted,
+) -> None:
+    """aiohttp rounds a timeout of 5 s or more up to a whole second of loop time
+    unless told not to; the deadline is not rounded."""
+    server.play(stall)
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(0.25)  # so that the deadline falls between whole seconds
+    start = loop.time()
+    policy = RetryPolicy(deadline=20.0)
+    client = make_client(server, LoopClock(seed=3), timeout=30.0, retry=policy)
+    await failing_fetch(client, RequestTimeoutError, BODY)
+    assert loop.time() - start == pytest.approx(20.0, abs=1e-3)
 
 
 @pytest.mark.asyncio
@@ -899,6 +918,34 @@ async def test_a_closed_caller_session_is_a_copper_error(server: Scripted) -> No
     client = make_client(server, session=session)
     with pytest.raises(CopperError, match="session"):
         await client.fetch_page(BODY)
+
+
+def test_a_caller_session_of_an_ended_event_loop_is_a_copper_error_and_sends_nothing() -> None:
+    async def make_session() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession()
+
+    async def use(session: aiohttp.ClientSession) -> tuple[bool, str, int]:
+        async with scripted_server() as server:
+            server.play(page([]))
+            client = make_client(server, session=session)
+            with pytest.raises(CopperError) as raised:
+                await client.fetch_page(BODY)
+            # Only text leaves: the error's traceback would keep the session alive.
+            retryable = isinstance(raised.value, TransportError)
+            return retryable, str(raised.value), len(server.received)
+
+    session = asyncio.run(make_session())
+    try:
+        retryable, message, received = asyncio.run(use(session))
+    finally:
+        # The first loop's session cannot be closed any more: the caller's leak.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            del session
+            gc.collect()
+    assert not retryable  # retrying cannot help
+    assert "event loop" in message
+    assert received == 0
 
 
 # -- options ------------------------------------------------------------------------

@@ -94,6 +94,8 @@ def test_accepted_base_urls(url: str, expected: str) -> None:
         "https://user:pw@api.copper.com/v1",
         "https://api.copper.com/v1?x=1",
         "https://api.copper.com/v1#frag",
+        "https://xn--/v1",  # a host IDNA cannot decode
+        "http://xn--/v1",
     ],
 )
 def test_refused_base_urls(url: str) -> None:
@@ -213,6 +215,7 @@ NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp()
         ("Fri, 02 Jan 2026 03:04:35 GMT", 30.0),
         ("Fri, 02 Jan 2026 03:04:05 GMT", 0.0),
         ("Thu, 01 Jan 2026 00:00:00 GMT", 0.0),  # in the past: go now
+        ("Fri Jan  2 03:04:35 2026", 30.0),  # asctime, the third HTTP-date form
         (None, None),
         ("", None),
         ("soon", None),
@@ -369,5 +372,11 @@ def test_header_lookup_is_case_insensitive_on_plain_dicts() -> None:
 
 def test_parse_http_date() -> None:
     assert protocol.parse_http_date("Fri, 02 Jan 2026 03:04:05 GMT") == NOW
+    # HTTP recipients must read all three HTTP-date forms (RFC 9110, 5.6.7): all are UTC.
+    assert protocol.parse_http_date("Friday, 02-Jan-26 03:04:05 GMT") == NOW
+    assert protocol.parse_http_date("Fri Jan  2 03:04:05 2026") == NOW
+    assert protocol.parse_http_date("Fri Jan 12 03:04:05 2026") == NOW + 10 * 86_400
+    # Not HTTP dates: a zone of unknown source, and the asctime form with a zone name.
+    assert protocol.parse_http_date("Fri, 02 Jan 2026 03:04:05 -0000") is None
     assert protocol.parse_http_date("garbage") is None
     assert protocol.parse_http_date(None) is None
