@@ -194,7 +194,7 @@ class WindowPlanner(PhaseSteps):
             self.stats.pages_refused += 1
         claimed = result.total
         result, proved_wrong = self._totals.usable(page, self.page_size, result)
-        self._reach.note(page, self.page_size, len(result.records))
+        self._reach.note(page, self.page_size, len(result.records), result.total)
         if proved_wrong and claimed is not None:
             through = (page - 1) * self.page_size + len(result.records)
             events.append(TotalsDistrusted(state.window, page, claimed, through))

@@ -281,8 +281,9 @@ class PhaseSteps:
                 self.stats.rereads += 1
                 state.look_again(_H.MOVED)
                 return events
-        elif self._may_have_stopped_at_cap(reading):
-            # A short page no query was ever served past may be the API's cap.
+        elif self._may_have_stopped_at_cap(reading) or self._may_be_a_capped_total(reading):
+            # A short page, or a total met on a full page, no query was ever
+            # served past may be the API's cap.
             read_on = self._read_on(state, reading)
             if read_on is not None:
                 return events + read_on
@@ -325,6 +326,17 @@ class PhaseSteps:
         through = self._stopped_at(reading)
         return through is not None and self._reach.may_stop_at(through, self.page_size, self.cap)
 
+    def _may_be_a_capped_total(self, reading: Reading) -> bool:
+        """Full pages that brought just what the total said: an API capping
+        both its results and its total at a whole number of pages below
+        ``cap`` answers exactly so."""
+        size, count = reading.size, reading.count
+        if size.basis is not Basis.TOTAL or reading.short_page is not None:
+            return False
+        return count == size.expected and self._reach.may_cap_total_at(
+            count, self.page_size, self.cap
+        )
+
     @staticmethod
     def _ended_on_page_boundary(reading: Reading) -> bool:
         """An empty page right after full ones: an API capping lower than
@@ -359,7 +371,7 @@ class PhaseSteps:
     def _stopped_at(self, reading: Reading) -> int | None:
         """How many records in a reading's pages stopped (None: no short page)."""
         if reading.short_page is None:
-            return None
+            return reading.full_pages * self.page_size or None
         return (reading.short_page - 1) * self.page_size + reading.short_count
 
     # -- splitting --------------------------------------------------------

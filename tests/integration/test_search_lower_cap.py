@@ -1,7 +1,9 @@
-"""The engine against a server whose real cap is below the client's ``cap``
-and not a whole number of pages: the page at the server's cap comes back
-short, as a window's last page would. Every record still comes once, and the
-observed cap is named in a warning."""
+"""The engine against a server whose real cap is below the client's ``cap``.
+
+Off a page boundary, the page at the server's cap comes back short, as a
+window's last page would. On one, with the total capped there too, a window
+holds just what its total says, as a window of exactly that size would.
+Every record still comes once, and the observed cap is named in a warning."""
 
 from __future__ import annotations
 
@@ -37,8 +39,6 @@ def cap_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     ]
 
 
-# A total capped at the server's own cap is left out: a window of exactly that
-# many records looks the same, so nothing shows more records without asking.
 @pytest.mark.parametrize("total_mode", ["exact", "overcount", "absent"])
 @pytest.mark.parametrize("past_cap", ["empty", "error"])
 @pytest.mark.parametrize(
@@ -71,3 +71,74 @@ async def test_a_server_cap_off_a_page_boundary_loses_no_record(
         f"the API caps a query's results at {server_cap} records, below the configured "
         f"cap of {client_cap}: windows are read on past it"
     ]
+
+
+@pytest.mark.parametrize("past_cap", ["empty", "error"])
+@pytest.mark.parametrize(
+    ("server_cap", "client_cap", "split_field"),
+    [(500, 1_000, "date_created"), (400, 500, "date_modified"), (100, 1_000, "date_created")],
+)
+async def test_a_server_capping_its_total_at_a_whole_number_of_pages_loses_no_record(
+    harness_factory: HarnessFactory,
+    dataset_records: list[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+    past_cap: PastCap,
+    server_cap: int,
+    client_cap: int,
+    split_field: str,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="copper_async")
+    harness = await harness_factory(
+        Dataset.from_records(dataset_records),
+        FakeServerOptions(cap=server_cap, total_mode="capped", past_cap=past_cap),
+    )
+    search = harness.client.opportunities.search(
+        page_size=PAGE, cap=client_cap, raw=True, split_field=split_field
+    )
+    ids = [record["id"] for record in await collect(search)]
+    assert len(ids) == len(set(ids)), "a record came twice"
+    assert sorted(ids) == sorted(r["id"] for r in dataset_records), "records were lost"
+    assert cap_warnings(caplog) == [
+        f"the API caps a query's results at {server_cap} records, below the configured "
+        f"cap of {client_cap}: windows are read on past it"
+    ]
+
+
+@pytest.mark.parametrize("records", [PAGE * 8, PAGE * 8 + 1])
+async def test_a_total_of_whole_pages_costs_one_request_to_rule_out_a_lower_cap(
+    harness_factory: HarnessFactory,
+    dataset_records: list[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+    records: int,
+) -> None:
+    """An API that serves every record: a search of whole pages asks once
+    more (the records at its last value), one of any other size does not,
+    and no warning is given."""
+    caplog.set_level(logging.WARNING, logger="copper_async")
+    harness = await harness_factory(
+        Dataset.from_records(dataset_records[:records]), FakeServerOptions(total_mode="exact")
+    )
+    search = harness.client.opportunities.search(page_size=PAGE, cap=1_000, raw=True)
+    ids = [record["id"] for record in await collect(search)]
+    assert sorted(ids) == sorted(r["id"] for r in dataset_records[:records])
+    pages = -(-records // PAGE)
+    assert search.stats.requests == pages + (records % PAGE == 0)
+    assert cap_warnings(caplog) == []
+
+
+async def test_a_larger_total_seen_before_rules_out_a_capped_total(
+    harness_factory: HarnessFactory,
+    dataset_records: list[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past the client's cap the search splits: the first total (above the
+    cap) shows totals are not capped, so windows of whole pages are not read on."""
+    caplog.set_level(logging.WARNING, logger="copper_async")
+    harness = await harness_factory(
+        Dataset.from_records(dataset_records), FakeServerOptions(total_mode="exact")
+    )
+    search = harness.client.opportunities.search(page_size=PAGE, cap=500, raw=True)
+    ids = [record["id"] for record in await collect(search)]
+    assert sorted(ids) == sorted(r["id"] for r in dataset_records)
+    assert search.stats.windows_continued == 0
+    assert cap_warnings(caplog) == []

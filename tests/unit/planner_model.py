@@ -110,8 +110,8 @@ class ModelAPI:
             return count
         if self.total_mode == "overcount":
             return count + count // 10 + 3
-        if self.total_mode == "capped":
-            return min(count, self.cap)
+        if self.total_mode == "capped":  # at the API's own cap, as the fake server's
+            return min(count, self.cap if self.hidden_cap is None else self.hidden_cap)
         return None
 
 
