@@ -55,9 +55,10 @@ last page whose records all lie inside the cap):
   from losing records. So does a short page ending at or past every position
   any query was served (``_reach.py``), unless a total matched it: an API
   capping off a page boundary stops so. Records found past it prove the
-  API's cap: a :class:`CapObserved` event names it. (When the API caps its
-  total there too, and the cap is a whole number of pages, nothing shows
-  the loss.)
+  API's cap: a :class:`CapObserved` event names it. So does a window that
+  held just its total in whole pages, when no larger total was seen and no
+  query served further: an API capping its total at its own round cap
+  answers so. (A total capped off a page boundary shows nothing.)
 
 Where each part lives: ``_state.py`` (a window's phases and the one table of
 transitions between them), ``_windows.py`` (bounds and cuts), ``_totals.py``
