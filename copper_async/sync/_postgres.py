@@ -123,7 +123,10 @@ class PostgresStore(ThreadedStore):
                 copy.write_row(row)
 
     def _mark_seen(self, ids: list[int], run_id: int) -> None:
-        self._execute(f"UPDATE {TABLE} SET seen_run = %s WHERE id = ANY(%s)", (run_id, ids))
+        self._execute(
+            f"UPDATE {TABLE} SET seen_run = %s, deleted_at = NULL WHERE id = ANY(%s)",
+            (run_id, ids),
+        )
 
     def _delivered(self, run_id: int) -> Iterator[dict[str, Any]]:
         with self._connection.cursor(name="copper_async_delivered") as cursor:

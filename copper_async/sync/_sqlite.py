@@ -112,7 +112,8 @@ class SQLiteStore(ThreadedStore):
 
     def _mark_seen(self, ids: list[int], run_id: int) -> None:
         self._connection.executemany(
-            f"UPDATE {TABLE} SET seen_run = ? WHERE id = ?", [(run_id, i) for i in ids]
+            f"UPDATE {TABLE} SET seen_run = ?, deleted_at = NULL WHERE id = ?",
+            [(run_id, i) for i in ids],
         )
 
     def _delivered(self, run_id: int) -> Iterator[dict[str, Any]]:

@@ -212,6 +212,7 @@ class ThreadedStore:
         raise NotImplementedError
 
     def _mark_seen(self, ids: list[int], run_id: int) -> None:
+        """Mark rows kept as they are seen by ``run_id``, and so not deleted."""
         raise NotImplementedError
 
     def _delivered(self, run_id: int) -> Iterator[dict[str, Any]]:

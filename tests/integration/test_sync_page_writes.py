@@ -179,3 +179,25 @@ async def test_close_reports_a_failed_commit_nobody_was_told_of(db: str) -> None
     with pytest.raises(StoreError, match=REFUSED):
         await store.close()
     assert names(db) == {}
+
+
+async def test_a_deleted_id_that_comes_back_older_is_live_and_keeps_its_newer_row(
+    db: str,
+) -> None:
+    """Only a reconcile marks deletions, from the ids it saw: an id seen again
+    exists, even when its copy is older than the row kept (which stays)."""
+    runs = [RunProgress(run_id=i, mode="full", started=0, read_from=None) for i in (1, 2, 3)]
+    store: Any = open_store(db)
+    try:
+        await store.open({"job": 1}, "a" * 64)
+        await store.upsert_page(1, page((1, "new", 2_000), (2, "two", 2_000)), 5, runs[0])
+        await store.upsert_page(2, page((2, "two", 2_000)), 6, runs[1])
+        assert await store.mark_deletions(2, 7) == 1
+        await store.finish_run(runs[1], 7, {})
+        assert names(db) == {2: "two"}
+        counts = await store.upsert_page(3, page((1, "old", 1_000)), 8, runs[2])
+        assert (counts.inserted, counts.updated, counts.unchanged) == (0, 0, 1)
+        await store.finish_run(runs[2], 8, {})
+    finally:
+        await store.close()
+    assert names(db) == {1: "new", 2: "two"}
