@@ -25,6 +25,7 @@ from copper_async.exceptions import CheckpointError
 
 __all__ = [
     "Checkpoint",
+    "fsync_folder",
     "job_fingerprint",
     "load_checkpoint",
     "remove_stale_temp_files",
@@ -91,6 +92,15 @@ def remove_stale_temp_files(path: Path) -> list[Path]:
     return removed
 
 
+def fsync_folder(folder: Path) -> None:
+    """Make the names in ``folder`` (a file created or renamed) survive a power loss."""
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     """Write ``checkpoint`` so that ``path`` always holds a whole one.
 
@@ -110,11 +120,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
-        directory = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        fsync_folder(folder)
     except OSError as error:
         raise CheckpointError(
             f"cannot write checkpoint {str(path)!r}: {error.strerror or error}"

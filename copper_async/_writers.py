@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 
 import orjson
 
+from copper_async._checkpoint import fsync_folder
 from copper_async._custom_fields import CustomFieldNames
 from copper_async.exceptions import CheckpointError, InvalidOptionError, OutputError
 
@@ -112,6 +113,7 @@ class _FileWriter:
         # The end of the last page written in full, and of the last commit.
         self._whole = self._committed = committed
         self._broken = False
+        self._name_durable = True
         # A pipe or a device (/dev/null) cannot be fsynced, nor cut back, and needs not be.
         self._regular = not self._stream
         if committed:
@@ -142,6 +144,9 @@ class _FileWriter:
             ) from None
         self._file = file
         self._regular = stat.S_ISREG(os.fstat(file.fileno()).st_mode)
+        # A new file's name lives in its folder: fsynced at the first commit,
+        # or a power loss could keep a checkpoint (elsewhere) counting its bytes.
+        self._name_durable = mode == "r+b" or not self._regular
         return file
 
     def _ensure_open(self) -> BinaryIO:
@@ -181,6 +186,10 @@ class _FileWriter:
             file.flush()
             if self._regular:
                 os.fsync(file.fileno())
+                if not self._name_durable:
+                    assert self.path is not None
+                    fsync_folder(self.path.parent)
+                    self._name_durable = True
         except OSError as error:
             raise self._cannot_write(error, cut_to=self._committed) from error
         if self._regular and not self._still_named(file):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import stat
 import subprocess
 import sys
 import tracemalloc
@@ -427,3 +428,34 @@ def test_bad_checkpoints_are_refused(tmp_path: Path, content: bytes | None, mess
 def test_a_checkpoint_in_a_missing_folder_is_a_checkpoint_error(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="cannot write checkpoint"):
         save_checkpoint(tmp_path / "nope" / "job.checkpoint", checkpoint())
+
+
+def test_a_new_outputs_folder_is_fsynced_at_its_first_commit_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power loss after a commit keeps a new output's name, not only its
+    bytes: the checkpoint counting them may live in another folder."""
+    synced: list[tuple[int, int]] = []  # (device, inode) of every folder fsynced
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            synced.append((info.st_dev, info.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    folder = tmp_path.stat()
+    path = tmp_path / "out.jsonl"
+    writer = open_writer(path, "jsonl")
+    writer.write_page(records()[:2])
+    committed = writer.commit()
+    writer.write_page(records()[2:])
+    writer.commit()
+    writer.close()
+    assert synced == [(folder.st_dev, folder.st_ino)]
+    resumed = open_writer(path, "jsonl", committed=committed)  # its name was made durable
+    resumed.write_page(records()[2:])
+    resumed.commit()
+    resumed.close()
+    assert len(synced) == 1
