@@ -39,6 +39,7 @@ __all__ = [
     "error_text",
     "excerpt",
     "header",
+    "header_values",
     "is_loopback_host",
     "page_refused",
     "parse_http_date",
@@ -216,12 +217,15 @@ def header(headers: Mapping[str, str] | Iterable[tuple[str, str]], name: str) ->
 
     Accepts a plain dict as well as aiohttp's case-insensitive multidicts.
     """
+    values = header_values(headers, name)
+    return values[0] if values else None
+
+
+def header_values(headers: Mapping[str, str] | Iterable[tuple[str, str]], name: str) -> list[str]:
+    """Every value of header ``name`` (a multidict's repeats too), in order."""
     wanted = name.lower()
     items = headers.items() if isinstance(headers, Mapping) else headers
-    for key, value in items:
-        if key.lower() == wanted:
-            return value
-    return None
+    return [value for key, value in items if key.lower() == wanted]
 
 
 def parse_total(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> int | None:
@@ -229,12 +233,12 @@ def parse_total(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> int |
 
     None when it is absent, not a plain non-negative decimal integer, or above
     :data:`MAX_TOTAL`: the engine treats the total as a hint, so a value that
-    cannot be trusted is no value.
+    cannot be trusted is no value; so are repeated headers that disagree.
     """
-    value = header(headers, "X-PW-TOTAL")
-    if value is None:
+    values = {value.strip() for value in header_values(headers, "X-PW-TOTAL")}
+    if len(values) != 1:
         return None
-    value = value.strip()
+    (value,) = values
     # A regex rather than int(): int() also takes "+5", "1_000" and non-ASCII digits.
     if not _TOTAL.fullmatch(value):
         return None

@@ -196,6 +196,13 @@ def test_parse_total_reads_aiohttp_multidicts() -> None:
     assert protocol.parse_total(CIMultiDict({"x-PW-total": "7"})) == 7
 
 
+def test_repeated_totals_count_only_when_they_agree() -> None:
+    agree = CIMultiDict([("X-PW-TOTAL", "7"), ("x-pw-total", " 7")])
+    disagree = CIMultiDict([("X-PW-TOTAL", "7"), ("x-pw-total", "900")])
+    assert protocol.parse_total(agree) == 7
+    assert protocol.parse_total(disagree) is None
+
+
 @given(st.text(max_size=30))
 def test_parse_total_never_raises(value: str) -> None:
     total = protocol.parse_total({"X-PW-TOTAL": value})
