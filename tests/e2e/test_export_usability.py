@@ -17,6 +17,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -137,42 +138,43 @@ async def test_a_full_disk_leaves_whole_records_and_a_resume_completes(
 # -- 3: a sort in the filter is refused, not silently replaced ---------------------------
 
 
-async def test_sort_by_in_the_filter_is_dropped_with_a_warning_that_says_why(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (
+            {"sort_by": "name", "sort_direction": "desc"},
+            (
+                "the filter's sort_by and sort_direction cannot be honoured",
+                "search cap",
+                "; ignored",
+            ),
+        ),
+        # Bodies copied from Copper's examples page too.
+        (
+            {"page_number": 3, "page_size": 5},
+            ("the filter's page_number and page_size are ignored", "every page", "--page-size"),
+        ),
+    ],
+    ids=["sort", "paging"],
+)
+async def test_a_filters_sort_or_paging_is_dropped_with_a_warning_that_says_why(
+    tmp_path: Path, body: dict[str, Any], says: tuple[str, str, str]
 ) -> None:
-    body = tmp_path / "f.json"
-    body.write_bytes(orjson.dumps({"sort_by": "name", "sort_direction": "desc"}))
+    path = tmp_path / "f.json"
+    path.write_bytes(orjson.dumps(body))
     dataset = Dataset.generate(30, seed=1)
     async with FakeCopperServer(dataset, options=OPTIONS) as server:
         code, _out, err = await cli(
-            base(server, "--out", "o.jsonl", "--filter", str(body)), tmp_path
+            base(server, "--out", "o.jsonl", "--filter", str(path)), tmp_path
         )
     assert code == 0, err
     warned = [line for line in err.splitlines() if "WARNING" in line]
     assert len(warned) == 1, err
     message = warned[0].partition("copper_async.cli: ")[2]
-    assert message.startswith("the filter's sort_by and sort_direction cannot be honoured")
-    assert "search cap" in message
-    assert message.endswith("; ignored")
-    assert sorted(jsonl_ids((tmp_path / "o.jsonl").read_bytes())) == sorted(dataset.ids())
-
-
-async def test_paging_in_the_filter_is_dropped_with_a_warning(tmp_path: Path) -> None:
-    """A body copied from Copper's examples carries page_number and page_size:
-    the export still reads every page, and says it ignored them."""
-    body = tmp_path / "f.json"
-    body.write_bytes(orjson.dumps({"page_number": 3, "page_size": 5}))
-    dataset = Dataset.generate(30, seed=1)
-    async with FakeCopperServer(dataset, options=OPTIONS) as server:
-        code, _out, err = await cli(
-            base(server, "--out", "o.jsonl", "--filter", str(body)), tmp_path
-        )
-    assert code == 0, err
-    warned = [line for line in err.splitlines() if "WARNING" in line]
-    assert len(warned) == 1, err
-    message = warned[0].partition("copper_async.cli: ")[2]
-    assert message.startswith("the filter's page_number and page_size are ignored"), message
-    assert "--page-size" in message
+    start, reason, end = says
+    assert message.startswith(start), message
+    assert reason in message
+    assert message.endswith(end)
     assert sorted(jsonl_ids((tmp_path / "o.jsonl").read_bytes())) == sorted(dataset.ids())
 
 
