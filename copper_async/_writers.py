@@ -186,15 +186,18 @@ class _FileWriter:
             file.flush()
             if self._regular:
                 os.fsync(file.fileno())
-                if not self._name_durable:
-                    assert self.path is not None
-                    fsync_folder(self.path.parent)
-                    self._name_durable = True
         except OSError as error:
             raise self._cannot_write(error, cut_to=self._committed) from error
         if self._regular and not self._still_named(file):
             self._broken = True
             raise OutputError(self._name, "removed or replaced while the export wrote it")
+        if not self._name_durable:
+            assert self.path is not None
+            try:
+                fsync_folder(self.path.parent)
+            except OSError as error:
+                raise self._cannot_write(error, cut_to=self._committed) from error
+            self._name_durable = True
         self._committed = self._length
         return self._length
 
