@@ -80,7 +80,8 @@ Exit codes:
   4    search cap exceeded: records unreachable (see --on-cap)
   5    gave up: rate limit, server errors, network or --timeout, after
        retries; or answers that are not search results
-  6    checkpoint missing, damaged or of another export
+  6    checkpoint missing, damaged, of another export, or it cannot be
+       written (disk full): the last one written stays; continue with --resume
   7    the output cannot be written (disk full, I/O error); the file is
        cut back to whole pages: with --checkpoint, continue with --resume
   9    another export of the same checkpoint or output is running; this
