@@ -377,7 +377,14 @@ def _search_flags(function: Callable[..., Any]) -> Callable[..., Any]:
 
 def _common_export_options(function: Callable[..., Any]) -> Callable[..., Any]:
     options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
-        click.option("--format", "format_", type=click.Choice(["jsonl", "csv"]), default="jsonl"),
+        click.option(
+            "--format",
+            "format_",
+            type=click.Choice(["jsonl", "csv"]),
+            default="jsonl",
+            show_default=True,
+            help="JSON lines (each record as served) or CSV (a column per field).",
+        ),
         _search_flags,
         click.option("--quiet", "-q", is_flag=True, help="Only errors on stderr."),
         click.option("--verbose", "-v", is_flag=True, help="Debug logging (never credentials)."),
