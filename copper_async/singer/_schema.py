@@ -113,7 +113,10 @@ Convert = Callable[[Any], Any]
 
 def _timestamp(value: Any) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value, dt.UTC)
+        try:
+            return dt.datetime.fromtimestamp(value, dt.UTC)
+        except (OverflowError, ValueError, OSError):  # past year 9999, or before year 1
+            return value
     return value
 
 

@@ -142,3 +142,18 @@ def test_values_not_in_coppers_form_are_left_for_the_target_to_judge() -> None:
     convert = record_converter(opportunity_schema())
     record = {"id": 1, "close_date": "2/30/2024", "date_modified": "yesterday"}
     assert convert(dict(record)) == record
+
+
+@pytest.mark.parametrize(
+    "seconds",
+    [1_700_000_000_000, -1e15, 10**20],
+    ids=["milliseconds", "far-past", "past-64-bits"],
+)
+def test_a_timestamp_no_date_can_hold_is_left_for_the_target_to_judge(seconds: float) -> None:
+    convert = record_converter(opportunity_schema())
+    record = {
+        "id": 1,
+        "date_modified": seconds,
+        "leads_converted_from": [{"lead_id": 2, "converted_timestamp": seconds}],
+    }
+    assert convert(copy.deepcopy(record)) == record
