@@ -343,6 +343,8 @@ class Search(AsyncClosing, Generic[T]):
         stats.rate_limited += page.rate_limited
         if stats.total_hint is None and page.total is not None:
             stats.total_hint = page.total
+        if page.server_date is not None:
+            stats.server_date = max(stats.server_date or page.server_date, page.server_date)
 
     def _deliver(self, event: Deliver) -> None:
         records: list[Any] = event.records

@@ -324,7 +324,8 @@ class Requester:
         except ResponseFormatError as err:
             return self._bad_body(Failure.UNEXPECTED_BODY, response, err)
         total = protocol.parse_total(response.headers)
-        return RawPage(records, total, response.status, elapsed, len(body))
+        server_date = protocol.parse_http_date(protocol.header(response.headers, "Date"))
+        return RawPage(records, total, response.status, elapsed, len(body), server_date=server_date)
 
     def _bad_body(self, failure: Failure, response: Response, err: ResponseFormatError) -> _Failed:
         # The excerpt is cut again from the redacted body: no fragment of the token survives.

@@ -33,6 +33,7 @@ class RawPage:
     nbytes: int
     attempts: int = 1
     rate_limited: int = 0
+    server_date: float | None = None  # the answer's ``Date``: the API's clock
 
 
 class PageSource(Protocol):

@@ -72,6 +72,8 @@ class SearchStats(PlannerStats):
     retries: int = _counter()
     rate_limited: int = _counter()
     total_hint: int | None = attrs.field(default=None, metadata={_MERGE: "first"})
+    # The latest ``Date`` an answer carried: the API's clock (Unix seconds).
+    server_date: float | None = attrs.field(default=None, metadata={_MERGE: "last"})
     started_at: float | None = attrs.field(default=None, metadata={_MERGE: "last"})
     finished_at: float | None = attrs.field(default=None, metadata={_MERGE: "last"})
     _clock: Clock | None = attrs.field(

@@ -40,7 +40,12 @@ from copper_async.singer._messages import MessageWriter
 from copper_async.singer._schema import record_converter
 from copper_async.singer._state import read_bookmark, read_run, with_bookmark, with_run
 from copper_async.sync import _engine_adapter as engine
-from copper_async.sync._bookmark import choose_mode, incremental_filter, next_bookmark
+from copper_async.sync._bookmark import (
+    ClockCheck,
+    bookmark_after,
+    choose_mode,
+    incremental_filter,
+)
 
 __all__ = ["STATE_EVERY", "TapResult", "run_tap"]
 
@@ -91,18 +96,22 @@ async def run_tap(
     writer.schema(entry.schema, KEY_PROPERTIES, [REPLICATION_KEY])
     run = _Run.of(read_run(state), mode, query, config, started=int(now()))
     requests, carried_run, resumed = 0, read_run(state) is not None, False
+    clock = ClockCheck()  # what the answers show of Copper's clock
     async with client:
         if query is None:
             logger.info("the filter's maximum_modified_date is before the bookmark: nothing new")
         else:
             logger.info("%s read of %r%s", mode, STREAM, " (continued)" if run.planner else "")
             convert = record_converter(entry.schema)
-            reading = _Reading(client, config, query, entry.dropped, convert, writer)
+            reading = _Reading(client, config, query, entry.dropped, convert, writer, now, clock)
             requests = await reading.run(run, state, state_every)
             carried_run |= reading.wrote_run
             resumed = reading.resumed
     if entry.incremental:
-        final = with_bookmark(state, next_bookmark(run.started, previous))
+        after = bookmark_after(run.started, previous, clock, now())
+        for warning in after.warnings:
+            logger.warning("%s", warning)
+        final = with_bookmark(state, after.bookmark)
     else:  # the state as it came, but for a run written into it (now done)
         final = with_run(state, None) if carried_run else dict(state or {})
     if final:
@@ -171,6 +180,8 @@ class _Reading:
     dropped: frozenset[str]
     convert: Callable[[dict[str, Any]], dict[str, Any]]
     writer: MessageWriter
+    now: Callable[[], float]
+    clock: ClockCheck
     wrote_run: bool = False  # a STATE carrying the run was written
     resumed: bool = False  # the carried run's planner was restored
 
@@ -182,6 +193,7 @@ class _Reading:
         since = 0
         try:
             async for page in pages:
+                self.clock.note(search.stats.server_date, self.now())
                 records = page.records
                 if self.dropped:
                     records = [
@@ -196,6 +208,7 @@ class _Reading:
                     self.wrote_run = True
         finally:
             await pages.aclose()
+        self.clock.note(search.stats.server_date, self.now())  # no records answered too
         return search.stats.requests
 
     def _search(self, run: _Run) -> engine.RawSearch:

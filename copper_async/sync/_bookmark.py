@@ -12,9 +12,13 @@ modified before it has been stored. The rules:
   minutes of disagreement between this machine's clock and Copper's. Records
   read twice are harmless: a store upserts by id.
 - **The bookmark moves only when a read completes**, to the time the read
-  *started* (this machine's clock) minus the overlap, and never backwards.
-  An edit made while the read ran is stamped after its start, so the next
-  read sees it; a read that stopped early moves nothing.
+  *started* minus the overlap, and never backwards. An edit made while the
+  read ran is stamped after its start, so the next read sees it; a read that
+  stopped early moves nothing. The start is this machine's clock, unless
+  Copper's clock (its answers' ``Date``) shows that clock running ahead:
+  then it is moved back by as much (:class:`ClockCheck`), as a bookmark
+  ahead of Copper's clock would skip the edits made in between. A bookmark
+  found ahead of Copper's clock (a fast clock set it) may move back.
 - **An older record never replaces a newer one**: a row is replaced only by a
   record whose ``date_modified`` is the same or later (the same second can
   hold a later edit); a record lacking the field replaces (nothing to compare).
@@ -26,15 +30,19 @@ these functions.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any, Literal
 
+import attrs
 import orjson
 
 from copper_async.filters import DateField, OpportunityFilter
 
 __all__ = [
     "OVERLAP",
+    "ClockCheck",
     "Mode",
+    "bookmark_after",
     "choose_mode",
     "incremental_filter",
     "job_identity",
@@ -60,10 +68,81 @@ def read_from(bookmark: int | None, *, overlap: int = OVERLAP) -> int | None:
     return max(bookmark - overlap, 0)
 
 
-def next_bookmark(started: int, previous: int | None, *, overlap: int = OVERLAP) -> int:
-    """The bookmark after a *completed* read that started at ``started`` (Unix seconds)."""
+def next_bookmark(
+    started: int, previous: int | None, *, overlap: int = OVERLAP, previous_ahead: bool = False
+) -> int:
+    """The bookmark after a *completed* read that started at ``started`` (Unix
+    seconds); ``previous_ahead``: the previous one lies past Copper's clock, and
+    is no bound."""
     moved = max(started - overlap, 0)
-    return moved if previous is None else max(previous, moved)
+    return moved if previous is None or previous_ahead else max(previous, moved)
+
+
+@attrs.define
+class ClockCheck:
+    """How far this machine's clock runs ahead of Copper's, at the least.
+
+    Each answer's ``Date`` (Copper's clock, whole seconds, taken before the
+    answer arrived) read against this machine's clock when the answer is
+    handled gives a lower bound of (Copper's clock - this clock); the
+    largest bound seen is kept. A start moved by it is never later than the
+    start by Copper's clock, so a bookmark made from it skips nothing.
+    """
+
+    offset: float | None = None  # seconds to add to this clock's times; None: unknown
+
+    def note(self, server_date: float | None, now: float) -> None:
+        if server_date is not None:
+            bound = server_date - now
+            self.offset = bound if self.offset is None else max(self.offset, bound)
+
+    def start(self, started: int) -> int:
+        """``started`` (this clock), moved back if this clock runs ahead."""
+        if self.offset is None or self.offset >= 0:
+            return started
+        return math.floor(started + self.offset)
+
+    def ahead(self, bookmark: int | None, now: float) -> float:
+        """Seconds ``bookmark`` lies past Copper's clock now (0: not ahead, or unknown)."""
+        if bookmark is None or self.offset is None:
+            return 0.0
+        return max(bookmark - (now + self.offset), 0.0)
+
+
+@attrs.frozen
+class NextBookmark:
+    """A completed read's new bookmark, and what the clocks showed (warnings)."""
+
+    bookmark: int
+    warnings: tuple[str, ...] = ()
+
+
+def bookmark_after(
+    started: int, previous: int | None, clock: ClockCheck, now: float
+) -> NextBookmark:
+    """The bookmark after a completed read that started at ``started`` by this
+    machine's clock (``now`` is that clock's time), with the start and the
+    previous bookmark judged by Copper's clock."""
+    warnings = []
+    ahead = clock.ahead(previous, now)
+    if ahead > 0:
+        warnings.append(
+            f"the bookmark was {math.ceil(ahead)}s ahead of Copper's clock (a clock running "
+            "fast set it): records modified before it may be missing; read everything once"
+        )
+    start = clock.start(started)
+    if started - start > _SKEW_TOLD:
+        warnings.append(
+            f"this machine's clock runs {started - start}s ahead of Copper's: "
+            "the bookmark follows Copper's"
+        )
+    bookmark = next_bookmark(start, previous, previous_ahead=ahead > 0)
+    return NextBookmark(bookmark, tuple(warnings))
+
+
+#: Seconds of this clock running ahead that are worth a warning (answers' Dates
+#: are whole seconds, so a second or two is only their rounding).
+_SKEW_TOLD = 60
 
 
 def replaces(stored_modified: int | float | None, incoming_modified: int | float | None) -> bool:

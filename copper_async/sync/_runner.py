@@ -22,11 +22,12 @@ from copper_async.filters import OpportunityFilter
 from copper_async.sync import _engine_adapter as engine
 from copper_async.sync._bookmark import (
     OVERLAP,
+    ClockCheck,
     Mode,
+    bookmark_after,
     choose_mode,
     job_identity,
     modified_since,
-    next_bookmark,
     read_from,
     resumes,
 )
@@ -105,8 +106,9 @@ async def run_sync(
         # Records created after the run began are the next run's (their
         # date_modified is later than this run's start).
         opts = attrs.evolve(search_options, end_at=run.started + OVERLAP)
-        stats = await _read(client, store, query, opts, run, resumed, now, progress)
-        result = await _finish(store, run, state, resumed, stats, now)
+        clock_check = ClockCheck()
+        stats = await _read(client, store, query, opts, run, resumed, now, progress, clock_check)
+        result = await _finish(store, run, state, resumed, stats, now, clock_check)
         if names is not None:
             await store.name_custom_fields(names)
     finally:
@@ -121,12 +123,16 @@ async def _finish(
     resumed: bool,
     stats: dict[str, Any],
     now: Callable[[], float],
+    clock: ClockCheck,
 ) -> SyncResult:
     """Mark deletions (a reconcile), then move the bookmark: the run is complete."""
     deleted = 0
     if run.mode == "reconcile":
         deleted = await store.mark_deletions(run.run_id, int(now()))
-    bookmark = next_bookmark(run.started, state.bookmark)
+    after = bookmark_after(run.started, state.bookmark, clock, now())
+    for warning in after.warnings:
+        logger.warning("%s", warning)
+    bookmark = after.bookmark
     result = SyncResult(
         mode=run.mode,
         resumed=resumed,
@@ -179,8 +185,10 @@ async def _read(
     resumed: bool,
     now: Callable[[], float],
     progress: ProgressCallback | None,
+    clock: ClockCheck,
 ) -> dict[str, Any]:
-    """Read the run's records into the store; the run's progress is updated in place."""
+    """Read the run's records into the store; the run's progress is updated in
+    place, and ``clock`` learns Copper's clock from the answers."""
     query = modified_since(base, run.read_from)
     if query is None:  # the filter's own maximum_modified_date leaves nothing to read
         return {}
@@ -197,6 +205,7 @@ async def _read(
     pages = search.pages()
     try:
         async for page in pages:
+            clock.note(search.stats.server_date, now())
             run.requests = earlier_requests + search.stats.requests
             commit = None
             if search.at_commit_point:  # the page's rows commit with this progress
@@ -211,5 +220,6 @@ async def _read(
                 progress(search.stats, written)
     finally:
         await pages.aclose()
+    clock.note(search.stats.server_date, now())  # a read of no records answered too
     run.requests = earlier_requests + search.stats.requests
     return search.stats.as_dict()

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import email.utils
 import math
 import random
 import time
@@ -110,7 +111,8 @@ class FakeCopperServer:
     the new options' seed, as does the draw of per-request tie orders (the
     rate-limit window and the stats carry on).
     ``clock`` is the server's wall clock (Unix seconds), which stamps the
-    changes :meth:`play_changes` makes; replace it to play days of activity.
+    changes :meth:`play_changes` makes and every answer's ``Date``; replace it
+    to play days of activity, or a clock other than the client's.
     """
 
     def __init__(
@@ -209,6 +211,7 @@ class FakeCopperServer:
         if self._runner is not None:
             return
         app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors])
+        app.on_response_prepare.append(self._date_header)
         app.router.add_post(SEARCH_ROUTE, self._search)
         app.router.add_get(DEFINITIONS_ROUTE, definitions_handler(self))
         add_admin_routes(app, self)
@@ -224,6 +227,10 @@ class FakeCopperServer:
         self.port = port
         self.url = f"http://{host}:{port}/developer_api/v1"
         self._drift_clock = asyncio.get_running_loop().time()
+
+    async def _date_header(self, _request: web.Request, response: web.StreamResponse) -> None:
+        # By the server's own clock, as Copper's answers carry Copper's time.
+        response.headers["Date"] = email.utils.formatdate(self.clock(), usegmt=True)
 
     async def close(self) -> None:
         """Stop serving; requests still stalled or waiting are cut off."""

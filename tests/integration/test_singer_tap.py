@@ -57,6 +57,7 @@ async def sync(
     **extra: Any,
 ) -> list[dict[str, Any]]:
     out = out if out is not None else io.BytesIO()
+    server.clock = lambda: at  # one clock: the tap's and Copper's agree
     await run_tap(
         config(server, **extra),
         out,
@@ -180,6 +181,7 @@ async def test_a_stopped_first_load_goes_on_from_the_last_state_it_wrote(
     sent = {r["id"] for r in records(before)}
     # Restarted later from that STATE: the same run goes on.
     result_out = io.BytesIO()
+    server.clock = lambda: FIRST_RUN + 5_000
     result = await run_tap(
         config(server), result_out, state=written[-1], now=lambda: FIRST_RUN + 5_000
     )
@@ -206,6 +208,7 @@ async def test_a_state_of_a_run_that_read_otherwise_starts_afresh(
 ) -> None:
     carried = states(await stopped_first_load(server))[-1]
     out = io.BytesIO()
+    server.clock = lambda: FIRST_RUN + 5_000
     result = await run_tap(
         config(server, page_size=PAGE // 2), out, state=carried, now=lambda: FIRST_RUN + 5_000
     )
@@ -281,3 +284,16 @@ async def test_start_date_and_filter_narrow_the_first_run(server: FakeCopperServ
     start_date = dt.datetime.fromtimestamp(start, dt.UTC).isoformat()
     lines = await sync(server, start_date=start_date, filter={"statuses": ["Open"]})
     assert {r["id"] for r in records(lines)} == truth
+
+
+@pytest.mark.asyncio
+async def test_the_bookmark_follows_coppers_clock_when_this_one_runs_ahead(
+    server: FakeCopperServer,
+) -> None:
+    """An hour fast here: the bookmark is the run's start by Copper's clock
+    (its answers' Date), or the edits of that hour would never be read."""
+    server.clock = lambda: FIRST_RUN - 3_600
+    out = io.BytesIO()
+    await run_tap(config(server), out, now=lambda: FIRST_RUN)
+    value = states(messages(out))[-1]["bookmarks"]["opportunities"]["replication_key_value"]
+    assert value == "2023-11-14T21:25:00Z"  # FIRST_RUN - 3,600 - 300

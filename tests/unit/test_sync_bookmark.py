@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 from copper_async.filters import OpportunityFilter
 from copper_async.sync._bookmark import (
     OVERLAP,
+    ClockCheck,
+    NextBookmark,
+    bookmark_after,
     choose_mode,
     incremental_filter,
     job_identity,
@@ -128,4 +131,45 @@ def test_the_rules_module_imports_only_pure_modules() -> None:
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in node.names
     }
-    assert imported == {"__future__", "hashlib", "typing", "orjson", "copper_async.filters"}
+    assert imported == {
+        "__future__",
+        "hashlib",
+        "math",
+        "typing",
+        "attrs",
+        "orjson",
+        "copper_async.filters",
+    }
+
+
+def test_a_clock_check_keeps_the_largest_lower_bound_of_coppers_offset() -> None:
+    check = ClockCheck()
+    assert check.start(1_000) == 1_000  # nothing answered yet
+    check.note(None, 1_000)  # an answer without a Date
+    assert check.start(1_000) == 1_000
+    check.note(400.0, 1_000)  # Copper's Date 400, this clock 1,000: 600 s fast at least
+    check.note(500.0, 1_010)  # a later answer: 510 s at least
+    assert check.offset == -510
+    assert check.start(1_000) == 490
+    assert check.ahead(900, 1_020) == 390  # Copper's now is 510
+    assert check.ahead(400, 1_020) == 0
+
+
+def test_a_clock_behind_coppers_keeps_its_own_start() -> None:
+    check = ClockCheck()
+    check.note(2_000.0, 1_000)
+    assert check.start(1_000) == 1_000
+
+
+def test_the_bookmark_after_a_read_says_what_the_clocks_showed() -> None:
+    check = ClockCheck()
+    check.note(10_000.0, 10_090)  # 90 s fast: past the rounding, worth saying
+    after = bookmark_after(10_050, 20_000, check, 10_100)
+    assert after.bookmark == 10_050 - 90 - OVERLAP  # the old bookmark lay ahead: no bound
+    assert [w.split(" ")[1:4] for w in after.warnings] == [
+        ["bookmark", "was", "9990s"],
+        ["machine's", "clock", "runs"],
+    ]
+    quiet = ClockCheck()
+    quiet.note(10_000.0, 10_001)  # a Date's rounding
+    assert bookmark_after(10_000, 9_000, quiet, 10_001) == NextBookmark(10_000 - 1 - OVERLAP)
