@@ -24,7 +24,8 @@ OLDEST = PYTHON[0]
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     session.install(".[test]")
-    session.run("python", "-W", "error", "-m", "pytest", *session.posargs)
+    args = session.posargs or ["-n", "auto", "--maxprocesses", "4"]  # the README's command
+    session.run("python", "-W", "error", "-m", "pytest", *args)
 
 
 @nox.session(python=OLDEST)

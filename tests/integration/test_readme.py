@@ -15,7 +15,9 @@ def code_blocks(language: str) -> list[str]:
 def test_the_readme_starts_with_the_two_setup_commands() -> None:
     first, second = code_blocks("bash")[:2]
     assert first.strip() == "pip install . && copper-async demo --sync"
-    assert second.strip() == "pip install '.[test]' && python -W error -m pytest"
+    assert second.strip() == (
+        "pip install '.[test]' && python -W error -m pytest -n auto --maxprocesses 4"
+    )
     ci = (README.parent / ".ci" / "run").read_text()
     assert second.strip() in ci
 
