@@ -126,34 +126,7 @@ def test_user_bounds_are_split_inside(
 # -- a cap lower than the planner was told -----------------------------------------------
 
 
-@settings(max_examples=80)
-@given(
-    records=datasets(),
-    total_mode=st.sampled_from(["exact", "overcount", "capped", "absent"]),
-    refuse=st.booleans(),
-    hidden_pages=st.integers(1, 3),
-    order_seed=st.integers(0, 1000),
-)
-def test_an_api_that_caps_lower_than_configured_still_yields_every_id_once(
-    records: list[dict[str, Any]],
-    total_mode: TotalMode,
-    refuse: bool,
-    hidden_pages: int,
-    order_seed: int,
-) -> None:
-    """Pages that stop at a page boundary short of the count are read on from the
-    last value, so a wrong ``cap`` costs requests, not records."""
-    page_size = 5
-    hidden = page_size * hidden_pages
-    api = ModelAPI(
-        records, cap=100, total_mode=total_mode, hidden_cap=hidden, refuse_past_cap=refuse
-    )
-    planner = WindowPlanner(cap=100, page_size=page_size)
-    delivered, events = run(planner, api, rng=random.Random(order_seed))
-    assert len(delivered) == len(set(delivered)), "an id was delivered twice"
-    if max_per_second_pair(records) < hidden:
-        assert sorted(delivered) == [r["id"] for r in records]
-    assert_partition(leaves(events), None, None)
+# Any lower cap, on a page boundary or off it: test_planner_lower_cap.py.
 
 
 def test_refused_pages_are_counted() -> None:
