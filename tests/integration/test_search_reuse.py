@@ -1,0 +1,75 @@
+"""A search used as a library user may: mixed, shared with other tasks, several at once.
+
+Loopback HTTP against the fake server; small caps keep it quick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from copper_async._retry import RetryPolicy
+from copper_async.client import CopperClient
+from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
+from tests.fakes import generated_records
+
+pytestmark = pytest.mark.asyncio
+
+CAP = 1_000
+PAGE = 50
+RECORDS = generated_records(600, seed=5)
+
+
+def pending_fetches() -> set[asyncio.Task[Any]]:
+    """The client's page requests still running."""
+    return {
+        t
+        for t in asyncio.all_tasks()
+        if not t.done()
+        and getattr(t.get_coro(), "__qualname__", "").rsplit(".", 1)[-1] == "fetch_page"
+    }
+
+
+async def started(options: FakeServerOptions) -> AsyncIterator[CopperClient]:
+    server = FakeCopperServer(Dataset.from_records(RECORDS), options=options)
+    retry = RetryPolicy(attempts=2, initial_backoff=0.001, max_backoff=0.01, deadline=10.0)
+    async with (
+        server,
+        CopperClient(
+            access_token=options.access_token,
+            user_email=options.user_email,
+            base_url=server.url,
+            rate_limit=None,
+            retry=retry,
+            timeout=5.0,
+        ) as client,
+    ):
+        yield client
+
+
+@pytest_asyncio.fixture
+async def client() -> AsyncIterator[CopperClient]:
+    async for opened in started(FakeServerOptions(cap=CAP)):
+        yield opened
+
+
+@pytest_asyncio.fixture
+async def slow_client() -> AsyncIterator[CopperClient]:
+    """Answers after 50 ms: requests are in flight when the consumer stops."""
+    async for opened in started(FakeServerOptions(cap=CAP, latency=0.05, latency_jitter=0.0)):
+        yield opened
+
+
+async def test_pages_after_some_records_start_with_the_rest_of_the_page(
+    client: CopperClient,
+) -> None:
+    search = client.opportunities.search(page_size=PAGE, cap=CAP, raw=True)
+    first = [await anext(search) for _ in range(3)]
+    rest = [record async for page in search.pages() for record in page.records]
+    ids = [record["id"] for record in first + rest]
+    assert sorted(ids) == sorted(r["id"] for r in RECORDS)
+    assert search.stats.records == len(RECORDS)
