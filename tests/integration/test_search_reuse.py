@@ -73,3 +73,25 @@ async def test_pages_after_some_records_start_with_the_rest_of_the_page(
     ids = [record["id"] for record in first + rest]
     assert sorted(ids) == sorted(r["id"] for r in RECORDS)
     assert search.stats.records == len(RECORDS)
+
+
+async def test_aclose_from_another_task_ends_the_consumer_cleanly(
+    slow_client: CopperClient,
+) -> None:
+    search = slow_client.opportunities.search(page_size=PAGE, cap=CAP, raw=True)
+    first = asyncio.Event()
+    seen: list[int] = []
+
+    async def consume() -> None:
+        async for record in search:
+            seen.append(record["id"])
+            first.set()
+
+    consumer = asyncio.ensure_future(consume())
+    await first.wait()
+    # The consumer handed out its first page without yielding to the loop,
+    # so it now waits on requests in flight: closing must end it, not fail it.
+    await search.aclose()
+    await consumer
+    assert 0 < len(seen) < len(RECORDS)
+    assert pending_fetches() == set()
