@@ -14,7 +14,9 @@ import pytest_asyncio
 
 from copper_async._retry import RetryPolicy
 from copper_async.client import CopperClient
-from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
+from copper_async.exceptions import CapExceededError
+from copper_async.filters import OpportunityFilter
+from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions, HotSpot
 from tests.fakes import generated_records
 
 pytestmark = pytest.mark.asyncio
@@ -95,3 +97,30 @@ async def test_aclose_from_another_task_ends_the_consumer_cleanly(
     await consumer
     assert 0 < len(seen) < len(RECORDS)
     assert pending_fetches() == set()
+
+
+async def test_a_failing_filter_of_several_is_named_and_stops_the_others() -> None:
+    # 1,200 records in one second past the cap of 1,000: the second filter cannot finish.
+    dataset = Dataset.generate(
+        300, seed=3, hot_spots=[HotSpot(created=1_600_000_000, count=1_200, modified_spread=0)]
+    )
+    options = FakeServerOptions(cap=CAP, latency=0.01, latency_jitter=0.0)
+    async with (
+        FakeCopperServer(dataset, options=options) as server,
+        CopperClient(
+            access_token=options.access_token,
+            user_email=options.user_email,
+            base_url=server.url,
+            rate_limit=None,
+        ) as client,
+    ):
+        before_hot = OpportunityFilter(maximum_created_date=1_599_999_999)
+        many = client.opportunities.search_many(
+            [before_hot, OpportunityFilter()], page_size=PAGE, cap=CAP, raw=True
+        )
+        with pytest.raises(CapExceededError) as raised:
+            await many.to_list()
+        assert raised.value.context["filter_index"] == 1
+        assert "filter_index=1" in str(raised.value)
+        assert all(search.stats.finished_at is not None for search in many.searches)
+        assert pending_fetches() == set()
