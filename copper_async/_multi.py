@@ -126,6 +126,12 @@ class MultiSearch(AsyncClosing, Generic[T]):
             await asyncio.gather(*tasks, return_exceptions=True)
         for search in self.searches:
             await search.aclose()
+        # A consumer in another task may wait on the queue, which no pump fills
+        # now: drop what is queued and wake it, to find the search closed.
+        self._records.clear()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait((-1, None))
 
 
 def _naming_filter(error: BaseException, index: int) -> BaseException:

@@ -124,3 +124,30 @@ async def test_a_failing_filter_of_several_is_named_and_stops_the_others() -> No
         assert "filter_index=1" in str(raised.value)
         assert all(search.stats.finished_at is not None for search in many.searches)
         assert pending_fetches() == set()
+
+
+async def test_search_many_closed_from_another_task_ends_its_consumer(
+    slow_client: CopperClient,
+) -> None:
+    many = slow_client.opportunities.search_many(
+        [OpportunityFilter(), OpportunityFilter(statuses=["Open"])],
+        page_size=PAGE,
+        cap=CAP,
+        raw=True,
+    )
+    first = asyncio.Event()
+    seen: list[int] = []
+
+    async def consume() -> None:
+        async for record in many:
+            seen.append(record["id"])
+            first.set()
+
+    consumer = asyncio.ensure_future(consume())
+    await first.wait()
+    await many.aclose()
+    # A guard, not a race: without the fix the consumer waits forever.
+    async with asyncio.timeout(10):
+        await consumer
+    assert 0 < len(seen) < 2 * len(RECORDS)
+    assert pending_fetches() == set()
