@@ -321,10 +321,12 @@ class Search(AsyncClosing, Generic[T]):
     async def _take_one(self) -> None:
         """Wait for one answer and feed it to the planner."""
         done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
-        if self._closed:
-            return  # closed by another task meanwhile: its requests are cancelled
         # Oldest first, so the planner sees answers roughly in the order asked.
-        task = next(t for t in self._tasks if t in done)
+        task = next((t for t in self._tasks if t in done), None)
+        if task is None:
+            # Another task took these answers (a worker sharing this search) or
+            # closed the search meanwhile: the caller's loop looks again.
+            return
         request = self._tasks.pop(task)
         try:
             page = task.result()

@@ -151,3 +151,16 @@ async def test_search_many_closed_from_another_task_ends_its_consumer(
         await consumer
     assert 0 < len(seen) < 2 * len(RECORDS)
     assert pending_fetches() == set()
+
+
+async def test_workers_sharing_one_search_get_every_record_once(client: CopperClient) -> None:
+    search = client.opportunities.search(page_size=PAGE, cap=CAP, raw=True, concurrency=4)
+    seen: list[int] = []
+
+    async def worker() -> None:
+        async for record in search:
+            seen.append(record["id"])
+            await asyncio.sleep(0)  # hand the loop to the other workers
+
+    await asyncio.gather(*(worker() for _ in range(3)))
+    assert sorted(seen) == sorted(r["id"] for r in RECORDS)
