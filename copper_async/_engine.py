@@ -165,6 +165,8 @@ class Search(AsyncClosing, Generic[T]):
         self._tasks: dict[asyncio.Task[RawPage], PageRequest] = {}
         self._ready: deque[ResultPage[T]] = deque()
         self._records: deque[T] = deque()
+        # The page whose records ``_records`` holds, for pages() to finish it.
+        self._partial: ResultPage[T] | None = None
         self._closed = False
         self._failure: BaseException | None = None
         self._delivered = 0  # records handed to _ready, counted against max_items
@@ -201,6 +203,7 @@ class Search(AsyncClosing, Generic[T]):
             page = await self._next_page()
             if page is None:
                 raise StopAsyncIteration
+            self._partial = page
             self._records.extend(page.records)
         self.stats.records += 1
         return self._records.popleft()
@@ -208,6 +211,12 @@ class Search(AsyncClosing, Generic[T]):
     async def pages(self) -> AsyncGenerator[ResultPage[T], None]:
         """Yield whole pages instead of records (what an exporter commits)."""
         try:
+            if self._records and self._partial is not None:
+                # Records iteration has not handed out yet: the rest of its page first.
+                rest = attrs.evolve(self._partial, records=list(self._records))
+                self._records.clear()
+                self.stats.records += len(rest.records)
+                yield rest
             while (page := await self._next_page()) is not None:
                 self.stats.records += len(page.records)
                 yield page
@@ -313,7 +322,11 @@ class Search(AsyncClosing, Generic[T]):
         """Wait for one answer and feed it to the planner."""
         done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
         # Oldest first, so the planner sees answers roughly in the order asked.
-        task = next(t for t in self._tasks if t in done)
+        task = next((t for t in self._tasks if t in done), None)
+        if task is None:
+            # Another task took these answers (a worker sharing this search) or
+            # closed the search meanwhile: the caller's loop looks again.
+            return
         request = self._tasks.pop(task)
         try:
             page = task.result()

@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 from copper_async._closing import AsyncClosing
 from copper_async._engine import Search, check_max_items
 from copper_async._stats import SearchStats
-from copper_async.exceptions import InvalidOptionError
+from copper_async.exceptions import CopperError, InvalidOptionError
 
 __all__ = ["MultiSearch"]
 
@@ -76,12 +76,12 @@ class MultiSearch(AsyncClosing, Generic[T]):
                     self._start()
                 if self._running == 0 and self._queue.empty():
                     raise StopAsyncIteration
-                _, item = await self._queue.get()
+                index, item = await self._queue.get()
                 if item is None:
                     self._running -= 1
                     continue
                 if isinstance(item, BaseException):
-                    raise item
+                    raise _naming_filter(item, index)
                 self._records.extend(self._fresh(item))
         except BaseException:
             # The end, an error, or the consumer cancelled (a timeout): stop every search.
@@ -126,6 +126,21 @@ class MultiSearch(AsyncClosing, Generic[T]):
             await asyncio.gather(*tasks, return_exceptions=True)
         for search in self.searches:
             await search.aclose()
+        # A consumer in another task may wait on the queue, which no pump fills
+        # now: drop what is queued and wake it, to find the search closed.
+        self._records.clear()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait((-1, None))
+
+
+def _naming_filter(error: BaseException, index: int) -> BaseException:
+    """``error`` naming which filter (its place in the list given) failed."""
+    if isinstance(error, CopperError):
+        error.context.setdefault("filter_index", index)
+    else:
+        error.add_note(f"raised by the search of filter {index} (counting from 0)")
+    return error
 
 
 async def _pump(
