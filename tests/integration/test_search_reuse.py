@@ -16,14 +16,15 @@ from copper_async._retry import RetryPolicy
 from copper_async.client import CopperClient
 from copper_async.exceptions import CapExceededError
 from copper_async.filters import OpportunityFilter
-from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions, HotSpot
-from tests.fakes import generated_records
+from copper_async.testing import Dataset, FakeCopperServer, HotSpot
+from tests.fakes import Account, generated_records
 
 pytestmark = pytest.mark.asyncio
 
 CAP = 1_000
 PAGE = 50
 RECORDS = generated_records(600, seed=5)
+ACCOUNT = Account("search-reuse-token", "reuse@example.com")
 
 
 def pending_fetches() -> set[asyncio.Task[Any]]:
@@ -36,33 +37,25 @@ def pending_fetches() -> set[asyncio.Task[Any]]:
     }
 
 
-async def started(options: FakeServerOptions) -> AsyncIterator[CopperClient]:
-    server = FakeCopperServer(Dataset.from_records(RECORDS), options=options)
+async def started(**options: Any) -> AsyncIterator[CopperClient]:
     retry = RetryPolicy(attempts=2, initial_backoff=0.001, max_backoff=0.01, deadline=10.0)
     async with (
-        server,
-        CopperClient(
-            access_token=options.access_token,
-            user_email=options.user_email,
-            base_url=server.url,
-            rate_limit=None,
-            retry=retry,
-            timeout=5.0,
-        ) as client,
+        ACCOUNT.server(RECORDS, **options) as server,
+        ACCOUNT.client(server, retry=retry, timeout=5.0) as client,
     ):
         yield client
 
 
 @pytest_asyncio.fixture
 async def client() -> AsyncIterator[CopperClient]:
-    async for opened in started(FakeServerOptions(cap=CAP)):
+    async for opened in started(cap=CAP):
         yield opened
 
 
 @pytest_asyncio.fixture
 async def slow_client() -> AsyncIterator[CopperClient]:
     """Answers after 50 ms: requests are in flight when the consumer stops."""
-    async for opened in started(FakeServerOptions(cap=CAP, latency=0.05, latency_jitter=0.0)):
+    async for opened in started(cap=CAP, latency=0.05, latency_jitter=0.0):
         yield opened
 
 
@@ -104,15 +97,10 @@ async def test_a_failing_filter_of_several_is_named_and_stops_the_others() -> No
     dataset = Dataset.generate(
         300, seed=3, hot_spots=[HotSpot(created=1_600_000_000, count=1_200, modified_spread=0)]
     )
-    options = FakeServerOptions(cap=CAP, latency=0.01, latency_jitter=0.0)
+    options = ACCOUNT.server_options(cap=CAP, latency=0.01, latency_jitter=0.0)
     async with (
         FakeCopperServer(dataset, options=options) as server,
-        CopperClient(
-            access_token=options.access_token,
-            user_email=options.user_email,
-            base_url=server.url,
-            rate_limit=None,
-        ) as client,
+        ACCOUNT.client(server) as client,
     ):
         before_hot = OpportunityFilter(maximum_created_date=1_599_999_999)
         many = client.opportunities.search_many(
