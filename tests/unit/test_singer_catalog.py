@@ -150,3 +150,19 @@ def test_no_state_or_no_bookmark_means_none() -> None:
     assert read_bookmark(None) is None
     assert read_bookmark({}) is None
     assert read_bookmark({"bookmarks": {"other": {}}}) is None
+
+
+def test_unknown_keys_pass_only_without_property_selection_and_as_the_schema_admits() -> None:
+    stream_only = copy.deepcopy(discover())
+    stream = stream_only["streams"][0]
+    stream["metadata"] = [{"breadcrumb": [], "metadata": {"selected": True}}]
+    entry = select_entry(stream_only)
+    assert entry is not None
+    assert entry.keeps_unknown
+    stream["schema"]["additionalProperties"] = False  # the catalog's schema forbids them
+    entry = select_entry(stream_only)
+    assert entry is not None
+    assert not entry.keeps_unknown
+    chosen = select_entry(catalog_with({"selected": True}, name={"selected": True}))
+    assert chosen is not None
+    assert not chosen.keeps_unknown
