@@ -46,8 +46,8 @@ def _seconds(value: Any) -> int:
     )
 
 
-def read_bookmark(state: Mapping[str, Any] | None) -> int | None:
-    """The bookmark (Unix seconds) of the stream in ``state``; None when there is none."""
+def _stream_entry(state: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The stream's entry in ``state``, its shape checked; None when there is none."""
     if not state:
         return None
     if not isinstance(state, Mapping):
@@ -56,10 +56,16 @@ def read_bookmark(state: Mapping[str, Any] | None) -> int | None:
     if not isinstance(bookmarks, Mapping):
         raise InvalidOptionError("state", "'bookmarks' must be an object")
     entry = bookmarks.get(STREAM)
+    if entry is not None and not isinstance(entry, Mapping):
+        raise InvalidOptionError("state", f"bookmark of {STREAM!r} must be an object")
+    return entry
+
+
+def read_bookmark(state: Mapping[str, Any] | None) -> int | None:
+    """The bookmark (Unix seconds) of the stream in ``state``; None when there is none."""
+    entry = _stream_entry(state)
     if entry is None:
         return None
-    if not isinstance(entry, Mapping):
-        raise InvalidOptionError("state", f"bookmark of {STREAM!r} must be an object")
     key = entry.get("replication_key", REPLICATION_KEY)
     if key != REPLICATION_KEY:
         raise InvalidOptionError(
@@ -84,9 +90,8 @@ def with_bookmark(state: Mapping[str, Any] | None, bookmark: int) -> dict[str, A
 
 def read_run(state: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     """The unfinished run that ``state`` carries for the stream, if any
-    (:func:`read_bookmark` has checked the state's shape)."""
-    entry = ((state or {}).get("bookmarks") or {}).get(STREAM) or {}
-    run = entry.get(RUN_KEY)
+    (the state's shape is checked: a full-table run reads no bookmark)."""
+    run = (_stream_entry(state) or {}).get(RUN_KEY)
     return run if isinstance(run, Mapping) else None
 
 

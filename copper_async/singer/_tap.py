@@ -91,6 +91,7 @@ async def run_tap(
     if entry is None:
         logger.info("stream %r is not selected: nothing to sync", STREAM)
         return TapResult(selected=False, mode="none")
+    carried = read_run(state)  # checks the state's shape in either mode
     previous = read_bookmark(state) if entry.incremental else None
     mode = choose_mode(previous, full=not entry.incremental)
     if mode == "incremental":
@@ -100,8 +101,8 @@ async def run_tap(
     client = _client(config)  # a bad base_url fails here, before any output
     writer = MessageWriter(out, STREAM)
     writer.schema(entry.schema, KEY_PROPERTIES, [REPLICATION_KEY])
-    run = _Run.of(read_run(state), mode, query, config, started=int(now()))
-    requests, carried_run, resumed = 0, read_run(state) is not None, False
+    run = _Run.of(carried, mode, query, config, started=int(now()))
+    requests, carried_run, resumed = 0, carried is not None, False
     clock = ClockCheck()  # what the answers show of Copper's clock
     async with client:
         if query is None:

@@ -13,6 +13,7 @@ import orjson
 import pytest
 import pytest_asyncio
 
+from copper_async import InvalidOptionError
 from copper_async.singer import TapConfig, discover, run_tap
 from copper_async.singer._tap import STATE_EVERY
 from copper_async.testing import Changes, Dataset, FakeCopperServer, FakeServerOptions
@@ -368,3 +369,23 @@ async def test_without_property_selection_unknown_keys_pass_as_the_schema_admits
         assert len(emitted) == 20
         assert all(r.items() >= NEW_KEYS.items() for r in emitted)
     assert not unknown_key_warnings(caplog, "ai_score")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"bookmarks": {"opportunities": "2030-01-01"}},
+        {"bookmarks": ["opportunities"]},
+    ],
+)
+async def test_a_full_table_run_refuses_a_misshapen_state_before_any_request(
+    server: FakeCopperServer, state: dict[str, Any]
+) -> None:
+    catalog = discover()
+    catalog["streams"][0]["metadata"][0]["metadata"]["replication-method"] = "FULL_TABLE"
+    out = io.BytesIO()
+    with pytest.raises(InvalidOptionError, match="state"):
+        await sync(server, catalog=catalog, state=state, out=out)
+    assert out.getvalue() == b""
+    assert server.stats["requests"] == 0
