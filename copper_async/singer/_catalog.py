@@ -49,7 +49,6 @@ def _metadata(schema: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "valid-replication-keys": [REPLICATION_KEY],
                 "replication-key": REPLICATION_KEY,
                 "replication-method": INCREMENTAL,
-                "forced-replication-method": INCREMENTAL,
             },
         }
     ]

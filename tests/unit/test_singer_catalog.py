@@ -166,3 +166,13 @@ def test_unknown_keys_pass_only_without_property_selection_and_as_the_schema_adm
     chosen = select_entry(catalog_with({"selected": True}, name={"selected": True}))
     assert chosen is not None
     assert not chosen.keeps_unknown
+
+
+def test_discovery_forces_no_replication_method_since_both_are_honoured() -> None:
+    # A forced method tells a UI or orchestrator that no other may be chosen.
+    root = discover()["streams"][0]["metadata"][0]["metadata"]
+    assert "forced-replication-method" not in root
+    for method in ("INCREMENTAL", "FULL_TABLE"):
+        entry = select_entry(catalog_with({"replication-method": method}))
+        assert entry is not None
+        assert entry.incremental == (method == "INCREMENTAL")
