@@ -16,6 +16,7 @@ goes on with the same run; the one written at the end drops it.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +25,8 @@ from copper_async import InvalidOptionError
 from copper_async.singer._catalog import REPLICATION_KEY, STREAM
 
 __all__ = ["RUN_KEY", "read_bookmark", "read_run", "with_bookmark", "with_run"]
+
+logger = logging.getLogger(__name__)
 
 #: The key of an unfinished run's progress in the stream's bookmark.
 RUN_KEY = "copper_async_run"
@@ -72,7 +75,17 @@ def read_bookmark(state: Mapping[str, Any] | None) -> int | None:
             "state", f"bookmark of {STREAM!r} is on {key!r}, not {REPLICATION_KEY!r}"
         )
     value = entry.get("replication_key_value")
-    return None if value is None else _seconds(value)
+    if value is None:
+        unknown = sorted(set(entry) - {"replication_key", RUN_KEY})
+        if unknown:  # another tool's shape: say why every record is read again
+            logger.warning(
+                "the state's bookmark of %r has no replication_key_value (keys: %s): "
+                "reading every record",
+                STREAM,
+                ", ".join(unknown),
+            )
+        return None
+    return _seconds(value)
 
 
 def with_bookmark(state: Mapping[str, Any] | None, bookmark: int) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 import pytest
@@ -176,3 +177,17 @@ def test_discovery_forces_no_replication_method_since_both_are_honoured() -> Non
         entry = select_entry(catalog_with({"replication-method": method}))
         assert entry is not None
         assert entry.incremental == (method == "INCREMENTAL")
+
+
+def test_a_bookmark_in_an_unknown_shape_is_named_before_a_full_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # e.g. a classic Singer tap's {"date_modified": ...}: no replication_key_value.
+    state = {"bookmarks": {"opportunities": {"date_modified": "2024-01-01T00:00:00Z"}}}
+    with caplog.at_level(logging.WARNING, logger="copper_async"):
+        assert read_bookmark(state) is None
+    assert any("replication_key_value" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="copper_async"):
+        assert read_bookmark({"bookmarks": {"opportunities": {}}}) is None
+    assert not caplog.records
