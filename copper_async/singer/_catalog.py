@@ -5,6 +5,11 @@ One stream, ``opportunities``: key ``id``, replication key ``date_modified``
 follows the Singer rules as Meltano's SDK applies them: ``inclusion:
 unsupported`` is never emitted, ``automatic`` always is, then an explicit
 ``selected``, then ``selected-by-default``, then the stream's own choice.
+
+Keys a record carries that the schema does not name (fields Copper adds
+later) pass only when no property is selected one by one and the catalog's
+schema admits additional properties; otherwise a RECORD holds the selected
+properties alone, as a target with a strict schema expects.
 """
 
 from __future__ import annotations
@@ -44,7 +49,6 @@ def _metadata(schema: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "valid-replication-keys": [REPLICATION_KEY],
                 "replication-key": REPLICATION_KEY,
                 "replication-method": INCREMENTAL,
-                "forced-replication-method": INCREMENTAL,
             },
         }
     ]
@@ -83,10 +87,13 @@ class CatalogEntry:
 
     schema: dict[str, Any]
     properties: frozenset[str]
-    """The schema properties to emit (unknown keys pass: the schema admits them)."""
+    """The schema properties to emit."""
     dropped: frozenset[str]
     """The schema properties deselected: removed from every record."""
     incremental: bool
+    keeps_unknown: bool = False
+    """Keys the schema does not name pass too: no property was selected one
+    by one and the schema admits additional properties."""
 
 
 def _selected(entry: Mapping[str, Any] | None, parent: bool | None) -> bool:
@@ -150,9 +157,13 @@ def select_entry(catalog: Mapping[str, Any] | None) -> CatalogEntry | None:
     if method not in (INCREMENTAL, FULL_TABLE):
         raise InvalidOptionError("catalog", f"replication-method {method!r} is not supported")
     kept = {n: p for n, p in schema["properties"].items() if n in chosen}
+    # A catalog that selects properties one by one gets those alone, as the SDK's
+    # taps send; with the whole stream selected, the schema says what may pass.
+    chooses = any("selected" in md for crumb, md in metadata.items() if crumb)
     return CatalogEntry(
         schema={**schema, "properties": kept},
         properties=frozenset(chosen),
         dropped=frozenset(names - chosen),
         incremental=method == INCREMENTAL,
+        keeps_unknown=not chooses and schema.get("additionalProperties", True) is True,
     )

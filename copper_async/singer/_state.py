@@ -16,6 +16,7 @@ goes on with the same run; the one written at the end drops it.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +25,8 @@ from copper_async import InvalidOptionError
 from copper_async.singer._catalog import REPLICATION_KEY, STREAM
 
 __all__ = ["RUN_KEY", "read_bookmark", "read_run", "with_bookmark", "with_run"]
+
+logger = logging.getLogger(__name__)
 
 #: The key of an unfinished run's progress in the stream's bookmark.
 RUN_KEY = "copper_async_run"
@@ -46,8 +49,8 @@ def _seconds(value: Any) -> int:
     )
 
 
-def read_bookmark(state: Mapping[str, Any] | None) -> int | None:
-    """The bookmark (Unix seconds) of the stream in ``state``; None when there is none."""
+def _stream_entry(state: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The stream's entry in ``state``, its shape checked; None when there is none."""
     if not state:
         return None
     if not isinstance(state, Mapping):
@@ -56,17 +59,33 @@ def read_bookmark(state: Mapping[str, Any] | None) -> int | None:
     if not isinstance(bookmarks, Mapping):
         raise InvalidOptionError("state", "'bookmarks' must be an object")
     entry = bookmarks.get(STREAM)
+    if entry is not None and not isinstance(entry, Mapping):
+        raise InvalidOptionError("state", f"bookmark of {STREAM!r} must be an object")
+    return entry
+
+
+def read_bookmark(state: Mapping[str, Any] | None) -> int | None:
+    """The bookmark (Unix seconds) of the stream in ``state``; None when there is none."""
+    entry = _stream_entry(state)
     if entry is None:
         return None
-    if not isinstance(entry, Mapping):
-        raise InvalidOptionError("state", f"bookmark of {STREAM!r} must be an object")
     key = entry.get("replication_key", REPLICATION_KEY)
     if key != REPLICATION_KEY:
         raise InvalidOptionError(
             "state", f"bookmark of {STREAM!r} is on {key!r}, not {REPLICATION_KEY!r}"
         )
     value = entry.get("replication_key_value")
-    return None if value is None else _seconds(value)
+    if value is None:
+        unknown = sorted(set(entry) - {"replication_key", RUN_KEY})
+        if unknown:  # another tool's shape: say why every record is read again
+            logger.warning(
+                "the state's bookmark of %r has no replication_key_value (keys: %s): "
+                "reading every record",
+                STREAM,
+                ", ".join(unknown),
+            )
+        return None
+    return _seconds(value)
 
 
 def with_bookmark(state: Mapping[str, Any] | None, bookmark: int) -> dict[str, Any]:
@@ -84,9 +103,8 @@ def with_bookmark(state: Mapping[str, Any] | None, bookmark: int) -> dict[str, A
 
 def read_run(state: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     """The unfinished run that ``state`` carries for the stream, if any
-    (:func:`read_bookmark` has checked the state's shape)."""
-    entry = ((state or {}).get("bookmarks") or {}).get(STREAM) or {}
-    run = entry.get(RUN_KEY)
+    (the state's shape is checked: a full-table run reads no bookmark)."""
+    run = (_stream_entry(state) or {}).get(RUN_KEY)
     return run if isinstance(run, Mapping) else None
 
 

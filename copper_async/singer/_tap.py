@@ -34,7 +34,13 @@ import orjson
 
 from copper_async import CopperClient, OpportunityFilter
 from copper_async.exceptions import CheckpointError
-from copper_async.singer._catalog import KEY_PROPERTIES, REPLICATION_KEY, STREAM, select_entry
+from copper_async.singer._catalog import (
+    KEY_PROPERTIES,
+    REPLICATION_KEY,
+    STREAM,
+    CatalogEntry,
+    select_entry,
+)
 from copper_async.singer._config import TapConfig
 from copper_async.singer._messages import MessageWriter
 from copper_async.singer._schema import record_converter
@@ -85,6 +91,7 @@ async def run_tap(
     if entry is None:
         logger.info("stream %r is not selected: nothing to sync", STREAM)
         return TapResult(selected=False, mode="none")
+    carried = read_run(state)  # checks the state's shape in either mode
     previous = read_bookmark(state) if entry.incremental else None
     mode = choose_mode(previous, full=not entry.incremental)
     if mode == "incremental":
@@ -94,8 +101,8 @@ async def run_tap(
     client = _client(config)  # a bad base_url fails here, before any output
     writer = MessageWriter(out, STREAM)
     writer.schema(entry.schema, KEY_PROPERTIES, [REPLICATION_KEY])
-    run = _Run.of(read_run(state), mode, query, config, started=int(now()))
-    requests, carried_run, resumed = 0, read_run(state) is not None, False
+    run = _Run.of(carried, mode, query, config, started=int(now()))
+    requests, carried_run, resumed = 0, carried is not None, False
     clock = ClockCheck()  # what the answers show of Copper's clock
     async with client:
         if query is None:
@@ -103,7 +110,8 @@ async def run_tap(
         else:
             logger.info("%s read of %r%s", mode, STREAM, " (continued)" if run.planner else "")
             convert = record_converter(entry.schema)
-            reading = _Reading(client, config, query, entry.dropped, convert, writer, now, clock)
+            keys = _Keys(entry)
+            reading = _Reading(client, config, query, keys, convert, writer, now, clock)
             requests = await reading.run(run, state, state_every)
             carried_run |= reading.wrote_run
             resumed = reading.resumed
@@ -171,13 +179,45 @@ def _client(config: TapConfig) -> CopperClient:
 
 
 @attrs.define
+class _Keys:
+    """The top-level keys a RECORD holds: those the catalog selects, and keys
+    the schema does not know only where the catalog lets them pass. Each
+    unknown key dropped is named once (Meltano's SDK does the same)."""
+
+    entry: CatalogEntry
+    named: set[str] = attrs.field(factory=set)  # unknown keys already warned of
+
+    def select(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        entry = self.entry
+        if entry.keeps_unknown:
+            if not entry.dropped:
+                return records
+            return [{k: v for k, v in r.items() if k not in entry.dropped} for r in records]
+        kept = [{k: v for k, v in r.items() if k in entry.properties} for r in records]
+        if any(len(k) != len(r) for k, r in zip(kept, records, strict=True)):
+            self._name_unknown(records)
+        return kept
+
+    def _name_unknown(self, records: list[dict[str, Any]]) -> None:
+        known = self.entry.properties | self.entry.dropped
+        for record in records:
+            for key in record.keys() - known - self.named:
+                self.named.add(key)
+                logger.warning(
+                    "key %r of %r is not in the catalog's schema: dropped from every record",
+                    key,
+                    STREAM,
+                )
+
+
+@attrs.define
 class _Reading:
     """Writes every record a query matches, through the cap-splitting search."""
 
     client: CopperClient
     config: TapConfig
     query: OpportunityFilter
-    dropped: frozenset[str]
+    keys: _Keys
     convert: Callable[[dict[str, Any]], dict[str, Any]]
     writer: MessageWriter
     now: Callable[[], float]
@@ -194,11 +234,7 @@ class _Reading:
         try:
             async for page in pages:
                 self.clock.note(search.stats.server_date, self.now())
-                records = page.records
-                if self.dropped:
-                    records = [
-                        {k: v for k, v in r.items() if k not in self.dropped} for r in records
-                    ]
+                records = self.keys.select(page.records)
                 self.writer.records_page(self.convert(record) for record in records)
                 since += 1
                 if since >= state_every and search.at_commit_point:

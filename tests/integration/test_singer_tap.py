@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,7 @@ import orjson
 import pytest
 import pytest_asyncio
 
+from copper_async import InvalidOptionError
 from copper_async.singer import TapConfig, discover, run_tap
 from copper_async.singer._tap import STATE_EVERY
 from copper_async.testing import Changes, Dataset, FakeCopperServer, FakeServerOptions
@@ -297,3 +299,93 @@ async def test_the_bookmark_follows_coppers_clock_when_this_one_runs_ahead(
     await run_tap(config(server), out, now=lambda: FIRST_RUN)
     value = states(messages(out))[-1]["bookmarks"]["opportunities"]["replication_key_value"]
     assert value == "2023-11-14T21:25:00Z"  # FIRST_RUN - 3,600 - 300
+
+
+# -- keys Copper adds that the schema does not know ------------------------------------
+
+NEW_KEYS = {"forecast_category": "commit", "ai_score": 0.9}  # not in the schema
+
+
+@pytest_asyncio.fixture
+async def newer_server() -> AsyncIterator[FakeCopperServer]:
+    """A server whose records carry top-level keys this version does not know."""
+    generated = Dataset.generate(20, seed=5, end=END)
+    newer = [{**generated.record(i), **NEW_KEYS} for i in generated.ids()]
+    async with FakeCopperServer(Dataset.from_records(newer)) as running:
+        yield running
+
+
+def selecting(*chosen: str) -> dict[str, Any]:
+    """The discovered catalog with Meltano's ``selected`` on every breadcrumb."""
+    catalog = discover()
+    for entry in catalog["streams"][0]["metadata"]:
+        crumb = entry["breadcrumb"]
+        entry["metadata"]["selected"] = not crumb or crumb[1] in chosen
+    return catalog
+
+
+def unknown_key_warnings(caplog: pytest.LogCaptureFixture, key: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and repr(key) in r.getMessage()
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_selection_emits_no_unknown_key_and_warns_once_per_key(
+    newer_server: FakeCopperServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="copper_async"):
+        emitted = records(await sync(newer_server, catalog=selecting("status")))
+    assert len(emitted) == 20
+    assert all(set(r) == {"id", "status", "date_modified"} for r in emitted)
+    for key in NEW_KEYS:
+        assert len(unknown_key_warnings(caplog, key)) == 1
+
+
+@pytest.mark.asyncio
+async def test_selecting_every_property_still_drops_unknown_keys(
+    newer_server: FakeCopperServer,
+) -> None:
+    every = discover()["streams"][0]["schema"]["properties"]
+    emitted = records(await sync(newer_server, catalog=selecting(*every)))
+    assert emitted
+    assert all(not set(r) & set(NEW_KEYS) for r in emitted)
+    assert all(set(r) <= set(every) for r in emitted)
+    assert any("details" in r for r in emitted)
+
+
+@pytest.mark.asyncio
+async def test_without_property_selection_unknown_keys_pass_as_the_schema_admits(
+    newer_server: FakeCopperServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream_only = discover()
+    stream = stream_only["streams"][0]
+    stream["metadata"] = [{"breadcrumb": [], "metadata": {"selected": True}}]
+    for catalog in (None, stream_only):
+        with caplog.at_level(logging.WARNING, logger="copper_async"):
+            emitted = records(await sync(newer_server, catalog=catalog))
+        assert len(emitted) == 20
+        assert all(r.items() >= NEW_KEYS.items() for r in emitted)
+    assert not unknown_key_warnings(caplog, "ai_score")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"bookmarks": {"opportunities": "2030-01-01"}},
+        {"bookmarks": ["opportunities"]},
+    ],
+)
+async def test_a_full_table_run_refuses_a_misshapen_state_before_any_request(
+    server: FakeCopperServer, state: dict[str, Any]
+) -> None:
+    catalog = discover()
+    catalog["streams"][0]["metadata"][0]["metadata"]["replication-method"] = "FULL_TABLE"
+    out = io.BytesIO()
+    with pytest.raises(InvalidOptionError, match="state"):
+        await sync(server, catalog=catalog, state=state, out=out)
+    assert out.getvalue() == b""
+    assert server.stats["requests"] == 0

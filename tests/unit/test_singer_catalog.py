@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 import pytest
@@ -150,3 +151,43 @@ def test_no_state_or_no_bookmark_means_none() -> None:
     assert read_bookmark(None) is None
     assert read_bookmark({}) is None
     assert read_bookmark({"bookmarks": {"other": {}}}) is None
+
+
+def test_unknown_keys_pass_only_without_property_selection_and_as_the_schema_admits() -> None:
+    stream_only = copy.deepcopy(discover())
+    stream = stream_only["streams"][0]
+    stream["metadata"] = [{"breadcrumb": [], "metadata": {"selected": True}}]
+    entry = select_entry(stream_only)
+    assert entry is not None
+    assert entry.keeps_unknown
+    stream["schema"]["additionalProperties"] = False  # the catalog's schema forbids them
+    entry = select_entry(stream_only)
+    assert entry is not None
+    assert not entry.keeps_unknown
+    chosen = select_entry(catalog_with({"selected": True}, name={"selected": True}))
+    assert chosen is not None
+    assert not chosen.keeps_unknown
+
+
+def test_discovery_forces_no_replication_method_since_both_are_honoured() -> None:
+    # A forced method tells a UI or orchestrator that no other may be chosen.
+    root = discover()["streams"][0]["metadata"][0]["metadata"]
+    assert "forced-replication-method" not in root
+    for method in ("INCREMENTAL", "FULL_TABLE"):
+        entry = select_entry(catalog_with({"replication-method": method}))
+        assert entry is not None
+        assert entry.incremental == (method == "INCREMENTAL")
+
+
+def test_a_bookmark_in_an_unknown_shape_is_named_before_a_full_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # e.g. a classic Singer tap's {"date_modified": ...}: no replication_key_value.
+    state = {"bookmarks": {"opportunities": {"date_modified": "2024-01-01T00:00:00Z"}}}
+    with caplog.at_level(logging.WARNING, logger="copper_async"):
+        assert read_bookmark(state) is None
+    assert any("replication_key_value" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="copper_async"):
+        assert read_bookmark({"bookmarks": {"opportunities": {}}}) is None
+    assert not caplog.records
