@@ -7,6 +7,11 @@ The value is the shared bookmark (:mod:`copper_async.sync._bookmark`) as an
 ISO 8601 UTC date-time; reading accepts that, any ISO 8601 date-time, or
 Unix seconds. Keys of other streams or tools are carried over unchanged.
 
+The bookmark also names the job it was made for (:data:`JOB_KEY`: a digest
+of the filter, API root and account): records a new filter matches may have
+been modified before a bookmark made for the old one, so a bookmark of
+another job is not used (a warning says so) and every record is read.
+
 A STATE written during a run also carries the run itself beside the bookmark,
 under :data:`RUN_KEY`: when it started, a digest of what it reads, and the
 planner's windows (those finished are left out). A restart from that STATE
@@ -24,12 +29,14 @@ from typing import Any
 from copper_async import InvalidOptionError
 from copper_async.singer._catalog import REPLICATION_KEY, STREAM
 
-__all__ = ["RUN_KEY", "read_bookmark", "read_run", "with_bookmark", "with_run"]
+__all__ = ["JOB_KEY", "RUN_KEY", "read_bookmark", "read_run", "with_bookmark", "with_run"]
 
 logger = logging.getLogger(__name__)
 
 #: The key of an unfinished run's progress in the stream's bookmark.
 RUN_KEY = "copper_async_run"
+#: The key of the job (filter, API root, account) a bookmark was made for.
+JOB_KEY = "copper_async_job"
 
 
 def _seconds(value: Any) -> int:
@@ -64,8 +71,9 @@ def _stream_entry(state: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     return entry
 
 
-def read_bookmark(state: Mapping[str, Any] | None) -> int | None:
-    """The bookmark (Unix seconds) of the stream in ``state``; None when there is none."""
+def read_bookmark(state: Mapping[str, Any] | None, job: str | None = None) -> int | None:
+    """The bookmark (Unix seconds) of the stream in ``state``; None when there
+    is none, or when it names a job other than ``job``."""
     entry = _stream_entry(state)
     if entry is None:
         return None
@@ -76,7 +84,7 @@ def read_bookmark(state: Mapping[str, Any] | None) -> int | None:
         )
     value = entry.get("replication_key_value")
     if value is None:
-        unknown = sorted(set(entry) - {"replication_key", RUN_KEY})
+        unknown = sorted(set(entry) - {"replication_key", RUN_KEY, JOB_KEY})
         if unknown:  # another tool's shape: say why every record is read again
             logger.warning(
                 "the state's bookmark of %r has no replication_key_value (keys: %s): "
@@ -85,20 +93,31 @@ def read_bookmark(state: Mapping[str, Any] | None) -> int | None:
                 ", ".join(unknown),
             )
         return None
-    return _seconds(value)
+    bookmark = _seconds(value)
+    made_for = entry.get(JOB_KEY)
+    if job is not None and made_for is not None and made_for != job:
+        logger.warning(
+            "the state's bookmark of %r was made for another filter, API root or account: "
+            "reading every record",
+            STREAM,
+        )
+        return None
+    return bookmark
 
 
-def with_bookmark(state: Mapping[str, Any] | None, bookmark: int) -> dict[str, Any]:
-    """``state`` with the stream's bookmark set to ``bookmark`` (Unix seconds)
-    and no unfinished run."""
+def with_bookmark(
+    state: Mapping[str, Any] | None, bookmark: int, job: str | None = None
+) -> dict[str, Any]:
+    """``state`` with the stream's bookmark set to ``bookmark`` (Unix seconds),
+    made for ``job``, and no unfinished run."""
     moment = dt.datetime.fromtimestamp(bookmark, dt.UTC)
-    return _with_entry(
-        state,
-        {
-            "replication_key": REPLICATION_KEY,
-            "replication_key_value": moment.isoformat().replace("+00:00", "Z"),
-        },
-    )
+    entry = {
+        "replication_key": REPLICATION_KEY,
+        "replication_key_value": moment.isoformat().replace("+00:00", "Z"),
+    }
+    if job is not None:
+        entry[JOB_KEY] = job
+    return _with_entry(state, entry)
 
 
 def read_run(state: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

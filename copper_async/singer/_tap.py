@@ -51,6 +51,7 @@ from copper_async.sync._bookmark import (
     bookmark_after,
     choose_mode,
     incremental_filter,
+    job_identity,
 )
 
 __all__ = ["STATE_EVERY", "TapResult", "run_tap"]
@@ -92,13 +93,14 @@ async def run_tap(
         logger.info("stream %r is not selected: nothing to sync", STREAM)
         return TapResult(selected=False, mode="none")
     carried = read_run(state)  # checks the state's shape in either mode
-    previous = read_bookmark(state) if entry.incremental else None
+    client = _client(config)  # a bad base_url fails here, before any output
+    _, job = job_identity(config.filter, base_url=client.base_url, user_email=client.user_email)
+    previous = read_bookmark(state, job) if entry.incremental else None
     mode = choose_mode(previous, full=not entry.incremental)
     if mode == "incremental":
         query = incremental_filter(config.filter, previous)
     else:
         query = incremental_filter(config.filter, config.start_date, overlap=0)
-    client = _client(config)  # a bad base_url fails here, before any output
     writer = MessageWriter(out, STREAM)
     writer.schema(entry.schema, KEY_PROPERTIES, [REPLICATION_KEY])
     run = _Run.of(carried, mode, query, config, started=int(now()))
@@ -119,7 +121,7 @@ async def run_tap(
         after = bookmark_after(run.started, previous, clock, now())
         for warning in after.warnings:
             logger.warning("%s", warning)
-        final = with_bookmark(state, after.bookmark)
+        final = with_bookmark(state, after.bookmark, job)
     else:  # the state as it came, but for a run written into it (now done)
         final = with_run(state, None) if carried_run else dict(state or {})
     if final:

@@ -96,6 +96,7 @@ async def test_a_full_run_emits_every_record_once_past_the_cap(server: FakeCoppe
     assert bookmark == {
         "replication_key": "date_modified",
         "replication_key_value": "2023-11-14T22:25:00Z",  # FIRST_RUN - 300
+        "copper_async_job": bookmark["copper_async_job"],  # the filter, API root, account
     }
     first = records(lines)[0]
     truth = server.dataset.record(first["id"])
@@ -194,7 +195,9 @@ async def test_a_stopped_first_load_goes_on_from_the_last_state_it_wrote(
     assert len(ids) < RECORDS, "finished windows are not read again"
     assert len(ids) == len(set(ids))
     # The bookmark is the first process's start minus the overlap; the run is gone.
-    assert states(after)[-1] == {
+    final = states(after)[-1]
+    job = final["bookmarks"]["opportunities"].pop("copper_async_job")
+    assert final == {
         "bookmarks": {
             "opportunities": {
                 "replication_key": "date_modified",
@@ -202,6 +205,9 @@ async def test_a_stopped_first_load_goes_on_from_the_last_state_it_wrote(
             }
         }
     }
+    assert job == states(await sync(server, at=FIRST_RUN + 6_000))[-1]["bookmarks"][
+        "opportunities"
+    ]["copper_async_job"], "one job, one key"
 
 
 @pytest.mark.asyncio
@@ -217,10 +223,8 @@ async def test_a_state_of_a_run_that_read_otherwise_starts_afresh(
     assert not result.resumed
     assert sorted(r["id"] for r in records(messages(out))) == sorted(server.dataset.ids())
     value = states(messages(out))[-1]["bookmarks"]["opportunities"]
-    assert value == {
-        "replication_key": "date_modified",
-        "replication_key_value": "2023-11-14T23:48:20Z",  # FIRST_RUN + 5,000 - 300
-    }
+    assert value["replication_key"] == "date_modified"
+    assert value["replication_key_value"] == "2023-11-14T23:48:20Z"  # FIRST_RUN + 5,000 - 300
 
 
 @pytest.mark.asyncio
@@ -389,3 +393,31 @@ async def test_a_full_table_run_refuses_a_misshapen_state_before_any_request(
         await sync(server, catalog=catalog, state=state, out=out)
     assert out.getvalue() == b""
     assert server.stats["requests"] == 0
+
+
+@pytest.mark.asyncio
+async def test_a_bookmark_made_for_another_filter_is_not_used(
+    server: FakeCopperServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Records a widened filter matches may have been modified before the old
+    filter's bookmark: the run reads them all instead of skipping them."""
+    narrow = {"filter": {"minimum_monetary_value": 10**12}}  # matches nothing
+    state = states(await sync(server, **narrow))[-1]
+    assert records(await sync(server, state=state, at=FIRST_RUN + 60, **narrow)) == []
+    with caplog.at_level(logging.WARNING, logger="copper_async"):
+        lines = await sync(server, state=state, at=FIRST_RUN + 120)
+    assert sorted(r["id"] for r in records(lines)) == sorted(server.dataset.ids())
+    assert "made for another filter" in caplog.text
+    # The new bookmark is the new job's: the next run reads only what changed.
+    later = await sync(server, state=states(lines)[-1], at=FIRST_RUN + 180)
+    assert records(later) == []
+
+
+@pytest.mark.asyncio
+async def test_a_bookmark_naming_no_job_is_used_as_it_is(server: FakeCopperServer) -> None:
+    state = states(await sync(server))[-1]
+    del state["bookmarks"]["opportunities"]["copper_async_job"]  # an earlier version's
+    server.clock = lambda: FIRST_RUN + 500
+    changes = server.play_changes(edits=7, seed=5)
+    lines = await sync(server, state=state, at=FIRST_RUN + 900)
+    assert sorted(r["id"] for r in records(lines)) == sorted(changes.edited)
