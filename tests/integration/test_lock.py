@@ -89,7 +89,7 @@ def test_two_names_of_one_file_share_its_lock(
 
 
 def test_two_different_files_do_not_share_a_lock(tmp_path: Path) -> None:
-    # Copies, and a symlink to a folder beside them: each a file of its own.
+    # Two files of the same content: no lock in common.
     (tmp_path / "a.jsonl").write_bytes(b"{}\n")
     (tmp_path / "b.jsonl").write_bytes(b"{}\n")
     with exclusive_lock(tmp_path / "a.jsonl", "a"), exclusive_lock(tmp_path / "b.jsonl", "b"):
