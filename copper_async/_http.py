@@ -18,10 +18,11 @@ is made, here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from collections.abc import Callable, Mapping
-from typing import Any, Final, NoReturn
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Final, NoReturn, TypeVar
 
 import attrs
 
@@ -47,6 +48,8 @@ from copper_async.exceptions import (
 )
 
 __all__ = ["ClientStats", "Requester", "RetryEvent"]
+
+T = TypeVar("T")
 
 # The client's public logger: its name does not follow the private module layout.
 logger = logging.getLogger("copper_async.client")
@@ -134,6 +137,8 @@ class Requester:
     max_bytes: int
     stats: ClientStats
     on_retry: Callable[[RetryEvent], None] | None = None
+    # The waits in progress (for the limiter, before a retry), for interrupt() to end.
+    _waits: set[asyncio.Task[Any]] = attrs.field(factory=set, init=False, repr=False)
 
     async def post(self, url: str, data: bytes, where: Mapping[str, Any]) -> RawPage:
         """POST ``data`` to ``url``, retried per the policy; errors carry ``where``."""
@@ -148,7 +153,7 @@ class Requester:
         progress = _Progress()
         policy, clock = self.retry, self.clock
         while True:
-            await self._acquire(progress, where)
+            await self._unless_closed(self._acquire(progress, where), where)
             # Checked with no await before the send: a closed client must not keep retrying.
             self._check_open(where)
             now = clock.monotonic()
@@ -173,11 +178,41 @@ class Requester:
             self._check_open(where)
             delay = self._next_wait(outcome, progress, where)
             progress.last = outcome
-            await clock.sleep(delay)
+            await self._unless_closed(clock.sleep(delay), where)
+
+    def interrupt(self) -> None:
+        """End every wait in progress (a 429 pause, a backoff): the client is closing.
+
+        Each request waiting raises the closed client's error at once instead of
+        sleeping out a ``Retry-After`` that can last minutes.
+        """
+        for wait in self._waits:
+            wait.cancel()
+
+    async def _unless_closed(self, wait: Coroutine[Any, Any, T], where: Mapping[str, Any]) -> T:
+        """Await ``wait`` in a task of its own, which :meth:`interrupt` cancels."""
+        try:
+            # A close that came as the previous wait ended: do not begin another.
+            self._check_open(where)
+        except CopperError:
+            wait.close()
+            raise
+        task = asyncio.create_task(wait)
+        self._waits.add(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            caller = asyncio.current_task()
+            # Cancelled by interrupt(), not through the caller: the client closed.
+            if task.cancelled() and caller is not None and not caller.cancelling():
+                raise _closed_error(where) from None
+            raise
+        finally:
+            self._waits.discard(task)
 
     def _check_open(self, where: Mapping[str, Any]) -> None:
         if self.transport.closed:
-            raise CopperError("the client was closed while a request was pending", context=where)
+            raise _closed_error(where)
 
     async def _acquire(self, progress: _Progress, where: Mapping[str, Any]) -> None:
         """Wait for the limiter; give up when a 429 pause outlasts what this request may wait."""
@@ -332,6 +367,10 @@ class Requester:
         excerpt = protocol.excerpt(self.redactor.bytes(response.body))
         error = ResponseFormatError(err.reason, excerpt=excerpt)
         return _Failed(failure, response.status, error=error)
+
+
+def _closed_error(where: Mapping[str, Any]) -> CopperError:
+    return CopperError("the client was closed while a request was pending", context=where)
 
 
 def _final_error(

@@ -216,8 +216,13 @@ class CopperClient(AsyncClosing):
         return self
 
     async def aclose(self) -> None:
-        """Close the session if this client created it; idempotent."""
+        """Close the session if this client created it; idempotent.
+
+        Requests waiting (out a 429's pause, or before a retry) end at once
+        with the closed client's error.
+        """
         self._closed = True
+        self._requester.interrupt()
         await self._transport.aclose()
 
     @property

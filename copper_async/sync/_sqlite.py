@@ -2,9 +2,11 @@
 
 Timestamps are ISO-8601 UTC text (``2026-01-31T09:30:00Z``), ``close_date``
 an ISO date, JSON columns text. A run holds an exclusive ``flock`` on
-``<database>.lock`` beside the file for its whole length (the export's lock,
-:mod:`copper_async._lock`): independent of SQLite's own (fcntl) locks,
-released by the kernel if the process dies.
+``<database>.lock`` beside the file (symlinks resolved) for its whole length
+(the export's lock, :mod:`copper_async._lock`): independent of SQLite's own
+(fcntl) locks, released by the kernel if the process dies. A database with
+several hard links is refused: SQLite itself cannot share one file between
+names.
 """
 
 from __future__ import annotations
@@ -67,12 +69,29 @@ class SQLiteStore(ThreadedStore):
         self._connection.pragma("PRAGMA synchronous=NORMAL")
 
     def _lock(self, key: str) -> None:
-        self._held = contextlib.ExitStack()
-        self._held.enter_context(
+        held = contextlib.ExitStack()
+        # Not the database itself: closing a second descriptor of it would drop
+        # SQLite's own POSIX locks (those of any connection in this process).
+        held.enter_context(
             exclusive_lock(
-                self.path, self.name, holder="sync", busy=StoreBusyError, unusable=StoreError
+                self.path,
+                self.name,
+                holder="sync",
+                busy=StoreBusyError,
+                unusable=StoreError,
+                lock_file_itself=False,
             )
         )
+        with contextlib.suppress(OSError):
+            links = os.stat(self.path).st_nlink
+            if links > 1:
+                held.close()
+                raise StoreError(
+                    f"{self.name} has {links} hard links: SQLite keeps its journal beside "
+                    "the name it opens, so runs through two names could both write the file "
+                    "and each miss the other's journal; give it one name"
+                )
+        self._held = held
 
     def _unlock(self) -> None:
         held, self._held = self._held, None
