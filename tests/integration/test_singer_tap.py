@@ -205,9 +205,12 @@ async def test_a_stopped_first_load_goes_on_from_the_last_state_it_wrote(
             }
         }
     }
-    assert job == states(await sync(server, at=FIRST_RUN + 6_000))[-1]["bookmarks"][
-        "opportunities"
-    ]["copper_async_job"], "one job, one key"
+    assert (
+        job
+        == states(await sync(server, at=FIRST_RUN + 6_000))[-1]["bookmarks"]["opportunities"][
+            "copper_async_job"
+        ]
+    ), "one job, one key"
 
 
 @pytest.mark.asyncio
