@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ from copper_async._lock import exclusive_lock
 from copper_async.exceptions import ExportBusyError, StoreBusyError, StoreError
 from copper_async.sync._sqlite import SQLiteStore
 
-JOB = {"filter": {}}
+JOB: dict[str, Any] = {"filter": {}}
 
 
 def _symlink(tmp: Path) -> tuple[Path, Path]:

@@ -404,7 +404,7 @@ async def test_a_bookmark_made_for_another_filter_is_not_used(
 ) -> None:
     """Records a widened filter matches may have been modified before the old
     filter's bookmark: the run reads them all instead of skipping them."""
-    narrow = {"filter": {"minimum_monetary_value": 10**12}}  # matches nothing
+    narrow: dict[str, Any] = {"filter": {"minimum_monetary_value": 10**12}}  # matches nothing
     state = states(await sync(server, **narrow))[-1]
     assert records(await sync(server, state=state, at=FIRST_RUN + 60, **narrow)) == []
     with caplog.at_level(logging.WARNING, logger="copper_async"):
