@@ -29,7 +29,7 @@ import attrs
 
 from copper_async._clock import Clock, LoopClock
 from copper_async._closing import AsyncClosing
-from copper_async._options import SEARCH_CAP, SearchOptions
+from copper_async._options import SEARCH_CAP, SearchOptions, check_max_items
 from copper_async._pages import PageSource, RawPage
 from copper_async._planner import (
     CapLimited,
@@ -63,6 +63,7 @@ __all__ = [
     "Search",
     "SearchOptions",
     "SearchStats",
+    "check_max_items",
 ]
 
 logger = logging.getLogger(__name__)
@@ -78,15 +79,6 @@ def _records(count: int) -> str:
 _CLOCK_SKEW_ALLOWANCE = 300
 
 T = TypeVar("T")
-
-
-def check_max_items(value: object) -> int | None:
-    """``max_items``: None (every record) or a positive integer."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidOptionError("max_items", f"must be a positive integer or None, not {value!r}")
-    return value
 
 
 def _located(error: RecordError, where: Mapping[str, Any]) -> RecordError:
