@@ -376,9 +376,10 @@ class Search(AsyncClosing, Generic[T]):
                     "split window %s (total %s): %s", event.window.bounds, event.total, event.reason
                 )
             elif isinstance(event, CountMismatch):
-                # Pages short of a total Copper calls an upper bound are routine;
-                # records that moved under a reading are worth an operator's eye.
-                routine = event.reason.startswith(_STOPPED_SHORT)
+                # Pages short of a total Copper calls an upper bound are routine,
+                # and so is a reading read again; a window that may miss records
+                # (one stats.count_mismatches) is worth an operator's eye.
+                routine = event.reread or event.reason.startswith(_STOPPED_SHORT)
                 logger.log(
                     logging.INFO if routine else logging.WARNING,
                     "window %s: %s (expected %d records, saw %d)%s",

@@ -80,7 +80,11 @@ class WindowDone:
 
 @attrs.frozen
 class CountMismatch:
-    """Records seen in a window differ from its count, or moved while it was read."""
+    """Records seen in a window differ from its count, or moved while it was read.
+
+    ``reread``: the window is read again, so this reading is no mismatch yet
+    (only a window's last reading counts in ``PlannerStats.count_mismatches``).
+    """
 
     window: Window
     expected: int
@@ -142,6 +146,8 @@ class PlannerStats:
     hot_spots: int = 0
     records_delivered: int = 0
     duplicates_dropped: int = 0
+    # Windows whose last reading disagreed with their count: records may be
+    # missing there (each window once; readings read again are ``rereads``).
     count_mismatches: int = 0
     rereads: int = 0
     pages_discarded: int = 0
