@@ -10,8 +10,10 @@ planner and this module know nothing more of it. The planner decides every reque
 only sends them, keeps order of nothing but its own bookkeeping, and cleans
 up: closing a search early (``break``, :meth:`Search.aclose`, cancelling the
 task) cancels the requests in flight. ``max_items`` stops a search after
-that many records: it asks for no page those in flight cannot fill, and
-cancels what is in flight once it has them.
+that many records: it asks for no page those in flight cannot fill, asks a
+window it has not looked at for only the records still wanted once they fit
+in a page and nothing is in flight (the planner's peek), and cancels what is
+in flight once it has them.
 
 :class:`~copper_async._multi.MultiSearch` runs several searches at once.
 """
@@ -278,7 +280,8 @@ class Search(AsyncClosing, Generic[T]):
 
     def _issue(self) -> None:
         while len(self._tasks) < self.options.concurrency and not self._enough_asked():
-            request = self.planner.next_request()
+            wanted = None if self.max_items is None else self.max_items - self._promised()
+            request = self.planner.next_request(want=wanted, in_flight=bool(self._tasks))
             if request is None:
                 return
             body = self._body(request)
@@ -289,11 +292,13 @@ class Search(AsyncClosing, Generic[T]):
             self._tasks[task] = request
             self.stats.requests += 1
 
+    def _promised(self) -> int:
+        """Records delivered, and those the pages in flight bring if full."""
+        return self._delivered + len(self._tasks) * self.options.page_size
+
     def _enough_asked(self) -> bool:
         """True when the pages in flight, if full, bring ``max_items`` records."""
-        if self.max_items is None:
-            return False
-        return self._delivered + len(self._tasks) * self.options.page_size >= self.max_items
+        return self.max_items is not None and self._promised() >= self.max_items
 
     def _where(self, window: Window, page_number: int) -> dict[str, Any]:
         """Error context: which window and page."""

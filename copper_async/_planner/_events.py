@@ -26,13 +26,17 @@ __all__ = [
 
 @attrs.frozen
 class PageRequest:
-    """One page to fetch: the window's bounds, sorted ascending by ``sort_field``."""
+    """One page to fetch: the window's bounds, sorted ascending by ``sort_field``.
+
+    ``peek`` marks a page 1 of only the records the caller still wants.
+    """
 
     window: Window
     page_number: int
     page_size: int
     sort_field: str
     pass_number: int
+    peek: bool = False
 
 
 @attrs.frozen

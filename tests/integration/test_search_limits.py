@@ -8,6 +8,7 @@ refused before any request otherwise.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -108,3 +109,68 @@ async def test_each_option_is_still_checked_on_its_own_before_max_items_shrinks_
         client.opportunities.search(max_items=5, **{"cap": CAP, **options})
     assert raised.value.option == option
     assert server.stats["requests"] == 0
+
+
+# -- the last request of a search that stops in a later window ------------------------
+
+PAGE = 50
+BIG_CAP = 1_000
+
+
+def first_window_size(server: FakeCopperServer) -> int:
+    """Records of the first window cut from the whole range: those created
+    before the value at the cap's last whole page (position kP)."""
+    created = sorted(server.dataset.record(i)["date_created"] for i in server.dataset.ids())
+    return sum(1 for value in created if value < created[BIG_CAP - 1])
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        1_800,  # the second window fits: its page 1 is the last request
+        3_000,  # the second window is over the cap too: it need not be cut
+    ],
+)
+async def test_a_search_stopping_in_a_later_window_asks_only_for_the_records_left(
+    records: int,
+) -> None:
+    served = generated_records(records, seed=37)
+    async with (
+        ACCOUNT.server(served, cap=BIG_CAP) as server,
+        ACCOUNT.client(server) as client,
+    ):
+        first = first_window_size(server)
+        left = PAGE - 19  # fewer than a page from the second window
+        search = client.opportunities.search(
+            raw=True, max_items=first + left, page_size=PAGE, cap=BIG_CAP, concurrency=1
+        )
+        ids = ids_of(await search.to_list())
+        assert len(ids) == first + left == len(set(ids))
+        assert set(ids) <= set(server.dataset.ids())
+        # The whole range's page 1 (then the first window's page 1) and its cut
+        # page, the first window's other pages, and one page of ``left`` records.
+        assert server.stats["requests"] == 2 + (math.ceil(first / PAGE) - 1) + 1
+        # Only the cut page's records were read and not yielded.
+        assert server.stats["records_served"] == first + left + PAGE
+        assert search.stats.requests == server.stats["requests"]
+
+
+async def test_a_later_window_waits_for_the_pages_in_flight_that_may_bring_the_last_records() -> (
+    None
+):
+    """Pages of 200 over 6,000 records: the range's page 1 (held) and its cut
+    page, then the first window's page 2 bring 400 records, enough for 234.
+    The second window's first look, which the planner may issue meanwhile,
+    waits for that page instead, and is never needed."""
+    served = generated_records(6_000, seed=37)
+    async with (
+        ACCOUNT.server(served, cap=BIG_CAP) as server,
+        ACCOUNT.client(server) as client,
+    ):
+        assert first_window_size(server) >= 2 * 200
+        search = client.opportunities.search(
+            raw=True, max_items=234, page_size=200, cap=BIG_CAP, concurrency=4
+        )
+        ids = ids_of(await search.to_list())
+        assert len(ids) == 234 == len(set(ids))
+        assert server.stats["requests"] == 3
