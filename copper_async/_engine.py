@@ -10,8 +10,10 @@ planner and this module know nothing more of it. The planner decides every reque
 only sends them, keeps order of nothing but its own bookkeeping, and cleans
 up: closing a search early (``break``, :meth:`Search.aclose`, cancelling the
 task) cancels the requests in flight. ``max_items`` stops a search after
-that many records: it asks for no page those in flight cannot fill, and
-cancels what is in flight once it has them.
+that many records: it asks for no page those in flight cannot fill, asks a
+window it has not looked at for only the records still wanted once they fit
+in a page and nothing is in flight (the planner's peek), and cancels what is
+in flight once it has them.
 
 :class:`~copper_async._multi.MultiSearch` runs several searches at once.
 """
@@ -29,7 +31,7 @@ import attrs
 
 from copper_async._clock import Clock, LoopClock
 from copper_async._closing import AsyncClosing
-from copper_async._options import SEARCH_CAP, SearchOptions
+from copper_async._options import SEARCH_CAP, SearchOptions, check_max_items
 from copper_async._pages import PageSource, RawPage
 from copper_async._planner import (
     CapLimited,
@@ -63,6 +65,7 @@ __all__ = [
     "Search",
     "SearchOptions",
     "SearchStats",
+    "check_max_items",
 ]
 
 logger = logging.getLogger(__name__)
@@ -78,15 +81,6 @@ def _records(count: int) -> str:
 _CLOCK_SKEW_ALLOWANCE = 300
 
 T = TypeVar("T")
-
-
-def check_max_items(value: object) -> int | None:
-    """``max_items``: None (every record) or a positive integer."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidOptionError("max_items", f"must be a positive integer or None, not {value!r}")
-    return value
 
 
 def _located(error: RecordError, where: Mapping[str, Any]) -> RecordError:
@@ -286,7 +280,8 @@ class Search(AsyncClosing, Generic[T]):
 
     def _issue(self) -> None:
         while len(self._tasks) < self.options.concurrency and not self._enough_asked():
-            request = self.planner.next_request()
+            wanted = None if self.max_items is None else self.max_items - self._promised()
+            request = self.planner.next_request(want=wanted, in_flight=bool(self._tasks))
             if request is None:
                 return
             body = self._body(request)
@@ -297,11 +292,13 @@ class Search(AsyncClosing, Generic[T]):
             self._tasks[task] = request
             self.stats.requests += 1
 
+    def _promised(self) -> int:
+        """Records delivered, and those the pages in flight bring if full."""
+        return self._delivered + len(self._tasks) * self.options.page_size
+
     def _enough_asked(self) -> bool:
         """True when the pages in flight, if full, bring ``max_items`` records."""
-        if self.max_items is None:
-            return False
-        return self._delivered + len(self._tasks) * self.options.page_size >= self.max_items
+        return self.max_items is not None and self._promised() >= self.max_items
 
     def _where(self, window: Window, page_number: int) -> dict[str, Any]:
         """Error context: which window and page."""
@@ -384,9 +381,10 @@ class Search(AsyncClosing, Generic[T]):
                     "split window %s (total %s): %s", event.window.bounds, event.total, event.reason
                 )
             elif isinstance(event, CountMismatch):
-                # Pages short of a total Copper calls an upper bound are routine;
-                # records that moved under a reading are worth an operator's eye.
-                routine = event.reason.startswith(_STOPPED_SHORT)
+                # Pages short of a total Copper calls an upper bound are routine,
+                # and so is a reading read again; a window that may miss records
+                # (one stats.count_mismatches) is worth an operator's eye.
+                routine = event.reread or event.reason.startswith(_STOPPED_SHORT)
                 logger.log(
                     logging.INFO if routine else logging.WARNING,
                     "window %s: %s (expected %d records, saw %d)%s",

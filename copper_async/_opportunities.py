@@ -14,7 +14,7 @@ from typing import Any, Generic, Literal, TypeVar, Unpack, overload
 from copper_async._clock import Clock
 from copper_async._engine import Search
 from copper_async._multi import MultiSearch
-from copper_async._options import SearchKwargs, SearchOptions
+from copper_async._options import SearchKwargs, SearchOptions, search_options
 from copper_async._pages import PageSource
 from copper_async._records import Opportunity
 from copper_async._resources import OPPORTUNITIES, Resource, SearchFilter
@@ -84,7 +84,8 @@ class ResourceAPI(Generic[R, F]):
         :class:`~copper_async.exceptions.InvalidOptionError` here, before any
         request.
         """
-        return self._start(filter, raw=raw, options=SearchOptions(**options), max_items=max_items)
+        options_of_search = search_options(options, max_items)
+        return self._start(filter, raw=raw, options=options_of_search, max_items=max_items)
 
     def search_many(
         self,
@@ -108,9 +109,9 @@ class ResourceAPI(Generic[R, F]):
                 "filters", f"must be a list of filters, not {type(filters).__name__}"
             )
         _check_flag("union", union)
-        search_options = SearchOptions(**options)
+        options_of_each = search_options(options, max_items)
         searches = [
-            self._start(f, raw=raw, options=search_options, max_items=max_items) for f in filters
+            self._start(f, raw=raw, options=options_of_each, max_items=max_items) for f in filters
         ]
         id_of = self.resource.raw_id if raw else self.resource.typed_id
         return MultiSearch(searches, union=union, id_of=id_of, max_items=max_items)

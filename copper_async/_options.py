@@ -9,6 +9,7 @@ option table (:func:`options_table`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal, TypedDict
 
 import attrs
@@ -22,8 +23,10 @@ __all__ = [
     "OptionSpec",
     "SearchKwargs",
     "SearchOptions",
+    "check_max_items",
     "option_spec",
     "options_table",
+    "search_options",
 ]
 
 #: Copper returns only this many records of any one query.
@@ -223,6 +226,41 @@ class SearchOptions:
             )
             return (self.split_field, other)
         return (self.split_field, self.secondary_field)
+
+
+def check_max_items(value: object) -> int | None:
+    """``max_items``: None (every record) or a positive integer."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidOptionError("max_items", f"must be a positive integer or None, not {value!r}")
+    return value
+
+
+def search_options(options: Mapping[str, Any], max_items: object = None) -> SearchOptions:
+    """The options of one search that stops after ``max_items`` records.
+
+    Such a search needs no page bigger than those records, so its page size
+    is the smaller of ``page_size`` and ``max_items``. The planner cuts a
+    window at the last page lying wholly inside the cap, so that page size
+    must not exceed ``cap``: such a search is refused here, before any request.
+    """
+    limit = check_max_items(max_items)
+    fields = attrs.fields(SearchOptions)
+    requested = options.get("page_size", fields.page_size.default)
+    if limit is None or not isinstance(requested, int) or requested <= limit:
+        return SearchOptions(**options)
+    # Each option's own bounds first: max_items must not hide a bad page_size.
+    cap = options.get("cap", fields.cap.default)
+    _check(None, fields.page_size, requested)
+    _check(None, fields.cap, cap)
+    if cap < limit:
+        raise InvalidOptionError(
+            "cap",
+            f"must be at least the page size a search asks for, the smaller of "
+            f"page_size ({requested}) and max_items ({limit})",
+        )
+    return SearchOptions(**{**options, "page_size": limit})
 
 
 class SearchKwargs(TypedDict, total=False):

@@ -56,7 +56,10 @@ class SearchStats(PlannerStats):
 
     ``records`` counts records handed to the caller (``records_delivered``
     those the planner released). The planner's counters are its own (see
-    :class:`~copper_async._planner.PlannerStats`): ``overcounted_windows`` had
+    :class:`~copper_async._planner.PlannerStats`): ``count_mismatches`` are
+    windows whose last reading still disagreed with their count, so records
+    may be missing there (each logged as a warning; read them again), while
+    readings that were read again count in ``rereads``; ``overcounted_windows`` had
     a stable total above their records (Copper's total is an upper bound),
     ``shifted_reads`` ids came twice in one reading of a window (its offsets
     moved: it is read again), ``windows_continued`` stopped at a page boundary

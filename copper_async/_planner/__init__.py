@@ -60,6 +60,14 @@ last page whose records all lie inside the cap):
   query served further: an API capping its total at its own round cap
   answers so. (A total capped off a page boundary shows nothing.)
 
+* **Peeks.** A caller that needs at most a page of records more, with
+  nothing in flight, may say so (``next_request(want=n)``): a window not yet
+  looked at is then asked for page 1 of ``n`` records instead of its first
+  look (offset 0 makes any size a prefix of page 1). A full peek's fresh
+  records are delivered and tell nothing of the window's size, which is
+  looked at as usual if the caller wants more (the peeked ids are dropped
+  then); a short peek holds the whole window, like a short page 1.
+
 Where each part lives: ``_state.py`` (a window's phases and the one table of
 transitions between them), ``_windows.py`` (bounds and cuts), ``_totals.py``
 (when a total is trusted), ``_reach.py`` (how far the API served),

@@ -26,13 +26,17 @@ __all__ = [
 
 @attrs.frozen
 class PageRequest:
-    """One page to fetch: the window's bounds, sorted ascending by ``sort_field``."""
+    """One page to fetch: the window's bounds, sorted ascending by ``sort_field``.
+
+    ``peek`` marks a page 1 of only the records the caller still wants.
+    """
 
     window: Window
     page_number: int
     page_size: int
     sort_field: str
     pass_number: int
+    peek: bool = False
 
 
 @attrs.frozen
@@ -80,7 +84,11 @@ class WindowDone:
 
 @attrs.frozen
 class CountMismatch:
-    """Records seen in a window differ from its count, or moved while it was read."""
+    """Records seen in a window differ from its count, or moved while it was read.
+
+    ``reread``: the window is read again, so this reading is no mismatch yet
+    (only a window's last reading counts in ``PlannerStats.count_mismatches``).
+    """
 
     window: Window
     expected: int
@@ -142,6 +150,8 @@ class PlannerStats:
     hot_spots: int = 0
     records_delivered: int = 0
     duplicates_dropped: int = 0
+    # Windows whose last reading disagreed with their count: records may be
+    # missing there (each window once; readings read again are ``rereads``).
     count_mismatches: int = 0
     rereads: int = 0
     pages_discarded: int = 0

@@ -13,13 +13,14 @@ import attrs
 
 from copper_async._planner import _snapshot
 from copper_async._planner._events import (
+    Deliver,
     PageRequest,
     PageResult,
     PlannerEvent,
     PlannerStats,
     TotalsDistrusted,
 )
-from copper_async._planner._memory import Memory
+from copper_async._planner._memory import REMEMBERED, Memory, sift
 from copper_async._planner._reach import Reach
 from copper_async._planner._state import (
     AtEdge,
@@ -114,6 +115,7 @@ class WindowPlanner(PhaseSteps):
         self._states: dict[int, WindowState] = {}
         self._order: list[int] = []  # active windows, in range order
         self._memory = Memory()
+        self._peeked: set[int] = set()  # windows whose page 1 was peeked at
         self._add_windows([Piece(start, 0, 0)], inherit_from=None)
         self.root = self._states[self._order[0]].window
 
@@ -135,21 +137,50 @@ class WindowPlanner(PhaseSteps):
         """Requests handed out and not yet fed back."""
         return sum(len(state.issued) for state in self._states.values())
 
-    def next_request(self) -> PageRequest | None:
-        """The next page worth fetching now, or None until an answer comes in."""
+    def next_request(
+        self, want: int | None = None, *, in_flight: bool = False
+    ) -> PageRequest | None:
+        """The next page worth fetching now, or None until an answer comes in.
+
+        ``want``: the records the caller will still take beyond those its
+        requests in flight may bring. Up to a page, a window not yet looked
+        at is then *peeked* at, once, instead of its first look: page 1 of
+        ``want`` records, which offset 0 makes a prefix of its page 1 at any
+        size. While the caller has requests ``in_flight`` (they may bring
+        fewer records than it counted on), such a window waits for them.
+        """
         for key in self._order:
             state = self._states[key]
             page = self._next_page(state)
             if page is not None:
+                peek = self._may_peek(state, want)
+                if peek and in_flight:
+                    return None
+                if peek:
+                    # Whatever the first look would be (page 2 after a held page
+                    # excepted): a prefix of page 1 may be all the caller takes.
+                    page = 1
+                    self._peeked.add(key)
                 state.issued.add(page)
                 return PageRequest(
                     window=state.window,
                     page_number=page,
-                    page_size=self.page_size,
+                    page_size=want if peek and want is not None else self.page_size,
                     sort_field=self.split_fields[state.window.level],
                     pass_number=state.pass_number,
+                    peek=peek,
                 )
         return None
+
+    def _may_peek(self, state: WindowState, want: int | None) -> bool:
+        stage = state.stage
+        return (
+            want is not None
+            and 0 < want <= self.page_size
+            and isinstance(stage, Looking)
+            and stage.held is None
+            and state.window.key not in self._peeked
+        )
 
     def _next_page(self, state: WindowState) -> int | None:
         stage = state.stage
@@ -189,6 +220,9 @@ class WindowPlanner(PhaseSteps):
         if state is None or request.pass_number != state.pass_number or page not in state.issued:
             raise ValueError(f"not an outstanding request of this planner: {request!r}")
         state.issued.discard(page)
+        if request.peek and len(result.records) >= request.page_size:
+            return self._feed_peek(state, result)
+        # A short peek holds the whole window, as a short page 1 of any size would.
         events: list[PlannerEvent] = []
         if result.refused:
             self.stats.pages_refused += 1
@@ -213,6 +247,18 @@ class WindowPlanner(PhaseSteps):
             events += self._deliver(state, stage.reading, page, result.records, result.total)
         self._restart_relooks()
         return events
+
+    def _feed_peek(self, state: WindowState, result: PageResult) -> list[PlannerEvent]:
+        """A full peek: its fresh records are delivered, yet it tells nothing
+        of the window's size, so the window's first look is still to come;
+        the ids delivered now are then dropped, like those of an earlier reading."""
+        records = result.records
+        sifted = sift(records, self._memory.of(state.window), REMEMBERED, self.id_field, 1)
+        fresh = sifted.fresh
+        state.unique += len(fresh)
+        self.stats.records_delivered += len(fresh)
+        self.stats.duplicates_dropped += len(records) - len(fresh)
+        return [Deliver(state.window, 1, fresh, len(records) - len(fresh))]
 
     # -- checkpoints ------------------------------------------------------
 

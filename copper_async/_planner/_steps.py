@@ -274,13 +274,14 @@ class PhaseSteps:
         expected, count = size.expected, reading.count
         if reading.moved is not None:
             reread = state.pass_number + 1 < self.max_passes
-            self.stats.count_mismatches += 1
             shown = expected if expected is not None else count
             events.append(CountMismatch(window, shown, count, reread, reading.moved))
             if reread:
+                # Not a mismatch yet: the next reading may see every record.
                 self.stats.rereads += 1
                 state.look_again(_H.MOVED)
                 return events
+            self.stats.count_mismatches += 1
         elif self._may_have_stopped_at_cap(reading) or self._may_be_a_capped_total(reading):
             # A short page, or a total met on a full page, no query was ever
             # served past may be the API's cap.
