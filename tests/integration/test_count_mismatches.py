@@ -12,10 +12,9 @@ import logging
 import pytest
 
 from copper_async.testing import Dataset, HotSpot
-from tests.integration.test_search import HarnessFactory, harness_factory, options
+from tests.integration.test_search import PAGE, HarnessFactory, harness_factory, options
 from tests.integration.test_search_unstable_ties import (
     MOVED,
-    PAGE,
     SECOND,
     SEED_THAT_MOVES,
     moved_warnings,
