@@ -195,6 +195,11 @@ def _explain(error: CopperError, base_url: str | None) -> str:
         )
     if isinstance(error, InvalidRequestError):
         return f"{error}: check the --filter body against Copper's search fields"
+    if isinstance(error, AuthenticationError):
+        return (
+            f"{error}: check the access token (--token or COPPER_ACCESS_TOKEN) and that the "
+            "email (--email or COPPER_USER_EMAIL) is of the user it belongs to"
+        )
     deadline = error.context.get("deadline")
     if isinstance(error, RequestTimeoutError) and deadline is not None:
         attempts = error.context.get("attempts")

@@ -69,13 +69,16 @@ def _exit_code(error: CopperError) -> int:
     return export_exit_code(error)
 
 
-def run_command(coroutine: Coroutine[Any, Any, T], *, progress: Any = None) -> T:
+def run_command(
+    coroutine: Coroutine[Any, Any, T], *, progress: Any = None, base_url: str | None = None
+) -> T:
     """Run the sync through the export's runner, with the sync's own exit codes."""
     from copper_async._cli_support import _run
 
     return _run(
         coroutine,
         progress=progress,
+        base_url=base_url,
         stopped="committed pages stay; the next run continues from them",
         exit_code=_exit_code,
     )
@@ -232,7 +235,7 @@ def sync(
                 **options,
             )
 
-    result = run_command(job(), progress=progress)
+    result = run_command(job(), progress=progress, base_url=client.base_url)
     if not quiet:
         for line in summary(result):
             click.echo(line, err=True)
