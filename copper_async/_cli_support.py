@@ -391,7 +391,7 @@ def _common_export_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help="JSON lines (each record as served) or CSV (a column per field).",
         ),
         _search_flags,
-        click.option("--quiet", "-q", is_flag=True, help="Only errors on stderr."),
+        click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr."),
         click.option("--verbose", "-v", is_flag=True, help="Debug logging (never credentials)."),
     ]
     for option in reversed(options):

@@ -185,7 +185,7 @@ def _open_store(db: str) -> Store:
     help="Also (re)create the view opportunities_named: a column per custom field, "
     "options by name (one more request).",
 )
-@click.option("--quiet", "-q", is_flag=True, help="Only errors on stderr.")
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging (never credentials).")
 def sync(
     db: str,
