@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import orjson
 import pytest
 from click.testing import CliRunner, Result
 
@@ -52,4 +53,22 @@ async def test_refused_credentials_say_which_settings_to_check(
     assert "Copper refused the credentials" in result.stderr
     assert "--token or COPPER_ACCESS_TOKEN" in result.stderr
     assert "--email or COPPER_USER_EMAIL" in result.stderr
+    assert TOKEN not in result.stderr
+
+
+@pytest.mark.asyncio
+async def test_the_tap_names_its_config_keys_when_refused(
+    cli_logging: None, tmp_path: Path
+) -> None:
+    async with FakeCopperServer(Dataset.generate(10, seed=1)) as server:
+        config = tmp_path / "config.json"
+        config.write_bytes(
+            orjson.dumps(
+                {"access_token": TOKEN, "user_email": "typo@example.com", "base_url": server.url}
+            )
+        )
+        result = await _invoke(["tap", "--config", str(config)])
+    assert result.exit_code == 3, result.output
+    assert "Copper refused the credentials" in result.stderr
+    assert "access_token and user_email in the config" in result.stderr
     assert TOKEN not in result.stderr
