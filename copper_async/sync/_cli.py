@@ -41,10 +41,13 @@ SYNC_EXIT_CODES_HELP = """\b
 Exit codes:
   0    the database is up to date
   1    unexpected failure
-  2    usage: bad option, filter or --db URL, missing credentials
+  2    usage: bad option, filter or --db URL, missing credentials; or
+       Copper rejected the request (HTTP 400, 404, 422: the filter or
+       --base-url is wrong; never retried)
   3    authentication refused (401/403)
   4    search cap exceeded: records unreachable
-  5    gave up after retries (rate limit, server errors, network)
+  5    gave up after retries (rate limit, server errors, network); or
+       answers that are not search results
   8    the database cannot be used: unreachable, login refused, read-only,
        disk full, of another tool or schema version, of another job; what
        was committed stays whole and the next run continues from it
