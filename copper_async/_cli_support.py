@@ -195,6 +195,11 @@ def _explain(error: CopperError, base_url: str | None) -> str:
         )
     if isinstance(error, InvalidRequestError):
         return f"{error}: check the --filter body against Copper's search fields"
+    if isinstance(error, AuthenticationError):
+        return (
+            f"{error}: check the access token (--token or COPPER_ACCESS_TOKEN) and that the "
+            "email (--email or COPPER_USER_EMAIL) is of the user it belongs to"
+        )
     deadline = error.context.get("deadline")
     if isinstance(error, RequestTimeoutError) and deadline is not None:
         attempts = error.context.get("attempts")
@@ -386,7 +391,7 @@ def _common_export_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help="JSON lines (each record as served) or CSV (a column per field).",
         ),
         _search_flags,
-        click.option("--quiet", "-q", is_flag=True, help="Only errors on stderr."),
+        click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr."),
         click.option("--verbose", "-v", is_flag=True, help="Debug logging (never credentials)."),
     ]
     for option in reversed(options):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 import orjson
+from click.core import ParameterSource
 
 from copper_async._cli_support import (
     ExitCode,
@@ -28,6 +29,11 @@ from copper_async._options import SearchOptions
 from copper_async.client import CopperClient
 
 __all__ = ["demo"]
+
+# Flags of the export demo that the sync demo has no use for: refused, not ignored.
+_EXPORT_ONLY = frozenset(
+    {"out", "format_", "page_size", "concurrency", "split_field", "on_cap", "verbose"}
+)
 
 
 @click.command()
@@ -71,8 +77,18 @@ def demo(
     if sync_:
         from copper_async.sync._demo import demo_sync
 
-        if out is not None:
-            _fail(ExitCode.USAGE, "--sync mirrors into SQLite: --out is for the export demo")
+        given = [
+            param.opts[0]
+            for param in ctx.command.params
+            if param.name in _EXPORT_ONLY
+            and ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT
+        ]
+        if given:
+            _fail(
+                ExitCode.USAGE,
+                f"--sync mirrors into SQLite with the default search options: "
+                f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for the export demo",
+            )
         # A day's changes at the default size, fewer for a small demo.
         changes = {"edits": min(2_000, count // 10), "creates": min(500, count // 40)}
         changes["deletes"] = min(300, count // 60)

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import click
 import orjson
 
-from copper_async import CopperError, InvalidInputError
+from copper_async import AuthenticationError, CopperError, InvalidInputError
 from copper_async.singer._about import about_json, about_markdown
 from copper_async.singer._catalog import discover as discover_catalog
 from copper_async.singer._config import TapConfig
@@ -122,6 +122,12 @@ def tap(
         _fail(_FAILED, "stdout was closed (did the target stop?)")
     except InvalidInputError as error:
         _fail(_USAGE, str(error))
+    except AuthenticationError as error:
+        _fail(
+            _exit_code(error),
+            f"{error}: check access_token and user_email in the config "
+            "(or COPPER_ACCESS_TOKEN and COPPER_USER_EMAIL)",
+        )
     except CopperError as error:
         _fail(_exit_code(error), str(error))
 

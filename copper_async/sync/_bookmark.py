@@ -202,7 +202,9 @@ def job_identity(
     token is no part of it.
     """
     body = base.to_body(page_number=None)
-    body.pop("page_size", None)
+    # Paging and order change nothing a run stores (it orders each window itself).
+    for unstored in ("page_size", "sort_by", "sort_direction"):
+        body.pop(unstored, None)
     job = {
         "filter": body,
         "base_url": base_url.rstrip("/"),

@@ -41,10 +41,13 @@ SYNC_EXIT_CODES_HELP = """\b
 Exit codes:
   0    the database is up to date
   1    unexpected failure
-  2    usage: bad option, filter or --db URL, missing credentials
+  2    usage: bad option, filter or --db URL, missing credentials; or
+       Copper rejected the request (HTTP 400, 404, 422: the filter or
+       --base-url is wrong; never retried)
   3    authentication refused (401/403)
   4    search cap exceeded: records unreachable
-  5    gave up after retries (rate limit, server errors, network)
+  5    gave up after retries (rate limit, server errors, network); or
+       answers that are not search results
   8    the database cannot be used: unreachable, login refused, read-only,
        disk full, of another tool or schema version, of another job; what
        was committed stays whole and the next run continues from it
@@ -69,13 +72,16 @@ def _exit_code(error: CopperError) -> int:
     return export_exit_code(error)
 
 
-def run_command(coroutine: Coroutine[Any, Any, T], *, progress: Any = None) -> T:
+def run_command(
+    coroutine: Coroutine[Any, Any, T], *, progress: Any = None, base_url: str | None = None
+) -> T:
     """Run the sync through the export's runner, with the sync's own exit codes."""
     from copper_async._cli_support import _run
 
     return _run(
         coroutine,
         progress=progress,
+        base_url=base_url,
         stopped="committed pages stay; the next run continues from them",
         exit_code=_exit_code,
     )
@@ -182,7 +188,7 @@ def _open_store(db: str) -> Store:
     help="Also (re)create the view opportunities_named: a column per custom field, "
     "options by name (one more request).",
 )
-@click.option("--quiet", "-q", is_flag=True, help="Only errors on stderr.")
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging (never credentials).")
 def sync(
     db: str,
@@ -232,7 +238,7 @@ def sync(
                 **options,
             )
 
-    result = run_command(job(), progress=progress)
+    result = run_command(job(), progress=progress, base_url=client.base_url)
     if not quiet:
         for line in summary(result):
             click.echo(line, err=True)

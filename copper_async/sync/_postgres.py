@@ -88,11 +88,17 @@ class PostgresStore(ThreadedStore):
         return self._psycopg.connect(self.url, autocommit=False)
 
     def _lock(self, key: str) -> None:
-        lock_key = int.from_bytes(bytes.fromhex(key[:16]), "big", signed=True)
-        (taken,) = self._execute("SELECT pg_try_advisory_lock(%s)", (lock_key,)).fetchone()
+        (taken,) = self._execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(key),)).fetchone()
         self._connection.commit()
         if not taken:
             raise StoreBusyError(f"another sync of this job is running on {self.name}")
+
+    def _running(self, key: str) -> bool:
+        lock_key = _lock_key(key)
+        (taken,) = self._execute("SELECT pg_try_advisory_lock(%s)", (lock_key,)).fetchone()
+        if taken:
+            self._execute("SELECT pg_advisory_unlock(%s)", (lock_key,))
+        return not taken
 
     def _unlock_in_session(self) -> None:
         # At once: a run that starts right after this one ends is not refused.
@@ -156,3 +162,8 @@ class PostgresStore(ThreadedStore):
             message = str(error).strip() or type(error).__name__
             return StoreError(f"{self.name}: {message}")
         return None
+
+
+def _lock_key(job_key: str) -> int:
+    """The advisory lock of a job: the first 64 bits of its key."""
+    return int.from_bytes(bytes.fromhex(job_key[:16]), "big", signed=True)

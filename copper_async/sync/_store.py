@@ -348,6 +348,11 @@ class ThreadedStore:
             f"SELECT job_key, job, bookmark, runs, run, last_run FROM {STATE_TABLE}"
         ).fetchall()
         others = [r for r in row if r[0] != key]
+        if others and self._abandoned(others):
+            # A first run refused for a mistyped email, URL or filter stored nothing:
+            # it must not bind the database, or the corrected command is refused.
+            self._execute(f"DELETE FROM {STATE_TABLE} WHERE job_key <> ?", (key,))
+            others = []
         if others:
             differs = sorted(k for k in job if _loads(others[0][1]).get(k) != job[k])
             raise StoreError(
@@ -366,6 +371,18 @@ class ThreadedStore:
         _key, _job, bookmark, runs, run, last_run = mine[0]
         unfinished = RunProgress(**_loads(run)) if run is not None else None
         return JobState(bookmark, int(runs), unfinished, _loads(last_run))
+
+    def _abandoned(self, others: Sequence[Sequence[Any]]) -> bool:
+        """Whether the other jobs never finished a run, stored no row and are not running."""
+        if any(bookmark is not None or int(runs) for _k, _j, bookmark, runs, *_ in others):
+            return False
+        if self._execute(f"SELECT 1 FROM {TABLE} LIMIT 1").fetchone() is not None:
+            return False
+        return not any(self._running(other_key) for other_key, *_ in others)
+
+    def _running(self, key: str) -> bool:
+        """Whether a run of job ``key`` holds its lock (the SQLite lock covers every job)."""
+        return False
 
     def _check_schema(self) -> None:
         tables = self._tables()
