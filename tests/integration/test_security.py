@@ -54,7 +54,7 @@ CAP, PAGE = 1_000, 50
 # About a third of the proxy's answers are faults (its echoes and the fake
 # server's), and which request meets which depends on how concurrent pages
 # interleave: six attempts once ran out for a page in a loaded suite run.
-# Twelve cost nothing here (millisecond backoffs) and cube that chance.
+# Twelve cost nothing here (millisecond backoffs) and square that chance.
 FAST_RETRY = RetryPolicy(
     attempts=12, initial_backoff=0.001, max_backoff=0.005, max_retry_after=0.005
 )
