@@ -114,13 +114,14 @@ def _check_output(out: Path) -> None:
         raise InvalidOptionError("out", f"folder {str(out.parent)!r} is not writable")
 
 
-def sort_in(filter: OpportunityFilter) -> str | None:
-    """Why the sort ``filter`` asks for cannot be kept, or None when it asks none."""
+def sort_in(filter: OpportunityFilter, reader: str = "an export") -> str | None:
+    """Why the sort ``filter`` asks for cannot be kept by ``reader``, or None
+    when it asks none."""
     given = [name for name in ("sort_by", "sort_direction") if getattr(filter, name) is not None]
     if not given:
         return None
     return (
-        f"{' and '.join(given)} cannot be honoured by an export: to read past the search "
+        f"{' and '.join(given)} cannot be honoured by {reader}: to read past the search "
         "cap it orders each date window itself, on the split field (sort the output "
         "afterwards if the order matters)"
     )

@@ -28,6 +28,7 @@ from copper_async import (
     RateLimit,
     SearchOptions,
 )
+from copper_async._export import sort_in
 from copper_async._options import option_spec
 from copper_async._protocol import DEFAULT_BASE_URL
 
@@ -146,9 +147,20 @@ def _filter(value: Any) -> OpportunityFilter:
     if not isinstance(value, Mapping):
         raise InvalidOptionError("filter", f"must be a JSON object (a search body), not {value!r}")
     try:
-        return OpportunityFilter.from_body(value)
+        query = OpportunityFilter.from_body(value)
     except InvalidInputError as error:
         raise InvalidOptionError("filter", str(error)) from None
+    paging = [key for key in ("page_number", "page_size") if value.get(key) is not None]
+    if paging:  # a body copied from Copper's examples: the tap reads every page itself
+        logger.warning(
+            "the config's filter %s ignored: every page is read, in pages of page_size",
+            " and ".join(paging),
+        )
+    ignored = sort_in(query, "the tap")
+    if ignored is not None:
+        logger.warning("the config's filter: %s; ignored", ignored)
+        query = query.with_sort(None, None)
+    return query
 
 
 def _rate_limit(value: Any) -> RateLimit | None:

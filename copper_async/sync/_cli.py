@@ -9,6 +9,7 @@ Ctrl-C and SIGTERM to exit codes, the progress bar.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import sys
 from collections.abc import Coroutine
 from typing import Any, NoReturn, TypeVar
@@ -27,6 +28,7 @@ from copper_async.sync._store import Store
 __all__ = ["SyncExitCode", "run_command", "summary", "sync"]
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 _OPTIONS = attrs.fields(SearchOptions)
 
 
@@ -214,11 +216,16 @@ def sync(
     run's progress, so a stopped run continues where it stopped.
     """
     from copper_async._cli_support import Progress, _configure_logging, _rate_limit, _read_filter
+    from copper_async._export import sort_in
     from copper_async.sync._runner import run_sync
 
     _configure_logging(quiet=quiet, verbose=verbose)
     token, email = _credentials(token, email)
     query = _read_filter(filter_source)
+    ignored = sort_in(query, "a sync")
+    if ignored is not None:  # bodies copied from Copper's examples often sort
+        logger.warning("the filter's %s; ignored", ignored)
+        query = query.with_sort(None, None)
     limit = _rate_limit(rate_limit)
     options = SearchKwargs(page_size=page_size, concurrency=concurrency, cap=cap)
     client = _client(token, email, limit, base_url, allow_insecure_http, options)

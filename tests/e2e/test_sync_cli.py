@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from copper_async.filters import OpportunityFilter
@@ -244,3 +245,21 @@ async def test_custom_field_names_flag_makes_the_named_view(tmp_path: Path) -> N
     assert {region for (region,) in regions} <= {
         "North", "South", "East", "West", "Central", "EMEA", "APAC", "LATAM", None,
     }  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_a_filters_sort_is_dropped_with_a_warning_that_says_why(tmp_path: Path) -> None:
+    db, body = tmp_path / "m.sqlite", tmp_path / "f.json"
+    body.write_bytes(orjson.dumps({"sort_by": "name", "statuses": ["Open"]}))
+    dataset = Dataset.generate(60, seed=2)
+    async with FakeCopperServer(dataset) as server:
+        code, err = await cli([*sync_args(server, db), "--filter", str(body)])
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if "WARNING" in line]
+    assert len(warned) == 1, err
+    assert "sort_by cannot be honoured by a sync" in warned[0]
+    assert warned[0].endswith("; ignored")
+    with sqlite3.connect(db) as connection:
+        stored = {i for (i,) in connection.execute("SELECT id FROM opportunities")}
+    opened = {i for i, record in truth(dataset).items() if record["status"] == "Open"}
+    assert stored == opened

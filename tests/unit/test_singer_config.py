@@ -82,6 +82,23 @@ def test_unknown_keys_are_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> 
     assert "acess_token" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"sort_by": "name", "statuses": ["Open"]}, "sort_by cannot be honoured by the tap"),
+        ({"page_number": 3, "page_size": 5, "statuses": ["Open"]}, "page_number and page_size"),
+    ],
+    ids=["sort", "paging"],
+)
+def test_a_filters_sort_or_paging_is_dropped_with_a_warning(
+    caplog: pytest.LogCaptureFixture, body: dict[str, Any], says: str
+) -> None:
+    config = TapConfig.from_mapping({**GOOD, "filter": body}, environ={})
+    assert config.filter == OpportunityFilter(statuses=["Open"])
+    assert says in caplog.text
+    assert "ignored" in caplog.text
+
+
 def test_about_lists_every_setting_and_the_capabilities() -> None:
     info = about()
     assert info["name"] == "tap-copper-async"
