@@ -97,7 +97,7 @@ def demo_sync(
         db = Path(folder) / "copper.sqlite"
     progress = Progress(stream=sys.stderr, enabled=not quiet)
     outcome = run_command(
-        _play(db, count, seed, cap, (edits, creates, deletes), reconcile, progress),
+        _play(db, count, seed, cap, (edits, creates, deletes), reconcile, progress, quiet),
         progress=progress,
     )
     runs, problems, deleted_ids = outcome
@@ -131,6 +131,7 @@ async def _play(
     changes: tuple[int, int, int],
     reconcile: bool,
     progress: Any,
+    quiet: bool,
 ) -> tuple[list[tuple[str, SyncResult]], list[str], list[int]]:
     from copper_async.client import CopperClient
     from copper_async.sync._clock import SettableClock
@@ -141,7 +142,10 @@ async def _play(
     started = time.monotonic()
     dataset = Dataset.generate(count, seed=seed)
     gc.freeze()  # the records live until the end: keep the collector off them
-    click.echo(f"generated {len(dataset)} records in {time.monotonic() - started:.1f} s", err=True)
+    if not quiet:
+        click.echo(
+            f"generated {len(dataset):,} records in {time.monotonic() - started:.1f} s", err=True
+        )
     options = FakeServerOptions(cap=cap)
     runs: list[tuple[str, SyncResult]] = []
     async with FakeCopperServer(dataset, options=options) as server:

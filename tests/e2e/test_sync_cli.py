@@ -206,6 +206,7 @@ async def test_demo_sync_checks_the_table() -> None:
     assert "the table equals the server's records and deletions marked" in text
     assert "updated           120" in text
     assert "deleted           20\n" in text
+    assert "generated" not in err.decode()  # -q: only errors and the summary
 
 
 @pytest.mark.asyncio
