@@ -23,7 +23,8 @@ from copper_async._redact import REDACTED
 from copper_async.exceptions import InvalidOptionError, StoreBusyError, StoreError
 from copper_async.sync._named import postgres_view
 from copper_async.sync._schema import TABLE
-from copper_async.sync._store import ALL_COLUMNS, ThreadedStore
+from copper_async.sync._store import ALL_COLUMNS
+from copper_async.sync._threaded import ThreadedStore
 
 __all__ = ["PostgresStore"]
 

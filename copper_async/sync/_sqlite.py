@@ -25,7 +25,8 @@ from copper_async.exceptions import StoreBusyError, StoreError
 from copper_async.sync._named import sqlite_view
 from copper_async.sync._rows import RowPlan, utc_texts
 from copper_async.sync._schema import TABLE
-from copper_async.sync._store import ALL_COLUMNS, ThreadedStore
+from copper_async.sync._store import ALL_COLUMNS
+from copper_async.sync._threaded import ThreadedStore
 
 __all__ = ["SQLiteStore"]
 
