@@ -11,7 +11,9 @@ The lock must not depend on the name a run gives the file. Two locks do it:
   and it leaves no file behind. Taken on a descriptor of its own, which the
   SQLite store must not do (closing any descriptor of a database drops the
   process's POSIX locks on it, SQLite's included): it refuses a database
-  with several hard links instead.
+  with several hard links instead. When the file's folder may not be
+  written (a writable file reached through a symlink), this lock alone
+  guards it: every run of it, by any name, takes it.
 
 The kernel drops both when the process dies, SIGKILL included. The holder
 removes the lock file before letting go; a run that locked a file just
@@ -35,6 +37,8 @@ __all__ = ["ExportBusyError", "exclusive_lock", "lock_path"]
 
 #: Makes the error of a lock that cannot be taken for another reason than a holder.
 Unusable = Callable[[str], CopperError]
+# A lock file's folder this run may not write into.
+_NO_WRITE_ACCESS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def lock_path(path: Path) -> Path:
@@ -77,11 +81,23 @@ def _take_file_itself(
     return fd
 
 
-def _take(lock: Path, what: str, holder: str, busy: type[CopperError], unusable: Unusable) -> int:
+def _take(
+    lock: Path,
+    what: str,
+    holder: str,
+    busy: type[CopperError],
+    unusable: Unusable,
+    *,
+    optional: bool = False,
+) -> int | None:
+    """Hold the lock file ``lock``; None when it is ``optional`` and its
+    folder may not be written (the file itself is the lock then)."""
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
+            if optional and error.errno in _NO_WRITE_ACCESS:
+                return None
             raise unusable(f"cannot create the lock file {str(lock)!r}: {error.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -117,16 +133,21 @@ def exclusive_lock(
     created or locked (by default, a bad ``out`` option).
     """
     lock = lock_path(path)
-    fd = _take(lock, what, holder, busy, unusable)
+    # A file that exists may lie in a folder this run may not write (reached
+    # through a symlink from one it may): the file itself is then the lock.
+    fd = _take(lock, what, holder, busy, unusable, optional=lock_file_itself and path.is_file())
     itself: int | None = None
     try:
         if lock_file_itself:
             itself = _take_file_itself(path, what, holder, busy, unusable)
+        if fd is None and itself is None:
+            raise unusable(f"cannot create the lock file {str(lock)!r} nor lock {str(path)!r}")
         yield
     finally:
         if itself is not None:
             os.close(itself)
-        # A folder made read-only meanwhile: the stale file is harmless.
-        with suppress(OSError):
-            lock.unlink(missing_ok=True)
-        os.close(fd)
+        if fd is not None:
+            # A folder made read-only meanwhile: the stale file is harmless.
+            with suppress(OSError):
+                lock.unlink(missing_ok=True)
+            os.close(fd)

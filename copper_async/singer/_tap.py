@@ -103,7 +103,7 @@ async def run_tap(
         query = incremental_filter(config.filter, config.start_date, overlap=0)
     writer = MessageWriter(out, STREAM)
     writer.schema(entry.schema, KEY_PROPERTIES, [REPLICATION_KEY])
-    run = _Run.of(carried, mode, query, config, started=int(now()))
+    run = _Run.of(carried, mode, query, config, job, started=int(now()))
     requests, carried_run, resumed = 0, carried is not None, False
     clock = ClockCheck()  # what the answers show of Copper's clock
     async with client:
@@ -145,11 +145,14 @@ class _Run:
         mode: str,
         query: OpportunityFilter | None,
         config: TapConfig,
+        job: str,
         *,
         started: int,
     ) -> _Run:
         options = config.options
         reads = {
+            # The same query of another API root or account reads other records.
+            "job": job,
             "mode": mode,
             "query": None if query is None else query.to_body(page_number=None),
             "cap": options.cap,

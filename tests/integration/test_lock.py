@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,7 @@ def test_two_different_files_do_not_share_a_lock(tmp_path: Path) -> None:
 
 HOLDER = """
 import sys
+import tempfile
 from pathlib import Path
 from copper_async._lock import exclusive_lock
 
@@ -170,3 +172,54 @@ async def test_a_sync_refuses_a_database_with_several_hard_links(tmp_path: Path)
         await other.close()
         assert not isinstance(raised.value, StoreBusyError)
     assert lock_files(tmp_path) == []
+
+
+UNPRIVILEGED_HOLDER = """
+import os
+import sys
+from pathlib import Path
+from copper_async._lock import exclusive_lock
+
+if os.geteuid() == 0:  # root writes into any folder: hold the lock as nobody
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+with exclusive_lock(Path(sys.argv[1]), "output"):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_file_whose_folder_a_run_cannot_write_is_locked_by_itself() -> None:
+    """An output a run may write, reached through a symlink from a folder it
+    may write into one it may not: no lock file can be made beside the file,
+    so the file itself (which every name reaches) is the lock."""
+    # Not tmp_path: its parents are private to the user running the tests.
+    with tempfile.TemporaryDirectory() as base:
+        tmp = Path(base)
+        tmp.chmod(0o755)
+        (tmp / "ro").mkdir()
+        real = tmp / "ro" / "out.jsonl"
+        real.write_bytes(b"")
+        real.chmod(0o666)
+        (tmp / "ro").chmod(0o555)
+        (tmp / "rw").mkdir()
+        (tmp / "rw").chmod(0o777)
+        link = tmp / "rw" / "link.jsonl"
+        link.symlink_to(real)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", UNPRIVILEGED_HOLDER, str(link)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline() == "held\n"
+            with pytest.raises(ExportBusyError), exclusive_lock(real, "output"):
+                pass
+        finally:
+            holder.send_signal(signal.SIGKILL)
+            holder.communicate()
+            (tmp / "ro").chmod(0o755)
+        assert lock_files(tmp) == []

@@ -424,3 +424,19 @@ async def test_a_bookmark_naming_no_job_is_used_as_it_is(server: FakeCopperServe
     changes = server.play_changes(edits=7, seed=5)
     lines = await sync(server, state=state, at=FIRST_RUN + 900)
     assert sorted(r["id"] for r in records(lines)) == sorted(changes.edited)
+
+
+@pytest.mark.asyncio
+async def test_a_run_carried_from_another_api_root_is_not_continued(
+    server: FakeCopperServer,
+) -> None:
+    """A first load's STATE of one Copper, restarted against another: its
+    finished windows say nothing of the other's records, so all are read."""
+    carried = states(await stopped_first_load(server))[-1]
+    other_records = Dataset.generate(RECORDS, seed=12, end=END)
+    async with FakeCopperServer(other_records, options=FakeServerOptions(cap=CAP)) as other:
+        out = io.BytesIO()
+        other.clock = lambda: FIRST_RUN + 5_000
+        result = await run_tap(config(other), out, state=carried, now=lambda: FIRST_RUN + 5_000)
+        assert not result.resumed
+        assert sorted(r["id"] for r in records(messages(out))) == sorted(other.dataset.ids())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -97,8 +98,13 @@ class ModelAPI:
             if lo is not None or hi is not None:
                 found = [r for r in found if _between(r[field], lo, hi)]
         if self.ties == "per_window":
-            bounds = request.window.bounds  # ints and None: hash() is the same every run
-            return sorted(found, key=lambda r: (r[request.sort_field], hash((r["id"], bounds))))
+            # Not hash(): that of None differs between processes before Python 3.12,
+            # and a failing example must replay in the same order.
+            bounds = repr(request.window.bounds)
+            return sorted(
+                found,
+                key=lambda r: (r[request.sort_field], zlib.crc32(f"{r['id']} {bounds}".encode())),
+            )
         if request.sort_field != FIELDS[0]:
             found = sorted(found, key=lambda r: (r[request.sort_field], r["id"]))
         return found

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from copper_async._planner import (
@@ -80,6 +83,27 @@ def test_a_handed_down_page_in_another_tie_order_is_caught_and_read_again() -> N
     assert len(delivered) == len(set(delivered))
     assert planner.stats.shifted_reads > 0
     assert planner.stats.rereads == 1
+
+
+TIE_ORDER = """
+from copper_async._planner import PageRequest, Window
+from tests.unit.planner_model import ModelAPI, make_records
+
+api = ModelAPI(make_records([1] * 20, [0] * 20), cap=100, ties="per_window")
+window = Window(0, ((None, None), (None, None)), 0, 0)
+print([r["id"] for r in api.answer(PageRequest(window, 1, 20, "date_created", 0)).records])
+"""
+
+
+def test_the_models_own_tie_order_is_the_same_in_every_process() -> None:
+    """A failing example hypothesis replays must see the same orders."""
+    orders = {
+        subprocess.run(
+            [sys.executable, "-c", TIE_ORDER], capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(3)
+    }
+    assert len(orders) == 1
 
 
 def test_a_query_that_fits_costs_exactly_its_pages() -> None:
