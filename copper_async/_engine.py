@@ -69,10 +69,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
 # The planner's reason for a one-second window whose pages ended short of its total.
-_STOPPED_SHORT = "pages stopped at a page boundary short of the count"
-
-
 def _records(count: int) -> str:
     return "1 record" if count == 1 else f"{count} records"
 
@@ -381,12 +380,10 @@ class Search(AsyncClosing, Generic[T]):
                     "split window %s (total %s): %s", event.window.bounds, event.total, event.reason
                 )
             elif isinstance(event, CountMismatch):
-                # Pages short of a total Copper calls an upper bound are routine,
-                # and so is a reading read again; a window that may miss records
+                # A reading read again is routine; a window that may miss records
                 # (one stats.count_mismatches) is worth an operator's eye.
-                routine = event.reread or event.reason.startswith(_STOPPED_SHORT)
                 logger.log(
-                    logging.INFO if routine else logging.WARNING,
+                    logging.INFO if event.reread else logging.WARNING,
                     "window %s: %s (expected %d records, saw %d)%s",
                     event.window.bounds,
                     event.reason,

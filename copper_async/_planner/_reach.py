@@ -35,6 +35,11 @@ class Reach:
         if total is not None:
             self.top_total = max(self.top_total, total)
 
+    def served_past(self, through: int) -> bool:
+        """Whether some query was served records past position ``through``:
+        then the API does not cap any query there."""
+        return self.served > through
+
     def may_stop_at(self, through: int, page_size: int, cap: int) -> bool:
         """Whether pages ending ``through`` records in may be the API's cap
         rather than the window's end (a cap below one page is not plausible)."""

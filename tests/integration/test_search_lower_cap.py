@@ -126,3 +126,25 @@ async def test_a_larger_total_seen_before_rules_out_a_capped_total(
     assert sorted(ids) == sorted(r["id"] for r in dataset_records)
     assert search.stats.windows_continued == 0
     assert cap_warnings(caplog) == []
+
+
+async def test_a_second_past_a_lower_cap_is_a_warned_and_counted_mismatch(
+    harness_factory: HarnessFactory,
+    dataset_records: list[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Records the API cannot serve, in one second on every split field, that
+    no total reveals: the window may miss records, so it counts in
+    ``count_mismatches`` and is a warning, not routine INFO."""
+    caplog.set_level(logging.INFO, logger="copper_async")
+    second = dataset_records[0]["date_created"]
+    hot = [{**r, "date_created": second, "date_modified": second} for r in dataset_records[:250]]
+    harness = await harness_factory(
+        Dataset.from_records(hot), FakeServerOptions(cap=100, total_mode="absent")
+    )
+    search = harness.client.opportunities.search(page_size=PAGE, cap=1_000, raw=True)
+    ids = [record["id"] for record in await collect(search)]
+    assert len(ids) == len(set(ids)) == 100  # all the API serves of that second
+    assert search.stats.count_mismatches == 1
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("in one second" in message for message in warned), warned
