@@ -346,6 +346,12 @@ class WindowPlanner(PhaseSteps):
         events: list[PlannerEvent] = []
         for key in list(planner._order):
             state = planner._states[key]
+            if isinstance(state.stage, Reading):
+                # Its edge pages' ids are its own reading's again, as before the snapshot.
+                seen = planner._memory.of(state.window)
+                reader = (key, state.pass_number)
+                for edge in state.stage.edge_pages:
+                    seen.update(dict.fromkeys(edge.ids, reader))
             # Pages that were in flight may have been all a window still waited for.
             if isinstance(state.stage, Relooking):
                 state.look_again(_H.PAGES_IN)

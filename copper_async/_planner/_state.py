@@ -42,6 +42,7 @@ __all__ = [
     "Cutting",
     "Happening",
     "Looking",
+    "PageIds",
     "Phase",
     "Reading",
     "Relooking",
@@ -171,6 +172,14 @@ class Size:
         return cls(basis, expected, -(-expected // page_size))
 
 
+@attrs.frozen
+class PageIds:
+    """The ids one delivered page held."""
+
+    page: int
+    ids: tuple[int, ...]
+
+
 @attrs.define
 class Reading:
     phase: ClassVar[Phase] = Phase.READ
@@ -183,10 +192,28 @@ class Reading:
     count: int = 0  # distinct ids read in this pass, delivered here or before
     top_value: int | None = None  # highest split value read in this pass
     moved: str | None = None  # why records moved while it was read (then: read again)
+    # The ids of delivered pages beside a page still to come. A snapshot keeps
+    # them (a restore forgets which reading delivered an id), so that an id
+    # seen again across a restore is still told as an offset shift.
+    edge_pages: list[PageIds] = attrs.Factory(list)
 
     def last_needed_page(self) -> int | None:
         ends = [p for p in (self.size.n_pages, self.short_page) if p is not None]
         return min(ends) if ends else None
+
+    def keep_edge(self, page: int, ids: tuple[int, ...]) -> None:
+        """Keep delivered ``page``'s ids while a page beside it is still to come
+        (call once ``page`` is in :attr:`delivered_pages`)."""
+        pages, last = self.delivered_pages, self.last_needed_page()
+
+        def inner(number: int) -> bool:
+            before = number == 1 or number - 1 in pages
+            after = number + 1 in pages or (last is not None and number >= last)
+            return before and after
+
+        self.edge_pages = [edge for edge in self.edge_pages if not inner(edge.page)]
+        if not inner(page):
+            self.edge_pages.append(PageIds(page, ids))
 
     def note_moved(self, reason: str) -> None:
         if self.moved is None:

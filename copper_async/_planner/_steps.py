@@ -226,6 +226,7 @@ class PhaseSteps:
         window = state.window
         reader = (window.key, state.pass_number)
         sifted = sift(records, self._memory.of(window), reader, self.id_field, page)
+        reading.keep_edge(page, tuple(record[self.id_field] for record in records))
         reading.count += len(records) - sifted.shifted
         if records:
             value = split_value(records[-1], self.split_fields[window.level])
