@@ -32,6 +32,7 @@ from copper_async._planner._state import (
     Cutting,
     Happening,
     Looking,
+    PageIds,
     Reading,
     Relooking,
     Size,
@@ -226,7 +227,14 @@ class PhaseSteps:
         window = state.window
         reader = (window.key, state.pass_number)
         sifted = sift(records, self._memory.of(window), reader, self.id_field, page)
-        reading.keep_edge(page, tuple(record[self.id_field] for record in records))
+        field = self.split_fields[window.level]
+        ids = tuple(record[self.id_field] for record in records)
+        low, high = (
+            (split_value(records[0], field), split_value(records[-1], field))
+            if records
+            else (None, None)
+        )
+        reading.keep_edge(PageIds(page, ids, low, high))
         reading.count += len(records) - sifted.shifted
         if records:
             value = split_value(records[-1], self.split_fields[window.level])
