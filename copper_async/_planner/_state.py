@@ -181,6 +181,9 @@ class PageIds:
     # None (unknown, or from an older snapshot): it may tie any page beside it.
     low: int | None = None
     high: int | None = None
+    # The ids on ``low`` or ``high``: the only ones ties can move off the page
+    # (None: every id may).
+    ends: tuple[int, ...] | None = None
 
 
 @attrs.define
@@ -213,22 +216,28 @@ class Reading:
         pages, last = self.delivered_pages, self.last_needed_page()
         kept = {edge.page: edge for edge in self.edge_pages}
 
+        def to_come(number: int) -> bool:
+            return number >= 1 and number not in pages and (last is None or number <= last)
+
         def apart(before: int, after: int) -> bool:
-            # Both in, sharing no value. A page let go was apart from both neighbours,
+            # Sharing no value. A page let go was apart from both neighbours,
             # and pages past a delivered one hold no value below its last.
-            if before not in pages or after not in pages:
-                return False
             first, second = kept.get(before), kept.get(after)
             if first is None or second is None:
                 return True
             return first.high is not None and second.low is not None and first.high < second.low
 
-        def needed(number: int) -> bool:
+        def needed(edge: PageIds) -> PageIds | None:
+            number = edge.page
+            if to_come(number - 1) or to_come(number + 1):
+                return edge  # offsets that shift move any of its ids
             left = number == 1 or apart(number - 1, number)
             right = (last is not None and number >= last) or apart(number, number + 1)
-            return not (left and right)
+            if left and right:
+                return None
+            return edge if edge.ends is None else attrs.evolve(edge, ids=edge.ends)
 
-        self.edge_pages = [edge for edge in self.edge_pages if needed(edge.page)]
+        self.edge_pages = [part for edge in self.edge_pages if (part := needed(edge))]
 
     def note_moved(self, reason: str) -> None:
         if self.moved is None:

@@ -25,6 +25,7 @@ from copper_async._planner import (
     WindowPlanner,
     WindowSplit,
 )
+from copper_async._planner._state import Basis, PageIds, Reading, Size
 from copper_async._resources import OPPORTUNITIES
 from copper_async._stats import SearchStats
 from copper_async.exceptions import CapExceededError, CheckpointError
@@ -193,6 +194,22 @@ def test_a_restore_keeps_the_ids_of_pages_tied_to_pages_still_to_come() -> None:
         planner, _ = WindowPlanner.restore(planner.snapshot())
     assert sorted(everything) == [r["id"] for r in records]
     assert planner.stats.shifted_reads == 1
+
+
+def test_a_reading_keeps_of_pages_between_delivered_ones_only_the_ids_ties_can_move() -> None:
+    """Pages 1 to 3 of 4 are in: page 1 shares no value with page 2 and is let
+    go; page 2 ties page 3 on 20, so its ids on 20 (or on its first value)
+    could sit on page 3 in another order; page 3 is beside page 4, still to come."""
+    reading = Reading(Size.exact(12, 3, Basis.TOTAL), first_total=12)
+    pages = [
+        PageIds(1, (1, 2, 3), 5, 6, (1, 2, 3)),
+        PageIds(2, (4, 5, 6), 10, 20, (4, 6)),
+        PageIds(3, (7, 8, 9), 20, 30, (7, 9)),
+    ]
+    for page in pages:
+        reading.delivered_pages.add(page.page)
+        reading.keep_edge(page)
+    assert [(edge.page, edge.ids) for edge in reading.edge_pages] == [(2, (4, 6)), (3, (7, 8, 9))]
 
 
 @settings(max_examples=60)
