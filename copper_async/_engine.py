@@ -71,7 +71,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-# The planner's reason for a one-second window whose pages ended short of its total.
 def _records(count: int) -> str:
     return "1 record" if count == 1 else f"{count} records"
 

@@ -174,10 +174,16 @@ class Size:
 
 @attrs.frozen
 class PageIds:
-    """The ids one delivered page held."""
+    """The ids one delivered page held, and its first and last split values."""
 
     page: int
     ids: tuple[int, ...]
+    # None (unknown, or from an older snapshot): it may tie any page beside it.
+    low: int | None = None
+    high: int | None = None
+    # The ids on ``low`` or ``high``: the only ones ties can move off the page
+    # (None: every id may).
+    ends: tuple[int, ...] | None = None
 
 
 @attrs.define
@@ -192,28 +198,46 @@ class Reading:
     count: int = 0  # distinct ids read in this pass, delivered here or before
     top_value: int | None = None  # highest split value read in this pass
     moved: str | None = None  # why records moved while it was read (then: read again)
-    # The ids of delivered pages beside a page still to come. A snapshot keeps
-    # them (a restore forgets which reading delivered an id), so that an id
-    # seen again across a restore is still told as an offset shift.
+    # The ids of delivered pages that a page still to come may repeat: one
+    # beside it (offsets shifted), or one it ties (ties ordered anew may put
+    # an id on any page of their value). A snapshot keeps them (a restore
+    # forgets which reading delivered an id), so that an id seen again
+    # across a restore is still told as an offset shift.
     edge_pages: list[PageIds] = attrs.Factory(list)
 
     def last_needed_page(self) -> int | None:
         ends = [p for p in (self.size.n_pages, self.short_page) if p is not None]
         return min(ends) if ends else None
 
-    def keep_edge(self, page: int, ids: tuple[int, ...]) -> None:
-        """Keep delivered ``page``'s ids while a page beside it is still to come
-        (call once ``page`` is in :attr:`delivered_pages`)."""
+    def keep_edge(self, page: PageIds) -> None:
+        """Keep delivered ``page``'s ids while a page still to come may repeat
+        them (call once it is in :attr:`delivered_pages`)."""
+        self.edge_pages.append(page)
         pages, last = self.delivered_pages, self.last_needed_page()
+        kept = {edge.page: edge for edge in self.edge_pages}
 
-        def inner(number: int) -> bool:
-            before = number == 1 or number - 1 in pages
-            after = number + 1 in pages or (last is not None and number >= last)
-            return before and after
+        def to_come(number: int) -> bool:
+            return number >= 1 and number not in pages and (last is None or number <= last)
 
-        self.edge_pages = [edge for edge in self.edge_pages if not inner(edge.page)]
-        if not inner(page):
-            self.edge_pages.append(PageIds(page, ids))
+        def apart(before: int, after: int) -> bool:
+            # Sharing no value. A page let go was apart from both neighbours,
+            # and pages past a delivered one hold no value below its last.
+            first, second = kept.get(before), kept.get(after)
+            if first is None or second is None:
+                return True
+            return first.high is not None and second.low is not None and first.high < second.low
+
+        def needed(edge: PageIds) -> PageIds | None:
+            number = edge.page
+            if to_come(number - 1) or to_come(number + 1):
+                return edge  # offsets that shift move any of its ids
+            left = number == 1 or apart(number - 1, number)
+            right = (last is not None and number >= last) or apart(number, number + 1)
+            if left and right:
+                return None
+            return edge if edge.ends is None else attrs.evolve(edge, ids=edge.ends)
+
+        self.edge_pages = [part for edge in self.edge_pages if (part := needed(edge))]
 
     def note_moved(self, reason: str) -> None:
         if self.moved is None:

@@ -32,6 +32,7 @@ from copper_async._planner._state import (
     Cutting,
     Happening,
     Looking,
+    PageIds,
     Reading,
     Relooking,
     Size,
@@ -226,7 +227,7 @@ class PhaseSteps:
         window = state.window
         reader = (window.key, state.pass_number)
         sifted = sift(records, self._memory.of(window), reader, self.id_field, page)
-        reading.keep_edge(page, tuple(record[self.id_field] for record in records))
+        reading.keep_edge(self._page_ids(page, records, self.split_fields[window.level]))
         reading.count += len(records) - sifted.shifted
         if records:
             value = split_value(records[-1], self.split_fields[window.level])
@@ -246,6 +247,18 @@ class PhaseSteps:
         if fresh and state.stopped_at is not None and self._reach.learn(state.stopped_at):
             events.append(CapObserved(window, state.stopped_at, self.cap))
         return [*events, Deliver(window, page, fresh, duplicates)]
+
+    def _page_ids(self, page: int, records: Sequence[Mapping[str, Any]], field: str) -> PageIds:
+        ids = tuple(record[self.id_field] for record in records)
+        if not records:
+            return PageIds(page, ids)
+        low, high = split_value(records[0], field), split_value(records[-1], field)
+        if low is None or high is None:
+            return PageIds(page, ids)
+        ends = tuple(
+            record[self.id_field] for record in records if split_value(record, field) in (low, high)
+        )
+        return PageIds(page, ids, low, high, ends)
 
     def _read_complete(self, state: WindowState, reading: Reading) -> bool:
         if state.issued:

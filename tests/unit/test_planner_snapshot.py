@@ -25,6 +25,7 @@ from copper_async._planner import (
     WindowPlanner,
     WindowSplit,
 )
+from copper_async._planner._state import Basis, PageIds, Reading, Size
 from copper_async._resources import OPPORTUNITIES
 from copper_async._stats import SearchStats
 from copper_async.exceptions import CapExceededError, CheckpointError
@@ -148,6 +149,67 @@ def test_restores_mid_reading_lose_nothing_when_each_query_orders_ties_its_own_w
     assert len(everything) == len(set(everything))
     if max_per_second_pair(records) <= 15:
         assert sorted(everything) == [r["id"] for r in records]
+
+
+# One second of ties fills all three pages of a window cut from its parent: the
+# parent's page 1, handed down, holds ids the child's own order puts on page 3.
+_TIED_PAST_PAGE_2 = [
+    (1, 1000110, 1000132),
+    (2, 1000007, 1000040),
+    (3, 1000107, 1000111),
+    (4, 1000035, 1000072),
+    (5, 1000022, 1000030),
+    (6, 1000100, 1000146),
+    (7, 1000007, 1000007),
+    (8, 1000007, 1000026),
+    (9, 1000007, 1000056),
+    (10, 1000007, 1000047),
+    (11, 1000007, 1000028),
+    (12, 1000007, 1000056),
+    (13, 1000005, 1000035),
+    (14, 1000175, 1000186),
+    (15, 1000007, 1000034),
+    (16, 1000007, 1000020),
+    (17, 1000007, 1000044),
+    (18, 1000085, 1000100),
+    (19, 1000007, 1000032),
+    (20, 1000171, 1000195),
+    (21, 1000007, 1000030),
+    (22, 1000007, 1000048),
+    (23, 1000007, 1000019),
+]
+
+
+def test_a_restore_keeps_the_ids_of_pages_tied_to_pages_still_to_come() -> None:
+    """Ties may reorder an id onto any later page of their second, not only
+    the next one: a page that ties one still to come keeps its ids across a
+    restore, and the id seen again there is an offset shift, not a duplicate."""
+    records = [{"id": i, "date_created": c, "date_modified": m} for i, c, m in _TIED_PAST_PAGE_2]
+    api = ModelAPI(records, cap=15, total_mode="exact", ties="per_window")
+    planner = WindowPlanner(cap=15, page_size=5, on_cap="warn")
+    everything: list[int] = []
+    while not planner.finished:  # a restore after every answer
+        delivered, _finished = run_partly(planner, api, 1)
+        everything += delivered
+        planner, _ = WindowPlanner.restore(planner.snapshot())
+    assert sorted(everything) == [r["id"] for r in records]
+    assert planner.stats.shifted_reads == 1
+
+
+def test_a_reading_keeps_of_pages_between_delivered_ones_only_the_ids_ties_can_move() -> None:
+    """Pages 1 to 3 of 4 are in: page 1 shares no value with page 2 and is let
+    go; page 2 ties page 3 on 20, so its ids on 20 (or on its first value)
+    could sit on page 3 in another order; page 3 is beside page 4, still to come."""
+    reading = Reading(Size.exact(12, 3, Basis.TOTAL), first_total=12)
+    pages = [
+        PageIds(1, (1, 2, 3), 5, 6, (1, 2, 3)),
+        PageIds(2, (4, 5, 6), 10, 20, (4, 6)),
+        PageIds(3, (7, 8, 9), 20, 30, (7, 9)),
+    ]
+    for page in pages:
+        reading.delivered_pages.add(page.page)
+        reading.keep_edge(page)
+    assert [(edge.page, edge.ids) for edge in reading.edge_pages] == [(2, (4, 6)), (3, (7, 8, 9))]
 
 
 @settings(max_examples=60)
