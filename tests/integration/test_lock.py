@@ -14,7 +14,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -111,11 +112,12 @@ with exclusive_lock(Path(sys.argv[1]), "output"):
 """
 
 
-def test_a_process_holding_one_name_blocks_the_others_until_killed(tmp_path: Path) -> None:
-    real, hard = _hard_link(tmp_path)
-    (tmp_path / "link.jsonl").symlink_to(hard)
+@contextmanager
+def _held_by_a_process(script: str, path: Path) -> Iterator[subprocess.Popen[str]]:
+    """A child process running ``script`` on ``path``, once it says it holds
+    the lock; killed (SIGKILL) at the end."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(real)],
+        [sys.executable, "-c", script, str(path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -123,12 +125,19 @@ def test_a_process_holding_one_name_blocks_the_others_until_killed(tmp_path: Pat
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline() == "held\n"
-        for other in (hard, tmp_path / "link.jsonl"):
-            with pytest.raises(ExportBusyError), exclusive_lock(other, "output"):
-                pass
+        yield holder
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.communicate()
+
+
+def test_a_process_holding_one_name_blocks_the_others_until_killed(tmp_path: Path) -> None:
+    real, hard = _hard_link(tmp_path)
+    (tmp_path / "link.jsonl").symlink_to(hard)
+    with _held_by_a_process(HOLDER, real) as holder:
+        for other in (hard, tmp_path / "link.jsonl"):
+            with pytest.raises(ExportBusyError), exclusive_lock(other, "output"):
+                pass
     assert holder.returncode == -signal.SIGKILL
     # The kernel dropped the killed holder's locks: every name is free, and
     # the lock file it left is taken over by the next run of its name.
@@ -207,19 +216,13 @@ def test_a_file_whose_folder_a_run_cannot_write_is_locked_by_itself() -> None:
         (tmp / "rw").chmod(0o777)
         link = tmp / "rw" / "link.jsonl"
         link.symlink_to(real)
-        holder = subprocess.Popen(
-            [sys.executable, "-c", UNPRIVILEGED_HOLDER, str(link)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
         try:
-            assert holder.stdout is not None
-            assert holder.stdout.readline() == "held\n"
-            with pytest.raises(ExportBusyError), exclusive_lock(real, "output"):
+            with (
+                _held_by_a_process(UNPRIVILEGED_HOLDER, link),
+                pytest.raises(ExportBusyError),
+                exclusive_lock(real, "output"),
+            ):
                 pass
         finally:
-            holder.send_signal(signal.SIGKILL)
-            holder.communicate()
             (tmp / "ro").chmod(0o755)
         assert lock_files(tmp) == []

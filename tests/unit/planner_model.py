@@ -134,8 +134,12 @@ def run(
     *,
     rng: random.Random | None = None,
     max_in_flight: int = 4,
+    peek_chance: float = 0.0,
 ) -> tuple[list[Any], list[Any]]:
-    """Drive the planner to the end; answers come back in a random order."""
+    """Drive the planner to the end; answers come back in a random order.
+
+    With ``peek_chance``, each request may want a random few records (as a
+    search with ``max_items`` does), which lets the planner peek."""
     rng = rng or random.Random(0)
     delivered: list[Any] = []
     events: list[Any] = []
@@ -145,7 +149,10 @@ def run(
         steps += 1
         assert steps < 100_000, "the planner does not terminate"
         while len(pending) < max_in_flight:
-            request = planner.next_request()
+            want = None
+            if peek_chance and rng.random() < peek_chance:
+                want = rng.randint(1, planner.page_size)
+            request = planner.next_request(want=want, in_flight=bool(pending))
             if request is None:
                 break
             pending.append(request)

@@ -45,6 +45,7 @@ READ_ON = READ_ON_REASON
     order_seed=st.integers(0, 1000),
     in_flight=st.integers(1, 6),
     ties=st.sampled_from(["id", "per_window"]),
+    peek_chance=st.sampled_from([0.0, 0.5]),
 )
 def test_every_id_once_and_leaves_partition_the_range(
     records: list[dict[str, Any]],
@@ -54,14 +55,21 @@ def test_every_id_once_and_leaves_partition_the_range(
     order_seed: int,
     in_flight: int,
     ties: Ties,
+    peek_chance: float,
 ) -> None:
+    """Also with peeks (page 1 of only the records a caller still wants, as
+    ``max_items`` asks): a peeked id never comes again, none goes missing."""
     cap = page_size * cap_pages + (page_size // 2)
     api = ModelAPI(records, cap=cap, total_mode=total_mode, ties=ties)
     planner = WindowPlanner(cap=cap, page_size=page_size, split_fields=FIELDS)
     crowded = max_per_second_pair(records)
     try:
         delivered, events = run(
-            planner, api, rng=random.Random(order_seed), max_in_flight=in_flight
+            planner,
+            api,
+            rng=random.Random(order_seed),
+            max_in_flight=in_flight,
+            peek_chance=peek_chance,
         )
     except CapExceededError as error:
         check_cap_error(error, crowded=crowded, cap=cap, total_mode=total_mode)
@@ -70,6 +78,7 @@ def test_every_id_once_and_leaves_partition_the_range(
     assert len(delivered) == len(set(delivered)), "an id was delivered twice"
     assert sorted(delivered) == [r["id"] for r in records]
     assert_partition(leaves(events), None, None)
+    assert planner.stats.records_delivered == len(delivered)
     # Every leaf that was read fits under the cap.
     for window in leaves(events):
         probe = PageRequest(window, 1, page_size, FIELDS[window.level], 0)
