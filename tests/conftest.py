@@ -10,10 +10,18 @@ import asyncio
 import inspect
 import logging
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+# A shell that starts the suite in the background without job control makes
+# it ignore SIGINT, and an ignored signal stays ignored in every process it
+# starts: the CLI's Ctrl-C tests would then see a run that cannot be
+# interrupted. The tests' own processes take Ctrl-C as a terminal sends it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # CI machines are small and shared: keep property tests deterministic and
 # free of deadline flakiness.
