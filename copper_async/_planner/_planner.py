@@ -115,7 +115,6 @@ class WindowPlanner(PhaseSteps):
         self._states: dict[int, WindowState] = {}
         self._order: list[int] = []  # active windows, in range order
         self._memory = Memory()
-        self._peeked: set[int] = set()  # windows whose page 1 was peeked at
         self._add_windows([Piece(start, 0, 0)], inherit_from=None)
         self.root = self._states[self._order[0]].window
 
@@ -160,7 +159,7 @@ class WindowPlanner(PhaseSteps):
                     # Whatever the first look would be (page 2 after a held page
                     # excepted): a prefix of page 1 may be all the caller takes.
                     page = 1
-                    self._peeked.add(key)
+                    state.peeked = True
                 state.issued.add(page)
                 return PageRequest(
                     window=state.window,
@@ -179,7 +178,7 @@ class WindowPlanner(PhaseSteps):
             and 0 < want <= self.page_size
             and isinstance(stage, Looking)
             and stage.held is None
-            and state.window.key not in self._peeked
+            and not state.peeked
         )
 
     def _next_page(self, state: WindowState) -> int | None:

@@ -265,6 +265,9 @@ class WindowState:
     # Where the window it continues stopped short (maybe the API's cap): a
     # record it delivers proves that cap.
     stopped_at: int | None = None
+    # Its page 1 was peeked at (a caller wanting a few records): once a window;
+    # a snapshot keeps it, so a restored planner does not ask for it again.
+    peeked: bool = False
     # Pages handed out and not yet fed back; never saved (a restore asks again).
     issued: set[int] = attrs.Factory(set)
 

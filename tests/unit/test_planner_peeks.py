@@ -38,3 +38,19 @@ def test_a_peek_asks_page_1_of_the_records_wanted_once_per_window() -> None:
     delivered = [r["id"] for e in fed if isinstance(e, Deliver) for r in e.records]
     assert delivered == [r["id"] for r in records[4:10]]
     assert planner.stats.duplicates_dropped == 4
+
+
+def test_a_restored_planner_does_not_peek_at_a_window_again() -> None:
+    """The peek is part of the window's state: a snapshot keeps it, and the
+    restored planner goes on with the window's own first look."""
+    records = make_records(list(range(1_000, 1_040)), [0] * 40)
+    api = ModelAPI(records, cap=100)
+    planner = WindowPlanner(cap=100, page_size=10, split_fields=FIELDS)
+    peek = planner.next_request(want=4)
+    assert peek is not None
+    assert peek.peek
+    planner.feed(peek, api.answer(peek))
+    restored, _ = WindowPlanner.restore(planner.snapshot())
+    look = restored.next_request(want=4)
+    assert look is not None
+    assert (look.page_number, look.page_size, look.peek) == (1, 10, False)
