@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import signal
 import sys
 import time
@@ -38,6 +39,7 @@ from copper_async.exceptions import (
     CopperError,
     InvalidInputError,
     InvalidRequestError,
+    OutputClosedError,
     OutputError,
     RateLimitedError,
     RequestTimeoutError,
@@ -66,6 +68,8 @@ class ExitCode:
     OUTPUT = 7
     BUSY = 9  # the sync's code, with the same meaning
     INTERRUPTED = 130
+    #: 128 + SIGPIPE: what a shell shows for a tool that a closed pipe ended.
+    READER_CLOSED = 141
     TERMINATED = 143
 
 
@@ -88,6 +92,7 @@ Exit codes:
        one wrote nothing
   130  interrupted (Ctrl-C): the output holds whole pages; with --checkpoint,
        continue with --resume
+  141  --out -: the reader of stdout closed it (as `| head` does); stopped there
   143  terminated (SIGTERM): stopped as for Ctrl-C
 """
 
@@ -112,6 +117,8 @@ def _exit_code(error: BaseException) -> int:
         return ExitCode.CAP_EXCEEDED
     if isinstance(error, CheckpointError):
         return ExitCode.CHECKPOINT
+    if isinstance(error, OutputClosedError):
+        return ExitCode.READER_CLOSED
     if isinstance(error, OutputError):
         return ExitCode.OUTPUT
     if isinstance(error, InvalidInputError):
@@ -181,6 +188,10 @@ def _run(
         _fail(ExitCode.INTERRUPTED, f"interrupted; {stopped}")
     except _Terminated:
         _fail(ExitCode.TERMINATED, f"terminated; {stopped}")
+    except OutputClosedError as error:
+        # Nothing more can reach stdout, not even the interpreter's flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _fail(exit_code(error), "stdout was closed by its reader; stopped")
     except CopperError as error:
         _fail(exit_code(error), _explain(error, base_url))
 

@@ -23,7 +23,12 @@ import orjson
 
 from copper_async._checkpoint import fsync_folder
 from copper_async._custom_fields import CustomFieldNames
-from copper_async.exceptions import CheckpointError, InvalidOptionError, OutputError
+from copper_async.exceptions import (
+    CheckpointError,
+    InvalidOptionError,
+    OutputClosedError,
+    OutputError,
+)
 
 if TYPE_CHECKING:
     from _csv import Writer as CsvRowWriter
@@ -162,6 +167,8 @@ class _FileWriter:
                 self._length = cut_to
             except OSError:
                 pass  # the first error is the one to report
+        if self._stream and isinstance(error, BrokenPipeError):
+            return OutputClosedError(self._name, "its reader closed it")
         return OutputError(self._name, error.strerror or str(error))
 
     def _append(self, data: bytes) -> None:

@@ -28,6 +28,7 @@ the access token.
     ├── CapExceededError                  records the search cap makes unreachable
     ├── CheckpointError                   a checkpoint that cannot be used
     ├── OutputError                       an export's output cannot be written
+    │   └── OutputClosedError              its stream's reader closed it (| head)
     ├── ExportBusyError                   another export holds its checkpoint or output
     └── StoreError                        a sync's database cannot be used: bad URL,
         │                                 unreachable, refused login, read-only, disk
@@ -58,6 +59,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidOptionError",
     "InvalidRequestError",
+    "OutputClosedError",
     "OutputError",
     "RateLimitedError",
     "RecordError",
@@ -283,6 +285,14 @@ class OutputError(CopperError):
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"cannot write {path!r}: {reason}")
         self.path = path
+
+
+class OutputClosedError(OutputError):
+    """The reader of an export's stream closed it (a pipe into ``head``).
+
+    The export stopped there: what it wrote went to a reader that wanted no
+    more, so nothing was wrong with the records or the disk.
+    """
 
 
 class ExportBusyError(CopperError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -249,6 +250,30 @@ async def test_a_full_disk_is_one_line_and_exit_7(server: FakeCopperServer) -> N
     assert err.strip().splitlines()[-1] == (
         "copper-async: cannot write '/dev/full': No space left on device"
     )
+
+
+async def test_a_reader_closing_stdout_stops_the_export_with_exit_141(
+    server: FakeCopperServer,
+) -> None:
+    """``export --out - | head``: the reader leaving is no disk error (7), and
+    no traceback or flush error follows the one line."""
+    read_end, write_end = os.pipe()
+    try:
+        process = await start_cli(
+            *export_args(server, Path("-")), env=CREDENTIALS, stdout=write_end
+        )
+    finally:
+        os.close(write_end)
+    try:
+        # 2,600 records do not fit in a pipe's buffer: the command is still writing.
+        first = await asyncio.to_thread(os.read, read_end, 1_000)
+    finally:
+        os.close(read_end)
+    assert first.startswith(b'{"id":')
+    assert process.stderr is not None
+    err = (await process.stderr.read()).decode()
+    assert await process.wait() == ExitCode.READER_CLOSED == 141, err
+    assert err.strip().splitlines() == ["copper-async: stdout was closed by its reader; stopped"]
 
 
 async def test_an_interrupted_export_without_a_checkpoint_does_not_offer_a_resume(

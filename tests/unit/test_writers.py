@@ -29,7 +29,12 @@ from copper_async._writers import (
     read_committed,
     read_list_cell,
 )
-from copper_async.exceptions import CheckpointError, InvalidOptionError, OutputError
+from copper_async.exceptions import (
+    CheckpointError,
+    InvalidOptionError,
+    OutputClosedError,
+    OutputError,
+)
 from tests.reference import reference_examples
 
 
@@ -112,6 +117,16 @@ def test_a_failed_write_is_one_copper_error_naming_the_file() -> None:
     assert raised.value.path == "/dev/full"
     assert isinstance(raised.value.__cause__, OSError)
     writer.close()  # the same failure again: not a second error
+
+
+def test_a_stream_whose_reader_left_is_an_output_closed_error() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with open(write_end, "wb", buffering=0) as stream:
+        writer = open_writer(stream, "jsonl")
+        with pytest.raises(OutputClosedError, match="'<stdout>': its reader closed it"):
+            writer.write_page(records())
+        writer.close()
 
 
 def test_a_device_needs_no_fsync() -> None:
