@@ -44,7 +44,8 @@ _EXPORT_ONLY = frozenset(
     "-o",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Output file (default: a temporary file, removed after the check).",
+    help="Output file, checked after the export (default: a temporary file, removed "
+    "after the check; not - : the demo reads its file back).",
 )
 @click.option(
     "--sync",
@@ -95,6 +96,9 @@ def demo(
         ctx.invoke(demo_sync, count=count, seed=seed, cap=options.cap, quiet=quiet, **changes)
         return
     _configure_logging(quiet=quiet, verbose=verbose)
+    if out is not None and str(out) == "-":
+        # export's "-" is stdout; the demo reads its file back to check it.
+        _fail(ExitCode.USAGE, "--out -: the demo checks the file it writes, so it needs a file")
     keep = out is not None
     if out is None:
         handle, name = tempfile.mkstemp(prefix="copper-demo-", suffix=f".{format_}")
