@@ -52,6 +52,7 @@ from copper_async._resources import Resource, SearchFilter
 from copper_async._stats import SearchStats
 from copper_async.exceptions import (
     CopperError,
+    InvalidFilterError,
     InvalidOptionError,
     InvalidRequestError,
     RecordError,
@@ -66,6 +67,8 @@ __all__ = [
     "SearchOptions",
     "SearchStats",
     "check_max_items",
+    "check_no_sort",
+    "sort_in",
 ]
 
 logger = logging.getLogger(__name__)
@@ -89,6 +92,29 @@ def _located(error: RecordError, where: Mapping[str, Any]) -> RecordError:
         record_id=error.record_id,
         context={**error.context, **where},
     )
+
+
+def sort_in(filter: object, reader: str = "an export") -> str | None:
+    """Why the sort ``filter`` asks for cannot be kept by ``reader``, or None
+    when it asks none."""
+    given = [
+        name for name in ("sort_by", "sort_direction") if getattr(filter, name, None) is not None
+    ]
+    if not given:
+        return None
+    return (
+        f"{' and '.join(given)} cannot be honoured by {reader}: to read past the search "
+        "cap it orders each date window itself, on the split field (sort the output "
+        "afterwards if the order matters)"
+    )
+
+
+def check_no_sort(filter: object, reader: str) -> None:
+    """Refuse a filter that asks for a sort: it would be dropped unseen."""
+    reason = sort_in(filter, reader)
+    if reason is not None:
+        field = "sort_by" if getattr(filter, "sort_by", None) is not None else "sort_direction"
+        raise InvalidFilterError(field, f"{reason}; remove it from the filter")
 
 
 @attrs.frozen
@@ -131,6 +157,7 @@ class Search(AsyncClosing, Generic[T]):
                 "filter",
                 f"must be an {resource.filter_class.__name__} or None, not {type(filter).__name__}",
             )
+        check_no_sort(filter, "a search")
         self.resource = resource
         self.filter: SearchFilter = filter if filter is not None else resource.filter_class()
         self.options = options if options is not None else SearchOptions()

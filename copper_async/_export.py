@@ -40,7 +40,7 @@ from copper_async._checkpoint import (
 )
 from copper_async._clock import Clock, LoopClock
 from copper_async._custom_fields import CustomFieldNames
-from copper_async._engine import ResultPage, Search
+from copper_async._engine import ResultPage, Search, check_no_sort, sort_in
 from copper_async._lock import exclusive_lock, lock_path
 from copper_async._options import SearchOptions
 from copper_async._pages import PageSource
@@ -48,7 +48,7 @@ from copper_async._planner import Restored, WindowPlanner
 from copper_async._resources import OPPORTUNITIES
 from copper_async._stats import SearchStats, merge_stats
 from copper_async._writers import ExportFormat, RecordWriter, open_writer, read_committed
-from copper_async.exceptions import CheckpointError, InvalidFilterError, InvalidOptionError
+from copper_async.exceptions import CheckpointError, InvalidOptionError
 from copper_async.filters import OpportunityFilter
 
 __all__ = ["ExportResult", "job_description", "run_export", "sort_in"]
@@ -112,26 +112,6 @@ def _check_output(out: Path) -> None:
             raise InvalidOptionError("out", f"{str(out)!r} is not writable")
     elif not os.access(out.parent, os.W_OK | os.X_OK):
         raise InvalidOptionError("out", f"folder {str(out.parent)!r} is not writable")
-
-
-def sort_in(filter: OpportunityFilter, reader: str = "an export") -> str | None:
-    """Why the sort ``filter`` asks for cannot be kept by ``reader``, or None
-    when it asks none."""
-    given = [name for name in ("sort_by", "sort_direction") if getattr(filter, name) is not None]
-    if not given:
-        return None
-    return (
-        f"{' and '.join(given)} cannot be honoured by {reader}: to read past the search "
-        "cap it orders each date window itself, on the split field (sort the output "
-        "afterwards if the order matters)"
-    )
-
-
-def _check_no_sort(filter: OpportunityFilter) -> None:
-    reason = sort_in(filter)
-    if reason is not None:
-        field = "sort_by" if filter.sort_by is not None else "sort_direction"
-        raise InvalidFilterError(field, f"{reason}; remove it from the filter")
 
 
 @contextmanager
@@ -291,7 +271,7 @@ async def run_export(
         raise InvalidOptionError("resume", "needs a checkpoint file to resume from")
     if custom_fields is not None and format != "csv":
         raise InvalidOptionError("custom_fields", "names CSV columns: JSON lines keep Copper's ids")
-    _check_no_sort(filter)
+    check_no_sort(filter, "an export")
     run = _Run(fetcher, filter, out, format, options, checkpoint, resume, progress, clock)
     if not isinstance(out, Path):
         if checkpoint is not None:

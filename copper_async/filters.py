@@ -179,7 +179,9 @@ class OpportunityFilter(_KnownKeywords):
       refused. A minimum above its maximum is refused.
     - ``custom_fields``: :class:`CustomFieldFilter` entries.
     - ``sort_by`` (:data:`SORT_FIELDS`) and ``sort_direction`` (asc/desc):
-      unset means Copper's default (name, asc).
+      unset means Copper's default (name, asc). For one page
+      (``client.search_page``); a search refuses them, as it orders each
+      date window itself to get past the cap.
     """
 
     ids: tuple[int, ...] | None = attrs.field(

@@ -172,6 +172,17 @@ FILTER_CASES: dict[str, tuple[Callable[[], Any], str, str]] = {
     "followed flag": (_filter(followed=3), "followed", "followed"),
     "sort field": (_filter(sort_by="colour"), "sort_by", "expected one of"),
     "sort direction": (_filter(sort_direction="up"), "sort_direction", "expected one of"),
+    # Valid for Copper, but the search orders each window itself: refused, not dropped unseen.
+    "a sort the search cannot keep": (
+        _filter(sort_by="name"),
+        "sort_by",
+        "sort_by cannot be honoured by a search",
+    ),
+    "a sort direction alone": (
+        _filter(sort_direction="desc"),
+        "sort_direction",
+        "sort_direction cannot be honoured by a search",
+    ),
     "custom field entry": (_filter(custom_fields=["x"]), "custom_fields[0]", "CustomFieldFilter"),
     "body unknown key": (
         lambda: OpportunityFilter.from_body({"colour": "red"}),
@@ -205,6 +216,21 @@ async def test_a_bad_filter_is_refused_naming_the_field_before_any_request(
     assert raised.value.field == field
     assert field in str(raised.value)
     assert reason in str(raised.value)
+    assert proxy.requests == 0
+
+
+@pytest.mark.asyncio
+async def test_search_many_refuses_a_sorted_filter_among_others_before_any_request(
+    proxy_factory: Callable[..., Awaitable[Proxy]],
+) -> None:
+    proxy = await proxy_factory(100)
+    async with client_for(proxy.url) as client:
+        with pytest.raises(InvalidFilterError) as raised:
+            client.opportunities.search_many(
+                [OpportunityFilter(), OpportunityFilter(sort_by="name", sort_direction="asc")]
+            )
+    assert raised.value.field == "sort_by"
+    assert "sort_by and sort_direction cannot be honoured" in str(raised.value)
     assert proxy.requests == 0
 
 
