@@ -24,7 +24,7 @@ from copper_async._planner._events import (
     WindowDone,
     WindowSplit,
 )
-from copper_async._planner._memory import Memory, Seen, sift
+from copper_async._planner._memory import REMEMBERED, Memory, Seen, Sifted, sift
 from copper_async._planner._reach import Reach
 from copper_async._planner._state import (
     AtEdge,
@@ -236,7 +236,26 @@ class PhaseSteps:
         if sifted.shifted:
             self.stats.shifted_reads += sifted.shifted
             reading.note_moved("records came twice in one reading: offsets moved")
-        fresh = sifted.fresh
+        return self._release(state, page, records, sifted)
+
+    def _feed_peek(self, state: WindowState, result: PageResult) -> list[PlannerEvent]:
+        """A full peek: its fresh records are delivered, yet it tells nothing
+        of the window's size, so the window's first look is still to come;
+        the ids delivered now are then dropped, like those of an earlier reading."""
+        records = result.records
+        sifted = sift(records, self._memory.of(state.window), REMEMBERED, self.id_field, 1)
+        return self._release(state, 1, records, sifted)
+
+    def _release(
+        self,
+        state: WindowState,
+        page: int,
+        records: Sequence[Mapping[str, Any]],
+        sifted: Sifted,
+    ) -> list[PlannerEvent]:
+        """Deliver a sifted page's fresh records. Every page that delivers,
+        peeks included, counts here, so page accounting has one place."""
+        window, fresh = state.window, sifted.fresh
         duplicates = len(records) - len(fresh)
         state.unique += len(fresh)
         self.stats.duplicates_dropped += duplicates
@@ -244,6 +263,8 @@ class PhaseSteps:
         if not fresh and not duplicates:
             return []
         events: list[PlannerEvent] = []
+        # Fresh records past where the window this one continues stopped prove
+        # the API's cap, whichever request brought them.
         if fresh and state.stopped_at is not None and self._reach.learn(state.stopped_at):
             events.append(CapObserved(window, state.stopped_at, self.cap))
         return [*events, Deliver(window, page, fresh, duplicates)]
