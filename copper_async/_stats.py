@@ -59,7 +59,12 @@ class SearchStats(PlannerStats):
     :class:`~copper_async._planner.PlannerStats`): ``count_mismatches`` are
     windows whose last reading still disagreed with their count, so records
     may be missing there (each logged as a warning; read them again), while
-    readings that were read again count in ``rereads``; ``overcounted_windows`` had
+    readings that were read again count in ``rereads``; ``duplicates_dropped``
+    are ids the server sent twice (offsets that shifted, ties ordered anew, an
+    edit moving a record within a hot second), while ``overlaps_dropped`` are
+    ids the planner itself asked for twice (reading on from a second already
+    read, a first look after a peek, a window read again, a resume), both
+    dropped; ``overcounted_windows`` had
     a stable total above their records (Copper's total is an upper bound),
     ``shifted_reads`` ids came twice in one reading of a window (its offsets
     moved: it is read again), ``windows_continued`` stopped at a page boundary

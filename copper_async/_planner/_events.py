@@ -55,12 +55,17 @@ class PageResult:
 
 @attrs.frozen
 class Deliver:
-    """Records to yield, already free of ids delivered before."""
+    """Records to yield, already free of ids delivered before.
+
+    Ids dropped are ``duplicates`` the server sent twice, or ``overlaps`` the
+    planner asked for twice (see :class:`PlannerStats`).
+    """
 
     window: Window
     page_number: int
     records: list[Mapping[str, Any]]
     duplicates: int
+    overlaps: int = 0
 
 
 @attrs.frozen
@@ -149,7 +154,14 @@ class PlannerStats:
     windows_done: int = 0
     hot_spots: int = 0
     records_delivered: int = 0
+    # Ids the server sent twice, dropped: offsets shifted or ties were ordered
+    # anew within one reading of a window, or an edit moved a record between
+    # the windows of one hot second.
     duplicates_dropped: int = 0
+    # Ids the planner itself asked for twice, dropped: reading on from a
+    # second already read, a window's first look after a peek, a window read
+    # again, pages asked again after a restore. Not the server's doing.
+    overlaps_dropped: int = 0
     # Windows whose last reading disagreed with their count: records may be
     # missing there (each window once; readings read again are ``rereads``).
     count_mismatches: int = 0

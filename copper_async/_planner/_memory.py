@@ -5,22 +5,30 @@ dropped when the window is done). The windows that split one hot second on
 the next field share one memory: an edit moves a record's ``date_modified``
 between them, and it must still come once.
 
-Each id maps to the reading that delivered it, ``(window key, pass)``: an id
-that comes twice in one reading shows that offsets moved under it, while one
-delivered by another reading is a plain duplicate.
+Each id maps to the reading that delivered it, ``(window key, pass)``. An id
+that comes again came twice from the server, or was asked for twice by the
+planner:
+
+* in the same reading: offsets moved under it (or ties were ordered anew), so
+  the server sent it twice;
+* from a window whose bounds do not meet this one's (a sibling in a hot
+  second): an edit moved it there, and the server sent it twice;
+* from this window or one whose bounds meet it (an earlier pass, a peek, the
+  window it reads on from or was cut from), or before a restore: the planner
+  asked for it again, an overlap of its own making.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from copper_async._planner._windows import Bound, Window, inside
+from copper_async._planner._windows import Bound, Window, inside, overlap
 from copper_async.exceptions import RecordError
 
-__all__ = ["REMEMBERED", "Memory", "SavedMemory", "Sifted", "sift"]
+__all__ = ["REMEMBERED", "Memory", "Reader", "SavedMemory", "Sifted", "sift"]
 
 Reader = tuple[int, int]
 Seen = dict[int, Reader]
@@ -54,14 +62,25 @@ class Memory:
         self._by_key: dict[int, Seen] = {}
         # The shared memory of each hot second being split on a further field.
         self._groups: dict[tuple[Bound, ...], Seen] = {}
+        # The bounds of every window given a memory, kept after it is dropped:
+        # ids it delivered may come again in its heirs.
+        self._bounds: dict[int, tuple[Bound, ...]] = {}
 
     def of(self, window: Window) -> Seen:
         return self._by_key[window.key]
+
+    def asked_before(self, reader: Reader, window: Window) -> bool:
+        """Whether ``reader`` asked for records ``window`` may hold: it is an
+        earlier reading of it (or a peek, or any before a restore), or of a
+        window whose bounds meet it (an unknown reader counts as one)."""
+        bounds = self._bounds.get(reader[0])
+        return reader == REMEMBERED or bounds is None or overlap(bounds, window.bounds)
 
     def add(self, windows: Sequence[Window], inherit: Seen | None) -> None:
         """Give new windows their memory; ids delivered before (``inherit``)
         stay dropped in them."""
         for window in windows:
+            self._bounds[window.key] = window.bounds
             if window.level > 0:
                 seen = self._groups.setdefault(window.pin, {})
                 if inherit is not None and inherit is not seen:
@@ -111,6 +130,7 @@ class Memory:
         own = {entry.key: entry.ids for entry in saved.windows} if saved else {}
         shared = {entry.pin: entry.ids for entry in saved.groups} if saved else {}
         for window in windows:
+            self._bounds[window.key] = window.bounds
             if window.level > 0:
                 ids = shared.pop(window.pin, ())
                 seen = self._groups.setdefault(window.pin, {})
@@ -126,15 +146,29 @@ class Memory:
 @attrs.frozen
 class Sifted:
     fresh: list[Mapping[str, Any]]
-    shifted: int  # ids this very reading delivered before
+    shifted: int  # ids this very reading delivered before: offsets moved
+    moved: int  # ids a window apart from the reader's delivered: an edit moved them
+    overlaps: int  # ids a reading that asked for them too delivered
+
+    @property
+    def duplicates(self) -> int:
+        """Ids dropped that the server sent twice."""
+        return self.shifted + self.moved
 
 
 def sift(
-    records: Sequence[Mapping[str, Any]], seen: Seen, reader: Reader, id_field: str, page: int
+    records: Sequence[Mapping[str, Any]],
+    seen: Seen,
+    reader: Reader,
+    id_field: str,
+    page: int,
+    asked_before: Callable[[Reader], bool],
 ) -> Sifted:
-    """Drop ids delivered before; mark the rest delivered by ``reader``."""
+    """Drop ids delivered before; mark the rest delivered by ``reader``.
+    ``asked_before(earlier)``: whether the reading ``earlier`` asked for the
+    records ``reader`` asks for too."""
     fresh: list[Mapping[str, Any]] = []
-    shifted = 0
+    shifted = moved = overlaps = 0
     for record in records:
         record_id = record.get(id_field)
         if record_id is None:
@@ -153,5 +187,9 @@ def sift(
         elif earlier == reader:
             shifted += 1
             continue
+        elif asked_before(earlier):
+            overlaps += 1
+        else:
+            moved += 1
         seen[record_id] = reader
-    return Sifted(fresh, shifted)
+    return Sifted(fresh, shifted, moved, overlaps)

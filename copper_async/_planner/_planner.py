@@ -13,14 +13,13 @@ import attrs
 
 from copper_async._planner import _snapshot
 from copper_async._planner._events import (
-    Deliver,
     PageRequest,
     PageResult,
     PlannerEvent,
     PlannerStats,
     TotalsDistrusted,
 )
-from copper_async._planner._memory import REMEMBERED, Memory, sift
+from copper_async._planner._memory import Memory
 from copper_async._planner._reach import Reach
 from copper_async._planner._state import (
     AtEdge,
@@ -246,18 +245,6 @@ class WindowPlanner(PhaseSteps):
             events += self._deliver(state, stage.reading, page, result.records, result.total)
         self._restart_relooks()
         return events
-
-    def _feed_peek(self, state: WindowState, result: PageResult) -> list[PlannerEvent]:
-        """A full peek: its fresh records are delivered, yet it tells nothing
-        of the window's size, so the window's first look is still to come;
-        the ids delivered now are then dropped, like those of an earlier reading."""
-        records = result.records
-        sifted = sift(records, self._memory.of(state.window), REMEMBERED, self.id_field, 1)
-        fresh = sifted.fresh
-        state.unique += len(fresh)
-        self.stats.records_delivered += len(fresh)
-        self.stats.duplicates_dropped += len(records) - len(fresh)
-        return [Deliver(state.window, 1, fresh, len(records) - len(fresh))]
 
     # -- checkpoints ------------------------------------------------------
 

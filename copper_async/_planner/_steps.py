@@ -24,7 +24,7 @@ from copper_async._planner._events import (
     WindowDone,
     WindowSplit,
 )
-from copper_async._planner._memory import Memory, Seen, sift
+from copper_async._planner._memory import Memory, Reader, Seen, Sifted, sift
 from copper_async._planner._reach import Reach
 from copper_async._planner._state import (
     AtEdge,
@@ -226,7 +226,7 @@ class PhaseSteps:
             reading.note_moved("the window's total changed while it was read")
         window = state.window
         reader = (window.key, state.pass_number)
-        sifted = sift(records, self._memory.of(window), reader, self.id_field, page)
+        sifted = self._sift(window, reader, page, records)
         reading.keep_edge(self._page_ids(page, records, self.split_fields[window.level]))
         reading.count += len(records) - sifted.shifted
         if records:
@@ -236,17 +236,53 @@ class PhaseSteps:
         if sifted.shifted:
             self.stats.shifted_reads += sifted.shifted
             reading.note_moved("records came twice in one reading: offsets moved")
-        fresh = sifted.fresh
-        duplicates = len(records) - len(fresh)
+        return self._release(state, page, records, sifted)
+
+    def _feed_peek(self, state: WindowState, result: PageResult) -> list[PlannerEvent]:
+        """A full peek: its fresh records are delivered, yet it tells nothing
+        of the window's size, so the window's first look is still to come;
+        the ids delivered now are then dropped, like those of an earlier reading."""
+        # A reader of its own, before any pass: ids it meets again are asked again.
+        reader = (state.window.key, -1)
+        sifted = self._sift(state.window, reader, 1, result.records)
+        return self._release(state, 1, result.records, sifted)
+
+    def _sift(
+        self, window: Window, reader: Reader, page: int, records: Sequence[Mapping[str, Any]]
+    ) -> Sifted:
+        memory = self._memory
+        return sift(
+            records,
+            memory.of(window),
+            reader,
+            self.id_field,
+            page,
+            lambda earlier: memory.asked_before(earlier, window),
+        )
+
+    def _release(
+        self,
+        state: WindowState,
+        page: int,
+        records: Sequence[Mapping[str, Any]],
+        sifted: Sifted,
+    ) -> list[PlannerEvent]:
+        """Deliver a sifted page's fresh records. Every page that delivers,
+        peeks included, counts here, so page accounting has one place."""
+        window, fresh = state.window, sifted.fresh
+        duplicates, overlaps = sifted.duplicates, sifted.overlaps
         state.unique += len(fresh)
         self.stats.duplicates_dropped += duplicates
+        self.stats.overlaps_dropped += overlaps
         self.stats.records_delivered += len(fresh)
-        if not fresh and not duplicates:
+        if not fresh and not duplicates and not overlaps:
             return []
         events: list[PlannerEvent] = []
+        # Fresh records past where the window this one continues stopped prove
+        # the API's cap, whichever request brought them.
         if fresh and state.stopped_at is not None and self._reach.learn(state.stopped_at):
             events.append(CapObserved(window, state.stopped_at, self.cap))
-        return [*events, Deliver(window, page, fresh, duplicates)]
+        return [*events, Deliver(window, page, fresh, duplicates, overlaps)]
 
     def _page_ids(self, page: int, records: Sequence[Mapping[str, Any]], field: str) -> PageIds:
         ids = tuple(record[self.id_field] for record in records)

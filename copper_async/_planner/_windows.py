@@ -15,7 +15,17 @@ import attrs
 
 from copper_async.exceptions import CopperError
 
-__all__ = ["Bound", "Cut", "Piece", "ReadOn", "Window", "inside", "plan_cut", "plan_read_on"]
+__all__ = [
+    "Bound",
+    "Cut",
+    "Piece",
+    "ReadOn",
+    "Window",
+    "inside",
+    "overlap",
+    "plan_cut",
+    "plan_read_on",
+]
 
 Bound = tuple[int | None, int | None]
 
@@ -177,6 +187,15 @@ def _bisect(
     if hi is not None:
         middle = min(middle, hi - 1)
     return [(lo, middle), (middle + 1, hi)]
+
+
+def overlap(a: Sequence[Bound], b: Sequence[Bound]) -> bool:
+    """Whether two windows' bounds share a point: on every field, their ranges meet."""
+    return all(
+        (a_lo is None or b_hi is None or a_lo <= b_hi)
+        and (b_lo is None or a_hi is None or b_lo <= a_hi)
+        for (a_lo, a_hi), (b_lo, b_hi) in zip(a, b, strict=True)
+    )
 
 
 def plan_read_on(window: Window, top: int | None, field_count: int) -> ReadOn | None:

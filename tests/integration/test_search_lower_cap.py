@@ -108,6 +108,11 @@ async def test_a_total_of_whole_pages_costs_one_request_to_rule_out_a_lower_cap(
     pages = -(-records // PAGE)
     assert search.stats.requests == pages + (records % PAGE == 0)
     assert cap_warnings(caplog) == []
+    # The records of the last second, asked for again: no duplicate the server sent.
+    last = max(r["date_created"] for r in dataset_records[:records])
+    again = sum(r["date_created"] == last for r in dataset_records[:records])
+    assert search.stats.duplicates_dropped == 0
+    assert search.stats.overlaps_dropped == (again if records % PAGE == 0 else 0)
 
 
 async def test_a_larger_total_seen_before_rules_out_a_capped_total(

@@ -53,6 +53,44 @@ def test_duplicates_from_shifted_offsets_are_dropped() -> None:
     assert planner.stats.duplicates_dropped == 1
 
 
+def test_reading_on_past_whole_pages_drops_an_overlap_not_a_duplicate() -> None:
+    """400 records in 8 full pages, below the cap: the planner reads on from
+    the last second (the API may cap there) and gets its one record again.
+    The planner asked for it twice; the server sent nothing twice."""
+    records = make_records(list(range(1_000, 1_400)), [0] * 400)
+    api = ModelAPI(records, cap=1_000)
+    planner = WindowPlanner(cap=1_000, page_size=50)
+    delivered, _ = run(planner, api)
+    assert sorted(delivered) == [r["id"] for r in records]
+    assert (planner.stats.windows_continued, len(api.requests)) == (1, 9)
+    assert planner.stats.duplicates_dropped == 0
+    assert planner.stats.overlaps_dropped == 1
+
+
+def test_an_edit_moving_a_record_between_a_hot_seconds_windows_is_a_duplicate() -> None:
+    """Record 1 is delivered by the first window of a hot second, then edited
+    to the end of its last window: the server sends it twice. The first
+    window, shifted by the edit, is read again: those ids the planner asked
+    for twice."""
+    records = make_records([100] * 30, list(range(30)))
+    api = ModelAPI(records, cap=10)
+    planner = WindowPlanner(cap=10, page_size=5)
+    delivered: list[int] = []
+    while not planner.finished:
+        request = planner.next_request()
+        assert request is not None
+        for event in planner.feed(request, api.answer(request)):
+            if isinstance(event, Deliver):
+                delivered += [record["id"] for record in event.records]
+        if request.window.level == 1 and delivered and api.version == 0:
+            api.records[0]["date_modified"] = 10_000
+            api.version += 1
+    assert sorted(delivered) == [r["id"] for r in records]
+    assert planner.stats.rereads == 1
+    assert planner.stats.duplicates_dropped == 1
+    assert planner.stats.overlaps_dropped == 7
+
+
 # -- totals that over-count, or lie ----------------------------------------------------
 
 

@@ -9,11 +9,12 @@ property over random searches is ``test_planner_properties.py``'s, with peeks).
 
 from __future__ import annotations
 
-from copper_async._planner import Deliver, WindowPlanner
+from copper_async._planner import CapObserved, Deliver, WindowPlanner
 from tests.unit.planner_model import (
     FIELDS,
     ModelAPI,
     make_records,
+    skewed_records,
 )
 
 
@@ -37,7 +38,8 @@ def test_a_peek_asks_page_1_of_the_records_wanted_once_per_window() -> None:
     fed = planner.feed(look, api.answer(look))
     delivered = [r["id"] for e in fed if isinstance(e, Deliver) for r in e.records]
     assert delivered == [r["id"] for r in records[4:10]]
-    assert planner.stats.duplicates_dropped == 4
+    # Asked for twice, by the peek and the look: not duplicates the server sent.
+    assert (planner.stats.duplicates_dropped, planner.stats.overlaps_dropped) == (0, 4)
 
 
 def test_a_restored_planner_does_not_peek_at_a_window_again() -> None:
@@ -54,3 +56,22 @@ def test_a_restored_planner_does_not_peek_at_a_window_again() -> None:
     look = restored.next_request(want=4)
     assert look is not None
     assert (look.page_number, look.page_size, look.peek) == (1, 10, False)
+
+
+def test_a_peek_that_finds_records_past_a_stop_names_the_api_cap() -> None:
+    """A window reading on from one that stopped at 493 records: the fresh
+    records a peek at it brings prove the API's cap, as its first look's would."""
+    records = skewed_records(1_500, seed=3)
+    api = ModelAPI(records, cap=500, total_mode="exact", hidden_cap=493)
+    planner = WindowPlanner(cap=500, page_size=50)
+    while planner.stats.windows_continued == 0:
+        request = planner.next_request()
+        assert request is not None
+        planner.feed(request, api.answer(request))
+    peek = planner.next_request(want=50)
+    assert peek is not None
+    assert peek.peek
+    events = planner.feed(peek, api.answer(peek))
+    assert any(isinstance(e, Deliver) and e.records for e in events)
+    assert [e.observed_cap for e in events if isinstance(e, CapObserved)] == [493]
+    assert planner.snapshot()["reach"]["observed_cap"] == 493
