@@ -24,7 +24,7 @@ import hashlib
 import logging
 import os
 import stat
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -47,7 +47,13 @@ from copper_async._pages import PageSource
 from copper_async._planner import Restored, WindowPlanner
 from copper_async._resources import OPPORTUNITIES
 from copper_async._stats import SearchStats, merge_stats
-from copper_async._writers import ExportFormat, RecordWriter, open_writer, read_committed
+from copper_async._writers import (
+    CsvWriter,
+    ExportFormat,
+    RecordWriter,
+    open_writer,
+    read_committed,
+)
 from copper_async.exceptions import CheckpointError, InvalidOptionError
 from copper_async.filters import OpportunityFilter
 
@@ -56,6 +62,8 @@ __all__ = ["ExportResult", "job_description", "run_export", "sort_in"]
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[SearchStats, int], None]
+#: Asks for the custom field names (a request): called once every check has passed.
+NamesSource = Callable[[], Awaitable[CustomFieldNames]]
 
 
 @attrs.frozen
@@ -248,7 +256,7 @@ async def run_export(
     resume: bool = False,
     progress: ProgressCallback | None = None,
     clock: Clock | None = None,
-    custom_fields: CustomFieldNames | None = None,
+    custom_fields: CustomFieldNames | NamesSource | None = None,
 ) -> ExportResult:
     """Export every record ``filter`` matches to ``out``, exactly once.
 
@@ -260,7 +268,9 @@ async def run_export(
     written so far, earlier runs included; a resume calls it once before the
     first request, with what the file already holds and the total the first
     run saw. ``custom_fields`` names a CSV file's custom-field columns and
-    options (see :class:`~copper_async.CustomFieldNames`).
+    options (see :class:`~copper_async.CustomFieldNames`); given as an async
+    function, it is called once every check has passed, so that the request
+    it makes comes after them too.
     """
     filter = filter if filter is not None else OpportunityFilter()
     options = options if options is not None else SearchOptions()
@@ -301,17 +311,31 @@ class _Run:
     clock: Clock
 
 
-async def _export(run: _Run, custom_fields: CustomFieldNames | None) -> ExportResult:
+async def _export(run: _Run, custom_fields: CustomFieldNames | NamesSource | None) -> ExportResult:
     job = _job_of(run, custom_fields is not None)
     fingerprint = job_fingerprint(job)
     if run.checkpoint is not None:
         remove_stale_temp_files(run.checkpoint)
     # One stats object: a restored planner counts into it from its snapshot on.
     stats = SearchStats(clock=run.clock)
-    opened = _open_output(run, job, fingerprint, stats, custom_fields)
+    names, ask = (
+        (custom_fields, None)
+        if custom_fields is None or isinstance(custom_fields, CustomFieldNames)
+        else (None, custom_fields)
+    )
+    opened = _open_output(run, job, fingerprint, stats, names)
     if isinstance(opened, ExportResult):
         return opened
     writer, restored, state = opened
+    if ask is not None:
+        try:
+            # Only now: a bad path or checkpoint is refused before any request.
+            names = await ask()
+            assert isinstance(writer, CsvWriter)
+            writer.name_custom_fields(names)
+        except BaseException:
+            writer.close()
+            raise
     search: Search[dict[str, Any]] = Search(
         run.fetcher,
         run.filter,

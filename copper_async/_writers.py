@@ -346,6 +346,13 @@ class CsvWriter(_FileWriter):
                 if c.startswith(_CUSTOM_PREFIX)
             }
 
+    def name_custom_fields(self, custom_fields: CustomFieldNames) -> None:
+        """Name the custom-field columns by ``custom_fields``, before any page is
+        written: as if given when the writer was made (a resumed header included)."""
+        self._names = custom_fields
+        if self.columns:
+            self._custom_ids = custom_fields.column_ids(self.columns)
+
     def _custom_columns(self, records: Sequence[Mapping[str, Any]]) -> dict[int, str]:
         """The custom columns of a new file: every named field, or the ids on its first page."""
         if self._names is not None:

@@ -233,11 +233,10 @@ async def _export_job(
     progress: Progress,
     custom_field_names: bool,
 ) -> ExportResult:
+    async def names() -> CustomFieldNames:
+        return CustomFieldNames.for_records(await client.custom_field_definitions())
+
     async with client:
-        names = None
-        if custom_field_names:
-            definitions = await client.custom_field_definitions()
-            names = CustomFieldNames.for_records(definitions)
         return await run_export(
             client,
             query,
@@ -247,7 +246,7 @@ async def _export_job(
             checkpoint=checkpoint,
             resume=resume,
             progress=progress,
-            custom_fields=names,
+            custom_fields=names if custom_field_names else None,
         )
 
 

@@ -401,6 +401,14 @@ class Dataset(Store):
         edit(record, rng, modified)
         return record
 
+    def _edit_moment(self, slot: int, drawn: int, now: int) -> int:
+        """When an edit drawn at ``drawn`` is stamped: edits of one record
+        happen in order, so never before its last one (up to ``now``); a
+        spread batch would otherwise move a record edited since back in time,
+        which Copper never does and an incremental reader rightly ignores."""
+        last = self._cols["date_modified"][slot]
+        return drawn if last is None else max(drawn, min(int(last), now))
+
     def apply_changes(
         self,
         rng: random.Random,
@@ -438,7 +446,7 @@ class Dataset(Store):
         deleted = sorted(live[p] for p in picked[edits:])
         touched = [*edited, *deleted]
         for slot in edited:
-            record = self._edited(slot, rng, moment())
+            record = self._edited(slot, rng, self._edit_moment(slot, moment(), now))
             self._json[slot] = _exact_copy(orjson.dumps(record))
             self._fill(slot, record)
         for slot in deleted:

@@ -44,3 +44,23 @@ async def test_the_flag_names_csv_columns_and_needs_csv(tmp_path: Path) -> None:
     assert {row["cf_region"] for row in rows} - {""} <= {
         "North", "South", "East", "West", "Central", "EMEA", "APAC", "LATAM",
     }  # fmt: skip
+
+
+async def test_paths_and_the_checkpoint_are_checked_before_the_definitions_are_asked(
+    tmp_path: Path,
+) -> None:
+    """A bad output, a checkpoint left by another run or an output another
+    export holds is refused before any request, with the flag as without it."""
+    options = FakeServerOptions(access_token=TOKEN, user_email=EMAIL)
+    async with FakeCopperServer(Dataset.generate(50, seed=8), options=options) as server:
+        named = ("--format", "csv", "--custom-field-names")
+        code, stderr = await export(server.url, tmp_path / "missing" / "x.csv", *named)
+        assert code == 2, stderr
+        checkpoint = tmp_path / "x.checkpoint"
+        checkpoint.write_text("{}")
+        out = tmp_path / "x.csv"
+        code, stderr = await export(server.url, out, *named, "--checkpoint", str(checkpoint))
+        assert code == 6, stderr
+        assert "exists" in stderr
+        assert not out.exists()
+        assert server.stats["requests_by_status"] == {}

@@ -120,3 +120,23 @@ def test_changes_spread_over_the_played_interval_and_stay_searchable_in_order() 
         if m >= NOW - day // 2
     }
     assert set(found) == expected
+
+
+def test_a_spread_edit_never_stamps_a_record_earlier_than_its_last_edit() -> None:
+    """Copper stamps an edit with the time it happens: a record's date_modified
+    never goes back, also when a spread batch picks a record edited later than
+    the moment drawn for it (an earlier batch, or a recent import)."""
+    dataset = Dataset.generate(2_000, seed=7, end=NOW - 100_000)
+    day = 86_400
+    first = dataset.apply_changes(random.Random(1), now=NOW, edits=1_500)
+    before = {i: dataset.record(i)["date_modified"] for i in dataset.ids()}
+    second = dataset.apply_changes(random.Random(2), now=NOW + 60, edits=1_500, over=day)
+    again = set(first.edited) & set(second.edited)
+    assert len(again) > 500  # most records edited twice: the second drew earlier moments
+    for record_id in second.edited:
+        modified = dataset.record(record_id)["date_modified"]
+        assert before[record_id] <= modified <= NOW + 60
+    # The order the searches read stays that of the stamps.
+    ordered = search(dataset, {"sort_by": "date_modified"})
+    values = [dataset.record(i)["date_modified"] for i in ordered]
+    assert values == sorted(values)
