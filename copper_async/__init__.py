@@ -6,7 +6,7 @@ import logging
 
 from copper_async._clock import Clock, LoopClock
 from copper_async._custom_fields import CustomFieldDefinition, CustomFieldNames, CustomFieldOption
-from copper_async._engine import Search
+from copper_async._engine import ResultPage, Search
 from copper_async._multi import MultiSearch
 from copper_async._options import SearchOptions
 from copper_async._ratelimit import RateLimit
@@ -96,6 +96,7 @@ __all__ = [
     "ResponseError",
     "ResponseFormatError",
     "ResponseTooLargeError",
+    "ResultPage",
     "RetryPolicy",
     "SchemaMismatchError",
     "Search",
