@@ -269,6 +269,35 @@ async def test_warn_mode_yields_what_is_reachable_and_records_the_loss(
     assert search.stats.unreachable_records == 200
 
 
+async def test_the_cap_warning_names_the_callers_line(harness_factory: HarnessFactory) -> None:
+    """Filtered or shown, the warning points at the code that reads the
+    search, whichever way it reads it, not at the library's own lines."""
+    harness = await harness_factory(unsplittable_second())
+
+    def search() -> Search[dict[str, Any]]:
+        return harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True, on_cap="warn")
+
+    async def by_record() -> None:
+        async for _ in search():
+            pass
+
+    async def by_page() -> None:
+        async for _ in search().pages():
+            pass
+
+    async def as_list() -> None:
+        await search().to_list()
+
+    for read in (by_record, by_page, as_list):
+        with pytest.warns(SearchCapWarning) as caught:
+            await read()
+        (warning,) = caught
+        assert warning.filename == __file__, read.__name__
+        # The line in the reading function that took the records.
+        first = read.__code__.co_firstlineno
+        assert first < warning.lineno <= first + 2, read.__name__
+
+
 # -- faults -----------------------------------------------------------------------------
 
 
