@@ -10,7 +10,7 @@ from copper_async._engine import ResultPage, Search
 from copper_async._multi import MultiSearch
 from copper_async._options import SearchOptions
 from copper_async._ratelimit import RateLimit
-from copper_async._records import ABSENT, CustomFieldValue, LeadConversion, Opportunity
+from copper_async._records import ABSENT, AbsentType, CustomFieldValue, LeadConversion, Opportunity
 from copper_async._retry import RetryPolicy
 from copper_async._stats import SearchStats
 from copper_async._writers import read_list_cell
@@ -63,6 +63,7 @@ __all__ = [
     "NONE_SET",
     "NOT_FOLLOWED",
     "APIError",
+    "AbsentType",
     "AuthenticationError",
     "CapExceededError",
     "CheckpointError",
