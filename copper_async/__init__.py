@@ -6,11 +6,11 @@ import logging
 
 from copper_async._clock import Clock, LoopClock
 from copper_async._custom_fields import CustomFieldDefinition, CustomFieldNames, CustomFieldOption
-from copper_async._engine import Search
+from copper_async._engine import ResultPage, Search
 from copper_async._multi import MultiSearch
 from copper_async._options import SearchOptions
 from copper_async._ratelimit import RateLimit
-from copper_async._records import ABSENT, CustomFieldValue, LeadConversion, Opportunity
+from copper_async._records import ABSENT, AbsentType, CustomFieldValue, LeadConversion, Opportunity
 from copper_async._retry import RetryPolicy
 from copper_async._stats import SearchStats
 from copper_async._writers import read_list_cell
@@ -63,6 +63,7 @@ __all__ = [
     "NONE_SET",
     "NOT_FOLLOWED",
     "APIError",
+    "AbsentType",
     "AuthenticationError",
     "CapExceededError",
     "CheckpointError",
@@ -96,6 +97,7 @@ __all__ = [
     "ResponseError",
     "ResponseFormatError",
     "ResponseTooLargeError",
+    "ResultPage",
     "RetryPolicy",
     "SchemaMismatchError",
     "Search",

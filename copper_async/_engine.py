@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import warnings
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from types import FrameType
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -92,6 +95,22 @@ def _located(error: RecordError, where: Mapping[str, Any]) -> RecordError:
         record_id=error.record_id,
         context={**error.context, **where},
     )
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` naming the first frame outside this package, for a
+    warning raised from the function that calls this: the caller's line (its
+    loop, ``to_list()`` or ``pages()``), whichever path led here."""
+    # Level 1 is the warning's own function, frame 1 here; level 2 its caller.
+    level = 2
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def sort_in(filter: object, reader: str = "an export") -> str | None:
@@ -439,7 +458,7 @@ class Search(AsyncClosing, Generic[T]):
                     f"holds more records than the search cap ({self.options.cap}); {loss}"
                 )
                 # Reported once, as a warning the caller can filter or turn into an error.
-                warnings.warn(message, SearchCapWarning, stacklevel=4)
+                warnings.warn(message, SearchCapWarning, stacklevel=_caller_level())
             elif isinstance(event, CapObserved):
                 # Recovered, yet worth an operator's eye: ``cap`` is wrong, or the API changed.
                 logger.warning(

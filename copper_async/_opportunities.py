@@ -65,6 +65,16 @@ class ResourceAPI(Generic[R, F]):
         **options: Unpack[SearchKwargs],
     ) -> Search[RawRecord]: ...
 
+    @overload
+    def search(
+        self,
+        filter: F | None = ...,
+        *,
+        raw: bool,
+        max_items: int | None = ...,
+        **options: Unpack[SearchKwargs],
+    ) -> Search[R] | Search[RawRecord]: ...
+
     def search(
         self,
         filter: F | None = None,
@@ -87,6 +97,40 @@ class ResourceAPI(Generic[R, F]):
         options_of_search = search_options(options, max_items)
         return self._start(filter, raw=raw, options=options_of_search, max_items=max_items)
 
+    # Typed like search(): records, or dicts with raw=True.
+    @overload
+    def search_many(
+        self,
+        filters: Iterable[F | None],
+        *,
+        union: bool = ...,
+        raw: Literal[False] = ...,
+        max_items: int | None = ...,
+        **options: Unpack[SearchKwargs],
+    ) -> MultiSearch[R]: ...
+
+    @overload
+    def search_many(
+        self,
+        filters: Iterable[F | None],
+        *,
+        union: bool = ...,
+        raw: Literal[True],
+        max_items: int | None = ...,
+        **options: Unpack[SearchKwargs],
+    ) -> MultiSearch[RawRecord]: ...
+
+    @overload
+    def search_many(
+        self,
+        filters: Iterable[F | None],
+        *,
+        union: bool = ...,
+        raw: bool,
+        max_items: int | None = ...,
+        **options: Unpack[SearchKwargs],
+    ) -> MultiSearch[R] | MultiSearch[RawRecord]: ...
+
     def search_many(
         self,
         filters: Iterable[F | None],
@@ -95,7 +139,7 @@ class ResourceAPI(Generic[R, F]):
         raw: bool = False,
         max_items: int | None = None,
         **options: Unpack[SearchKwargs],
-    ) -> MultiSearch[Any]:
+    ) -> MultiSearch[R] | MultiSearch[RawRecord]:
         """Run several searches concurrently; yield records from all as they arrive.
 
         ``union=True`` yields a record matched by several filters once.
@@ -110,11 +154,12 @@ class ResourceAPI(Generic[R, F]):
             )
         _check_flag("union", union)
         options_of_each = search_options(options, max_items)
-        searches = [
+        # Each search is of the one kind ``raw`` picks, as the overloads say.
+        searches: list[Any] = [
             self._start(f, raw=raw, options=options_of_each, max_items=max_items) for f in filters
         ]
         id_of = self.resource.raw_id if raw else self.resource.typed_id
-        return MultiSearch(searches, union=union, id_of=id_of, max_items=max_items)
+        return MultiSearch[Any](searches, union=union, id_of=id_of, max_items=max_items)
 
     async def count(self, filter: F | None = None) -> int | None:
         """How many records ``filter`` matches, from one request of one record.

@@ -7,6 +7,7 @@ See :mod:`copper_async.sync._bookmark` for when the bookmark moves and
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any, Unpack
 
@@ -14,7 +15,7 @@ import attrs
 
 from copper_async._clock import Clock, LoopClock
 from copper_async._custom_fields import CustomFieldNames
-from copper_async._engine import SearchStats
+from copper_async._engine import SearchStats, check_no_sort
 from copper_async._options import SearchKwargs, SearchOptions
 from copper_async.client import CopperClient
 from copper_async.exceptions import InvalidOptionError
@@ -78,7 +79,9 @@ async def run_sync(
     modified since the bookmark; ``reconcile`` reads everything and marks the
     rows it did not see as deleted. A run that stopped is continued by the
     next one (unless that asks for another kind of read). The store is
-    closed at the end, whatever happens.
+    closed at the end, whatever happens. Arguments it cannot use (a filter
+    with a sort, a path in place of a store) are refused before the
+    database is touched.
 
     ``options`` are the search's (:class:`~copper_async._options.SearchOptions`)
     but ``end_at``: each run bounds ``date_created`` by its own start.
@@ -86,6 +89,7 @@ async def run_sync(
     more request) and, once the run is done, recreates the
     ``opportunities_named`` view: a column per custom field, options by name.
     """
+    _check_arguments(client, store, filter)
     flags = {"full": full, "reconcile": reconcile, "custom_field_names": custom_field_names}
     for name, flag in flags.items():
         if not isinstance(flag, bool):
@@ -114,6 +118,20 @@ async def run_sync(
     finally:
         await store.close()
     return result
+
+
+def _check_arguments(client: object, store: object, filter: object) -> None:
+    """Refuse what the run cannot use before the database is created or touched
+    (a sort found by the search itself would come after a run was recorded)."""
+    if not isinstance(client, CopperClient):
+        raise InvalidOptionError("client", f"must be a CopperClient, not {type(client).__name__}")
+    if isinstance(store, str | os.PathLike):
+        raise InvalidOptionError("store", "must be a store: open_store(path_or_url) makes one")
+    if filter is not None and not isinstance(filter, OpportunityFilter):
+        raise InvalidOptionError(
+            "filter", f"must be an OpportunityFilter or None, not {type(filter).__name__}"
+        )
+    check_no_sort(filter, "a sync")
 
 
 async def _finish(

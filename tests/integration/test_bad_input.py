@@ -615,7 +615,7 @@ async def test_a_malformed_answer_is_a_typed_error_naming_what_and_where(
     proxy = await proxy_factory(120)
     proxy.rewrite = rewrite
     async with client_for(proxy.url) as client:
-        search = client.opportunities.search(raw=raw, page_size=PAGE, cap=CAP)  # type: ignore[call-overload]
+        search = client.opportunities.search(raw=raw, page_size=PAGE, cap=CAP)
         with pytest.raises(error) as raised:
             async for _ in search:
                 pass

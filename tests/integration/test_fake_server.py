@@ -10,6 +10,7 @@ import asyncio
 import io
 import itertools
 import json
+import logging
 import math
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -727,6 +728,26 @@ async def test_latency_without_jitter_delays_every_answer_alike(
     started = loop.time()
     assert (await post(session, server, headers={})).status == 401
     assert loop.time() - started == pytest.approx(0.25, abs=1e-3)
+
+
+@pytest.mark.asyncio
+async def test_a_client_that_goes_away_while_its_answer_is_delayed_logs_no_error(
+    serve: Serve, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A search cancelled mid-request (a ``break``, a timeout) is routine for
+    code under test: the server drops the answer quietly, logging no error."""
+    caplog.set_level(logging.ERROR)
+    server = await serve(latency=0.3, latency_jitter=0.0)
+    arrived = server.after_searches(1)
+    gone = asyncio.ensure_future(post(session, server))
+    await arrived.wait()
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    # Asked after the first, answered after its delay ended: by then the
+    # first handler has found its client gone.
+    assert (await post(session, server)).status == 200
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 @pytest.mark.asyncio

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_type
 
 import attrs
 import pytest
 import pytest_asyncio
 
+from copper_async import MultiSearch, Search
 from copper_async._records import Opportunity
 from copper_async._retry import RetryPolicy
 from copper_async.client import CopperClient
@@ -268,6 +269,35 @@ async def test_warn_mode_yields_what_is_reachable_and_records_the_loss(
     assert search.stats.unreachable_records == 200
 
 
+async def test_the_cap_warning_names_the_callers_line(harness_factory: HarnessFactory) -> None:
+    """Filtered or shown, the warning points at the code that reads the
+    search, whichever way it reads it, not at the library's own lines."""
+    harness = await harness_factory(unsplittable_second())
+
+    def search() -> Search[dict[str, Any]]:
+        return harness.client.opportunities.search(page_size=PAGE, cap=CAP, raw=True, on_cap="warn")
+
+    async def by_record() -> None:
+        async for _ in search():
+            pass
+
+    async def by_page() -> None:
+        async for _ in search().pages():
+            pass
+
+    async def as_list() -> None:
+        await search().to_list()
+
+    for read in (by_record, by_page, as_list):
+        with pytest.warns(SearchCapWarning) as caught:
+            await read()
+        (warning,) = caught
+        assert warning.filename == __file__, read.__name__
+        # The line in the reading function that took the records.
+        first = read.__code__.co_firstlineno
+        assert first < warning.lineno <= first + 2, read.__name__
+
+
 # -- faults -----------------------------------------------------------------------------
 
 
@@ -403,6 +433,32 @@ async def test_search_many_with_union_yields_each_record_once(
     assert many.duplicates_dropped > 0
 
 
+async def test_search_many_is_typed_like_search(
+    harness_factory: HarnessFactory, dataset_records: list[dict[str, Any]]
+) -> None:
+    """Records, or dicts with raw=True: the assert_type lines are checked by
+    mypy --strict, the isinstance lines at run time."""
+    harness = await harness_factory(fresh(dataset_records[:120]))
+    filters = [OpportunityFilter(statuses=["Open"]), None]
+    typed = harness.client.opportunities.search_many(filters, page_size=PAGE, cap=CAP)
+    assert_type(typed, MultiSearch[Opportunity])
+    assert all(
+        isinstance(o, Opportunity) for o in assert_type(await typed.to_list(), list[Opportunity])
+    )
+    raw = harness.client.opportunities.search_many(filters, raw=True, page_size=PAGE, cap=CAP)
+    assert_type(raw, MultiSearch[dict[str, Any]])
+    assert all(isinstance(r, dict) for r in await raw.to_list())
+    # A flag known only at run time gives either kind, as search() does.
+    flag: bool = bool(len(filters))
+    assert_type(
+        harness.client.opportunities.search(raw=flag, page_size=PAGE, cap=CAP),
+        Search[Opportunity] | Search[dict[str, Any]],
+    )
+    either = harness.client.opportunities.search_many(filters, raw=flag, page_size=PAGE, cap=CAP)
+    assert_type(either, MultiSearch[Opportunity] | MultiSearch[dict[str, Any]])
+    await either.aclose()
+
+
 # -- invalid arguments -------------------------------------------------------------------------
 
 
@@ -445,13 +501,13 @@ async def test_a_filter_that_is_not_a_filter_is_refused(
     with pytest.raises(InvalidOptionError, match="OpportunityFilter"):
         harness.client.opportunities.search({"statuses": ["Open"]})  # type: ignore[call-overload]
     with pytest.raises(InvalidOptionError, match="list of filters"):
-        harness.client.opportunities.search_many(OpportunityFilter())  # type: ignore[arg-type]
+        harness.client.opportunities.search_many(OpportunityFilter())  # type: ignore[call-overload]
     for not_a_list in (None, "statuses", {"statuses": ["Open"]}):
         with pytest.raises(InvalidOptionError, match="list of filters") as raised:
             harness.client.opportunities.search_many(not_a_list)  # type: ignore[arg-type]
         assert raised.value.option == "filters"
     with pytest.raises(InvalidOptionError) as raised:
-        harness.client.opportunities.search_many([OpportunityFilter()], union="no")  # type: ignore[arg-type]
+        harness.client.opportunities.search_many([OpportunityFilter()], union="no")  # type: ignore[call-overload]
     assert raised.value.option == "union"
     assert harness.requests == 0
 

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+import copper_async
+from copper_async import Opportunity
 from copper_async._retry import RetryPolicy
 from copper_async.client import CopperClient
 from copper_async.exceptions import CapExceededError
@@ -68,6 +70,18 @@ async def test_pages_after_some_records_start_with_the_rest_of_the_page(
     ids = [record["id"] for record in first + rest]
     assert sorted(ids) == sorted(r["id"] for r in RECORDS)
     assert search.stats.records == len(RECORDS)
+
+
+async def test_the_pages_a_search_yields_are_of_a_public_type(client: CopperClient) -> None:
+    """A caller annotating a page (a commit helper) imports its type from the package."""
+
+    def commit(page: copper_async.ResultPage[Opportunity]) -> int:
+        return len(page.records)
+
+    search = client.opportunities.search(page_size=PAGE, cap=CAP)
+    sizes = [commit(page) async for page in search.pages()]
+    assert sum(sizes) == len(RECORDS)
+    assert "ResultPage" in copper_async.__all__
 
 
 async def test_aclose_from_another_task_ends_the_consumer_cleanly(

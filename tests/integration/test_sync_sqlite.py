@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from copper_async.exceptions import InvalidOptionError
+from copper_async.exceptions import InvalidFilterError, InvalidOptionError
+from copper_async.filters import OpportunityFilter
 from copper_async.sync import (
     OVERLAP,
     SchemaMismatchError,
@@ -21,6 +22,7 @@ from copper_async.sync import (
     StoreBusyError,
     StoreError,
     open_store,
+    run_sync,
 )
 from copper_async.sync._postgres import PostgresStore
 from copper_async.testing import Dataset
@@ -324,3 +326,25 @@ async def test_search_options_are_the_searchs_own_and_checked_before_the_databas
         # may be an API capping lower than documented.
         assert result.requests == w.server.stats["requests"] == 11
         assert live(sqlite_rows(db)) == w.truth()
+
+
+@pytest.mark.asyncio
+async def test_arguments_the_run_cannot_use_are_refused_before_the_database(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "m.sqlite"
+    async with world(50) as w:
+        with pytest.raises(InvalidFilterError) as sorted_:
+            await run_sync(w.client, open_store(str(db)), OpportunityFilter(sort_by="name"))
+        assert sorted_.value.field == "sort_by"
+        wrong: list[tuple[str, Any, Any, Any]] = [
+            ("filter", w.client, open_store(str(db)), {"statuses": ["Open"]}),
+            ("store", w.client, str(db), None),
+            ("client", None, open_store(str(db)), None),
+        ]
+        for name, client, store, filter_ in wrong:
+            with pytest.raises(InvalidOptionError) as raised:
+                await run_sync(client, store, filter_)
+            assert raised.value.option == name
+        assert not db.exists()
+        assert w.server.stats["requests"] == 0

@@ -25,6 +25,7 @@ from cattrs.preconf.orjson import OrjsonConverter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import copper_async
 from copper_async._converter import converter
 from copper_async._records import (
     ABSENT,
@@ -258,6 +259,17 @@ def test_absent_is_distinct_from_null() -> None:
     assert opportunity.to_dict() == {"id": 3, "details": None, "tags": None}
     assert "name=ABSENT" in repr(opportunity)
     assert repr(opportunity).startswith("Opportunity(id=3, ")
+
+
+def test_a_field_can_be_annotated_with_public_names() -> None:
+    """Code that passes a record's field on spells its type from the package."""
+
+    def shown(name: str | copper_async.AbsentType | None) -> str:
+        return "-" if name is copper_async.ABSENT or name is None else name
+
+    assert shown(Opportunity.from_dict({"id": 3}).name) == "-"
+    assert shown(Opportunity.from_dict({"id": 3, "name": "Deal"}).name) == "Deal"
+    assert "AbsentType" in copper_async.__all__
 
 
 def test_unknown_keys_are_kept_read_only_and_written_back() -> None:
