@@ -268,3 +268,15 @@ class EditingAPI(ModelAPI):
             self.edits -= 1
             self.version += 1
         return super().answer(request)
+
+
+def stopped_short_of_a_hidden_cap() -> tuple[WindowPlanner, ModelAPI]:
+    """A planner fed until its first window stopped at 493 records, an API cap
+    below the 500 it was told, so that the next window continues it."""
+    api = ModelAPI(skewed_records(1_500, seed=3), cap=500, total_mode="exact", hidden_cap=493)
+    planner = WindowPlanner(cap=500, page_size=50)
+    while planner.stats.windows_continued == 0:
+        request = planner.next_request()
+        assert request is not None
+        planner.feed(request, api.answer(request))
+    return planner, api

@@ -22,6 +22,7 @@ from tests.unit.planner_model import (
     max_per_second_pair,
     run,
     skewed_records,
+    stopped_short_of_a_hidden_cap,
 )
 
 
@@ -85,13 +86,7 @@ def test_with_the_cap_right_a_short_page_costs_no_request_past_the_first_cut() -
 def test_what_was_served_and_the_stop_position_survive_a_snapshot() -> None:
     """Stopped right after the first window read on: the restored planner
     names the cap when the continuing window delivers, as the original would."""
-    records = skewed_records(1_500, seed=3)
-    api = ModelAPI(records, cap=500, total_mode="exact", hidden_cap=493)
-    planner = WindowPlanner(cap=500, page_size=50)
-    while planner.stats.windows_continued == 0:
-        request = planner.next_request()
-        assert request is not None
-        planner.feed(request, api.answer(request))
+    planner, api = stopped_short_of_a_hidden_cap()
     assert planner.in_flight == 0
     snapshot = orjson.loads(orjson.dumps(planner.snapshot()))
     assert snapshot["reach"] == {"served": 493, "observed_cap": None, "top_total": 1_500}

@@ -14,7 +14,7 @@ from tests.unit.planner_model import (
     FIELDS,
     ModelAPI,
     make_records,
-    skewed_records,
+    stopped_short_of_a_hidden_cap,
 )
 
 
@@ -61,13 +61,7 @@ def test_a_restored_planner_does_not_peek_at_a_window_again() -> None:
 def test_a_peek_that_finds_records_past_a_stop_names_the_api_cap() -> None:
     """A window reading on from one that stopped at 493 records: the fresh
     records a peek at it brings prove the API's cap, as its first look's would."""
-    records = skewed_records(1_500, seed=3)
-    api = ModelAPI(records, cap=500, total_mode="exact", hidden_cap=493)
-    planner = WindowPlanner(cap=500, page_size=50)
-    while planner.stats.windows_continued == 0:
-        request = planner.next_request()
-        assert request is not None
-        planner.feed(request, api.answer(request))
+    planner, api = stopped_short_of_a_hidden_cap()
     peek = planner.next_request(want=50)
     assert peek is not None
     assert peek.peek
