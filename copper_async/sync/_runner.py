@@ -102,10 +102,11 @@ async def run_sync(
     query = filter if filter is not None else OpportunityFilter()
     job, key = job_identity(query, base_url=client.base_url, user_email=client.user_email)
     try:
-        names = None
-        if custom_field_names:  # before any write: a refusal here changes nothing
-            names = CustomFieldNames.for_records(await client.custom_field_definitions())
+        # The database first: one that is unusable or busy is refused before any request.
         state = await store.open(job, key)
+        names = None
+        if custom_field_names:  # before the run begins: a refusal here records nothing
+            names = CustomFieldNames.for_records(await client.custom_field_definitions())
         run, resumed = await _start(store, state, full=full, reconcile=reconcile, now=now)
         # Records created after the run began are the next run's (their
         # date_modified is later than this run's start).

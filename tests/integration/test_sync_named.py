@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from copper_async._custom_fields import CustomFieldNames, structure_definitions
+from copper_async.exceptions import StoreBusyError
 from copper_async.filters import OpportunityFilter
 from copper_async.sync import open_store, run_sync
 from copper_async.sync._bookmark import job_identity
@@ -70,6 +71,21 @@ async def test_the_named_view_has_a_column_per_field_and_options_by_name(db: str
         assert any(
             isinstance(row["cf_products"], list) and row["cf_products"] for row in view.values()
         )
+
+
+async def test_a_busy_database_is_refused_before_the_definitions_are_asked(db: str) -> None:
+    async with world(300) as w:
+        holder = open_store(db)
+        job, key = job_identity(
+            OpportunityFilter(), base_url=w.client.base_url, user_email=w.client.user_email
+        )
+        await holder.open(job, key)
+        try:
+            with pytest.raises(StoreBusyError, match="another sync"):
+                await run_sync(w.client, open_store(db), clock=w.clock, custom_field_names=True)
+        finally:
+            await holder.close()
+        assert w.server.stats["requests_by_status"] == {}  # the definitions' GET included
 
 
 def m_d_yyyy(seconds: int) -> str:
