@@ -71,6 +71,7 @@ __all__ = [
     "SearchStats",
     "check_max_items",
     "check_no_sort",
+    "checked_filter",
     "sort_in",
 ]
 
@@ -85,6 +86,7 @@ def _records(count: int) -> str:
 _CLOCK_SKEW_ALLOWANCE = 300
 
 T = TypeVar("T")
+FilterT = TypeVar("FilterT")
 
 
 def _located(error: RecordError, where: Mapping[str, Any]) -> RecordError:
@@ -111,6 +113,17 @@ def _caller_level() -> int:
         frame = frame.f_back
         level += 1
     return level
+
+
+def checked_filter(filter: object, filter_class: type[FilterT]) -> FilterT:
+    """``filter``, or the resource's empty filter for None; another type is refused."""
+    if filter is None:
+        return filter_class()
+    if not isinstance(filter, filter_class):
+        raise InvalidOptionError(
+            "filter", f"must be an {filter_class.__name__} or None, not {type(filter).__name__}"
+        )
+    return filter
 
 
 def sort_in(filter: object, reader: str = "an export") -> str | None:
@@ -171,14 +184,9 @@ class Search(AsyncClosing, Generic[T]):
         max_items: int | None = None,
     ) -> None:
         self.max_items = check_max_items(max_items)
-        if filter is not None and not isinstance(filter, resource.filter_class):
-            raise InvalidOptionError(
-                "filter",
-                f"must be an {resource.filter_class.__name__} or None, not {type(filter).__name__}",
-            )
+        self.filter: SearchFilter = checked_filter(filter, resource.filter_class)
         check_no_sort(filter, "a search")
         self.resource = resource
-        self.filter: SearchFilter = filter if filter is not None else resource.filter_class()
         self.options = options if options is not None else SearchOptions()
         limit = self.max_items
         if limit is not None and limit < self.options.page_size and planner is None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any, Generic, Literal, TypeVar, Unpack, overload
 
 from copper_async._clock import Clock
-from copper_async._engine import Search
+from copper_async._engine import Search, checked_filter
 from copper_async._multi import MultiSearch
 from copper_async._options import SearchKwargs, SearchOptions, search_options
 from copper_async._pages import PageSource
@@ -170,13 +170,7 @@ class ResourceAPI(Generic[R, F]):
         None when the answer carried no usable total. The request passes the
         client's rate limiter and retries like any page.
         """
-        if filter is not None and not isinstance(filter, self.resource.filter_class):
-            raise InvalidOptionError(
-                "filter",
-                f"must be an {self.resource.filter_class.__name__} or None, "
-                f"not {type(filter).__name__}",
-            )
-        query: SearchFilter = filter if filter is not None else self.resource.filter_class()
+        query: SearchFilter = checked_filter(filter, self.resource.filter_class)
         body = query.to_body(page_number=1, page_size=1)
         page = await self._fetcher.fetch_page(body, path=self.resource.path, context={})
         if page.total is None:

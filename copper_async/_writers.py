@@ -335,10 +335,10 @@ class CsvWriter(_FileWriter):
     ) -> None:
         super().__init__(path, committed, stream)
         self.columns: list[str] | None = list(columns) if columns else None
-        self._names = custom_fields
+        self._names: CustomFieldNames | None = None
         self._custom_ids: dict[int, str] = {}
-        if self.columns and custom_fields is not None:
-            self._custom_ids = custom_fields.column_ids(self.columns)
+        if custom_fields is not None:
+            self.name_custom_fields(custom_fields)
         elif self.columns:
             self._custom_ids = {
                 int(c.removeprefix(_CUSTOM_PREFIX)): c

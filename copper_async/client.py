@@ -26,6 +26,7 @@ from copper_async._custom_fields import (
     CustomFieldDefinition,
     structure_definitions,
 )
+from copper_async._engine import checked_filter
 from copper_async._http import ClientStats, Requester, RetryEvent
 from copper_async._opportunities import OpportunitiesAPI
 from copper_async._pages import RawPage
@@ -260,11 +261,7 @@ class CopperClient(AsyncClosing):
         Paging is validated before any request (InvalidFilterError); a
         malformed record raises RecordError with the page in its context.
         """
-        if filter is not None and not isinstance(filter, OpportunityFilter):
-            raise InvalidOptionError(
-                "filter", f"must be an OpportunityFilter or None, not {type(filter).__name__}"
-            )
-        query = filter if filter is not None else OpportunityFilter()
+        query = checked_filter(filter, OpportunityFilter)
         body = query.to_body(page_number=page_number, page_size=page_size)
         raw = await self.fetch_page(body, context=context)
         try:

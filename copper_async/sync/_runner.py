@@ -15,7 +15,7 @@ import attrs
 
 from copper_async._clock import Clock, LoopClock
 from copper_async._custom_fields import CustomFieldNames
-from copper_async._engine import SearchStats, check_no_sort
+from copper_async._engine import SearchStats, check_no_sort, checked_filter
 from copper_async._options import SearchKwargs, SearchOptions
 from copper_async.client import CopperClient
 from copper_async.exceptions import InvalidOptionError
@@ -128,10 +128,7 @@ def _check_arguments(client: object, store: object, filter: object) -> None:
         raise InvalidOptionError("client", f"must be a CopperClient, not {type(client).__name__}")
     if isinstance(store, str | os.PathLike):
         raise InvalidOptionError("store", "must be a store: open_store(path_or_url) makes one")
-    if filter is not None and not isinstance(filter, OpportunityFilter):
-        raise InvalidOptionError(
-            "filter", f"must be an OpportunityFilter or None, not {type(filter).__name__}"
-        )
+    checked_filter(filter, OpportunityFilter)
     check_no_sort(filter, "a sync")
 
 
