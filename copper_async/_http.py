@@ -37,6 +37,7 @@ from copper_async._transport import AiohttpTransport, Response
 from copper_async.exceptions import (
     APIError,
     AuthenticationError,
+    ClientClosedError,
     CopperError,
     InvalidRequestError,
     RateLimitedError,
@@ -369,8 +370,8 @@ class Requester:
         return _Failed(failure, response.status, error=error)
 
 
-def _closed_error(where: Mapping[str, Any]) -> CopperError:
-    return CopperError("the client was closed while a request was pending", context=where)
+def _closed_error(where: Mapping[str, Any]) -> ClientClosedError:
+    return ClientClosedError("the client was closed while a request was pending", context=where)
 
 
 def _final_error(

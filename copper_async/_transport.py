@@ -22,6 +22,7 @@ import attrs
 
 from copper_async._redact import Redactor
 from copper_async.exceptions import (
+    ClientClosedError,
     CopperError,
     RequestTimeoutError,
     ResponseTooLargeError,
@@ -76,9 +77,9 @@ class AiohttpTransport:
         return self._closed or (self._session is not None and self._session.closed)
 
     def open(self) -> aiohttp.ClientSession:
-        """The session, created if needed; CopperError once closed."""
+        """The session, created if needed; ClientClosedError once closed."""
         if self._closed:
-            raise CopperError("the client is closed")
+            raise ClientClosedError("the client is closed")
         if self._session is None:
             self._session = aiohttp.ClientSession(trace_configs=self._trace_configs or None)
             self._loop = asyncio.get_running_loop()
@@ -89,7 +90,7 @@ class AiohttpTransport:
                 "and close it there with 'async with client:' or 'await client.aclose()'"
             )
         elif self._session.closed:
-            raise CopperError("the aiohttp session given to the client is closed")
+            raise ClientClosedError("the aiohttp session given to the client is closed")
         return self._session
 
     async def aclose(self) -> None:

@@ -30,6 +30,7 @@ the access token.
     ├── OutputError                       an export's output cannot be written
     │   └── OutputClosedError              its stream's reader closed it (| head)
     ├── ExportBusyError                   another export holds its checkpoint or output
+    ├── ClientClosedError                 the client was closed (or the session given to it)
     └── StoreError                        a sync's database cannot be used: bad URL,
         │                                 unreachable, refused login, read-only, disk
         │                                 full, lost mid-run
@@ -53,6 +54,7 @@ __all__ = [
     "AuthenticationError",
     "CapExceededError",
     "CheckpointError",
+    "ClientClosedError",
     "CopperError",
     "ExportBusyError",
     "InvalidFilterError",
@@ -297,6 +299,13 @@ class OutputClosedError(OutputError):
 
 class ExportBusyError(CopperError):
     """Another export of the same checkpoint or output is running."""
+
+
+class ClientClosedError(CopperError):
+    """The client was used after :meth:`~copper_async.CopperClient.aclose`, or
+    the aiohttp session given to it was closed; a request waiting when the
+    client closed (out a 429's pause, or before a retry) ends with it too,
+    ``context["which"]`` telling which."""
 
 
 class StoreError(CopperError):

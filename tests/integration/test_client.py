@@ -37,6 +37,7 @@ from copper_async.client import ClientStats, CopperClient, RawPage, RetryEvent, 
 from copper_async.exceptions import (
     APIError,
     AuthenticationError,
+    ClientClosedError,
     CopperError,
     InvalidFilterError,
     InvalidOptionError,
@@ -711,7 +712,7 @@ async def test_the_transport_answers_status_headers_and_body_whatever_the_status
     assert (failed.status, failed.headers["retry-after"]) == (503, "3")
     assert failed.body == b"E" * ERROR_BODY_BYTES
     assert transport.closed
-    with pytest.raises(CopperError, match="closed"):
+    with pytest.raises(ClientClosedError, match="closed"):
         await send(transport, search_url(server))
 
 
@@ -912,12 +913,25 @@ async def test_a_caller_session_is_used_and_left_open(server: Scripted) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_closed_caller_session_is_a_copper_error(server: Scripted) -> None:
+async def test_a_closed_caller_session_is_a_client_closed_error(server: Scripted) -> None:
     session = aiohttp.ClientSession()
     await session.close()
     client = make_client(server, session=session)
-    with pytest.raises(CopperError, match="session"):
+    with pytest.raises(ClientClosedError, match="session given to the client is closed"):
         await client.fetch_page(BODY)
+    assert server.received == []
+
+
+@pytest.mark.asyncio
+async def test_a_client_used_after_aclose_is_a_client_closed_error(server: Scripted) -> None:
+    server.play(page([]))
+    async with make_client(server) as client:
+        await client.fetch_page(BODY)
+    with pytest.raises(ClientClosedError, match="the client is closed"):
+        await client.fetch_page(BODY)
+    with pytest.raises(ClientClosedError):
+        await client.opportunities.search(OpportunityFilter()).to_list()
+    assert len(server.received) == 1
 
 
 def test_a_caller_session_of_an_ended_event_loop_is_a_copper_error_and_sends_nothing() -> None:
