@@ -84,6 +84,8 @@ def _records(count: int) -> str:
 
 # Copper's clock and ours may differ: a search ends this far past our "now".
 _CLOCK_SKEW_ALLOWANCE = 300
+#: Window bodies kept at once (a search has a few windows open at a time).
+_WINDOW_BODIES = 64
 
 T = TypeVar("T")
 FilterT = TypeVar("FilterT")
@@ -213,6 +215,8 @@ class Search(AsyncClosing, Generic[T]):
         self._records: deque[T] = deque()
         # The page whose records ``_records`` holds, for pages() to finish it.
         self._partial: ResultPage[T] | None = None
+        # Each window's body, made and validated once: its pages differ only in paging.
+        self._window_bodies: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._closed = False
         self._failure: BaseException | None = None
         self._delivered = 0  # records handed to _ready, counted against max_items
@@ -360,12 +364,20 @@ class Search(AsyncClosing, Generic[T]):
         }
 
     def _body(self, request: PageRequest) -> dict[str, Any]:
-        query = self.filter
-        for field, (lo, hi) in zip(self._fields, request.window.bounds, strict=True):
-            query = query.with_date_bounds(field, lo, hi)
-        sort_by = self._fields[request.window.level].sort_by
-        query = query.with_sort(sort_by, "asc")
-        return query.to_body(page_number=request.page_number, page_size=request.page_size)
+        window = request.window
+        key = (window.bounds, window.level)
+        body = self._window_bodies.get(key)
+        if body is None:
+            query = self.filter
+            for field, (lo, hi) in zip(self._fields, window.bounds, strict=True):
+                query = query.with_date_bounds(field, lo, hi)
+            query = query.with_sort(self._fields[window.level].sort_by, "asc")
+            body = query.to_body(page_number=request.page_number, page_size=request.page_size)
+            if len(self._window_bodies) >= _WINDOW_BODIES:
+                self._window_bodies.clear()  # windows done with are not asked again
+            self._window_bodies[key] = body
+        # A new dict each time, so nothing sent shares it; the values are not changed.
+        return {**body, "page_number": request.page_number, "page_size": request.page_size}
 
     async def _take_one(self) -> None:
         """Wait for one answer and feed it to the planner."""

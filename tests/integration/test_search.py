@@ -11,7 +11,9 @@ import gc
 from collections.abc import AsyncIterator
 from typing import Any, Protocol, assert_type
 
+import aiohttp
 import attrs
+import orjson
 import pytest
 import pytest_asyncio
 
@@ -552,3 +554,50 @@ async def test_a_server_cap_below_the_clients_costs_requests_not_records(
     assert search.stats.windows_continued >= 10
     if past_cap == "error":
         assert search.stats.pages_refused > 0
+
+
+async def test_a_windows_body_is_made_once_and_its_pages_differ_only_in_paging(
+    harness_factory: HarnessFactory,
+    dataset_records: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Building and validating a filter per page cost about a tenth of the raw
+    path's time: now one a window, and the bodies sent are those it makes."""
+    harness = await harness_factory(fresh(dataset_records))
+    sent: list[dict[str, Any]] = []
+
+    async def on_chunk(_session: Any, _context: Any, params: Any) -> None:
+        sent.append(orjson.loads(params.chunk))
+
+    tracing = aiohttp.TraceConfig()
+    tracing.on_request_chunk_sent.append(on_chunk)
+    made: list[OpportunityFilter] = []
+    with_sort = OpportunityFilter.with_sort
+
+    def counted(self: OpportunityFilter, *args: Any) -> OpportunityFilter:
+        made.append(result := with_sort(self, *args))
+        return result
+
+    monkeypatch.setattr(OpportunityFilter, "with_sort", counted)
+    query = OpportunityFilter(statuses=["Open", "Won"])
+    async with CopperClient(
+        access_token=harness.server.options.access_token,
+        user_email=harness.server.options.user_email,
+        base_url=harness.server.url,
+        rate_limit=None,
+        trace_configs=[tracing],
+    ) as client:
+        found = await collect(client.opportunities.search(query, page_size=PAGE, cap=CAP, raw=True))
+    assert sorted(r["id"] for r in found) == sorted(truth(harness, query.to_body()))
+
+    def window_of(body: dict[str, Any]) -> bytes:
+        return orjson.dumps({k: v for k, v in body.items() if k != "page_number"})
+
+    pages: dict[bytes, list[int]] = {}
+    for body in sent:
+        pages.setdefault(window_of(body), []).append(body["page_number"])
+    assert len(sent) > len(pages) > 1  # several windows, several pages each
+    assert len(made) == len(pages)  # one filter a window, not one a page
+    assert {window_of(f.to_body(page_size=PAGE)) for f in made} == set(pages)
+    # Pages of one window differ in page_number alone (a probe may skip ahead).
+    assert all(len(set(numbers)) == len(numbers) for numbers in pages.values())
