@@ -190,30 +190,33 @@ class SQLiteStore(ThreadedStore):
 
 
 class _Checkpointer:
-    """Runs a passive checkpoint in its own thread and connection after a
-    commit, unless one is running: that one, or the next, copies its pages.
-    (Small checkpoints as the commits come kept a bulk load faster than one
-    every few megabytes.) A passive checkpoint never blocks the writer; one
-    that fails or stops short leaves the pages in the log, for the next
-    checkpoint or the writer's close."""
+    """Runs a passive checkpoint in its own thread and connection after each
+    commit: at most one runs and one waits to start, which also copies the
+    commits made before it starts. (Small checkpoints as the commits come kept
+    a bulk load faster than one every few megabytes.) A passive checkpoint
+    never blocks the writer; one that fails or stops short leaves the pages in
+    the log, for the next checkpoint or the writer's close."""
 
     def __init__(self, path: Path) -> None:
         # The writer's own name, symlinks kept: SQLite finds the log by it.
         self._path = path.absolute()
-        self._running: concurrent.futures.Future[None] | None = None
+        # The checkpoint submitted last: waiting, running or done.
+        self._last: concurrent.futures.Future[None] | None = None
         self._connection: sqlite3.Connection | None = None
         self._thread = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="copper-sync-checkpoint"
         )
 
     def committed(self) -> None:
-        if self._running is None or self._running.done():
-            self._running = self._thread.submit(self._checkpoint)
+        last = self._last
+        # One still waiting to start starts after this commit: it copies it too.
+        if last is None or last.running() or last.done():
+            self._last = self._thread.submit(self._checkpoint)
 
     def wait(self) -> None:
-        """Until the checkpoint under way, if any, ended."""
-        if self._running is not None:
-            concurrent.futures.wait([self._running])
+        """Until a checkpoint begun after the last commit ended."""
+        if self._last is not None:
+            concurrent.futures.wait([self._last])
 
     def _checkpoint(self) -> None:
         try:

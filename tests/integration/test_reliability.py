@@ -29,6 +29,7 @@ from copper_async._export import run_export
 from copper_async._retry import RetryPolicy
 from copper_async.client import CopperClient
 from copper_async.exceptions import (
+    ClientClosedError,
     CopperError,
     RateLimitedError,
     RequestTimeoutError,
@@ -442,7 +443,7 @@ async def test_closing_the_client_under_a_held_search_stops_its_requests(
     records: list[dict[str, Any]],
 ) -> None:
     """``break`` out of a search still referenced, then close the client: the
-    requests still in flight end with a CopperError at once (no retry against a
+    requests still in flight end with a ClientClosedError at once (no retry against a
     closed session, no aiohttp RuntimeError) and nothing is reported as an
     unretrieved task exception when the search is dropped."""
     async with strict_asyncio() as watch:
@@ -453,8 +454,8 @@ async def test_closing_the_client_under_a_held_search_stops_its_requests(
         # The client is closed now; the requests it had in flight give up.
         await asyncio.wait(in_flight, timeout=5)
         outcomes = [t.exception() for t in in_flight if not t.cancelled()]
-        assert all(e is None or type(e) is CopperError for e in outcomes), outcomes
-        closed = [e for e in outcomes if isinstance(e, CopperError) and "closed" in str(e)]
+        assert all(e is None or type(e) is ClientClosedError for e in outcomes), outcomes
+        closed = [e for e in outcomes if isinstance(e, ClientClosedError) and "closed" in str(e)]
         assert closed, outcomes
         assert client.stats.retries == 0
         del search, in_flight, outcomes, closed
