@@ -376,7 +376,7 @@ class Search(AsyncClosing, Generic[T]):
             if len(self._window_bodies) >= _WINDOW_BODIES:
                 self._window_bodies.clear()  # windows done with are not asked again
             self._window_bodies[key] = body
-        # A new dict each time, so nothing sent shares it; the values are not changed.
+        # A new dict a page; its nested lists are the window's, and nothing changes them.
         return {**body, "page_number": request.page_number, "page_size": request.page_size}
 
     async def _take_one(self) -> None:
