@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
+import yarl
 
 from copper_async import (
     InvalidInputError,
@@ -30,7 +31,12 @@ from copper_async import (
 )
 from copper_async._export import sort_in
 from copper_async._options import option_spec
-from copper_async._protocol import DEFAULT_BASE_URL
+from copper_async._protocol import (
+    DEFAULT_BASE_URL,
+    SEARCH_PATH,
+    is_loopback_host,
+    validate_base_url,
+)
 
 __all__ = ["SEARCH_SETTINGS", "SETTINGS", "Setting", "TapConfig", "settings_schema"]
 
@@ -91,6 +97,12 @@ SETTINGS: tuple[Setting, ...] = (
         "base_url",
         {"type": "string", "default": DEFAULT_BASE_URL},
         "API root (for a proxy or a test server).",
+    ),
+    Setting(
+        "allow_insecure_http",
+        {"type": "boolean", "default": False},
+        "Allow a plain http:// base_url on a host other than this one (the access "
+        "token then travels unencrypted).",
     ),
     Setting(
         "rate_limit",
@@ -163,6 +175,33 @@ def _filter(value: Any) -> OpportunityFilter:
     return query
 
 
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidOptionError(name, f"must be true or false, not {value!r}")
+    return value
+
+
+def _base_url(value: Any, *, allow_insecure_http: bool) -> str:
+    """``value`` once :func:`validate_base_url` accepts it, refused in the
+    tap's words where the client's would name options the tap does not have."""
+    text = _text("base_url", value)
+    root = validate_base_url(text, allow_insecure_http=True)  # every other check
+    host = yarl.URL(root).host or ""
+    if root.startswith("http:") and not allow_insecure_http and not is_loopback_host(host):
+        raise InvalidOptionError(
+            "base_url",
+            "must use https (the access token is sent in a header); set "
+            "allow_insecure_http to true in the config to override",
+        )
+    if root.endswith(f"/{SEARCH_PATH}"):
+        raise InvalidOptionError(
+            "base_url",
+            f"{root!r} is the search endpoint itself: give the API root, "
+            f"{root.removesuffix(f'/{SEARCH_PATH}')!r} ({DEFAULT_BASE_URL} for Copper)",
+        )
+    return text
+
+
 def _rate_limit(value: Any) -> RateLimit | None:
     text = _text("rate_limit", value)
     return None if text.strip().lower() in _RATE_LIMIT_OFF else RateLimit.parse(text)
@@ -176,6 +215,7 @@ class TapConfig:
     user_email: str
     start_date: int | None = None
     base_url: str | None = None
+    allow_insecure_http: bool = False
     filter: OpportunityFilter = attrs.field(factory=OpportunityFilter)
     rate_limit: RateLimit | None = attrs.field(factory=RateLimit)
     options: SearchOptions = attrs.field(factory=SearchOptions)
@@ -202,10 +242,15 @@ class TapConfig:
             credentials[name] = _text(name, value)
         # SearchOptions checks each against its declaration, naming the key.
         options = SearchOptions(**{k: values[k] for k in SEARCH_SETTINGS if k in values})
+        insecure = _flag("allow_insecure_http", values.get("allow_insecure_http", False))
+        base_url = values.get("base_url")
+        if base_url is not None:
+            base_url = _base_url(base_url, allow_insecure_http=insecure)
         return cls(
             **credentials,
             start_date=_start_date(values["start_date"]) if "start_date" in values else None,
-            base_url=_text("base_url", values["base_url"]) if "base_url" in values else None,
+            base_url=base_url,
+            allow_insecure_http=insecure,
             filter=_filter(values["filter"]) if "filter" in values else OpportunityFilter(),
             rate_limit=_rate_limit(values["rate_limit"]) if "rate_limit" in values else RateLimit(),
             options=options,

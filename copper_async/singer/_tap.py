@@ -179,6 +179,7 @@ def _client(config: TapConfig) -> CopperClient:
         access_token=config.access_token,
         user_email=config.user_email,
         rate_limit=config.rate_limit,
+        allow_insecure_http=config.allow_insecure_http,
         **extra,
     )
 

@@ -440,3 +440,20 @@ async def test_a_run_carried_from_another_api_root_is_not_continued(
         result = await run_tap(config(other), out, state=carried, now=lambda: FIRST_RUN + 5_000)
         assert not result.resumed
         assert sorted(r["id"] for r in records(messages(out))) == sorted(other.dataset.ids())
+
+
+@pytest.mark.asyncio
+async def test_a_base_url_that_is_the_search_endpoint_is_refused_before_any_request(
+    server: FakeCopperServer,
+) -> None:
+    """The search URL copied from Copper's docs as ``base_url``: the export
+    refuses it before any request, naming the API root to give; so must the tap,
+    rather than write a SCHEMA and fail on a 404."""
+    settings = fake_tap_config(server, page_size=PAGE, cap=CAP)
+    settings["base_url"] = f"{server.url}/opportunities/search"
+    out = io.BytesIO()
+    with pytest.raises(InvalidOptionError, match="'base_url'") as refused:
+        await run_tap(TapConfig.from_mapping(settings, environ={}), out)
+    assert repr(server.url) in str(refused.value)  # the API root to give instead
+    assert out.getvalue() == b""
+    assert server.stats["requests"] == 0

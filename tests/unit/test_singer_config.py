@@ -12,6 +12,7 @@ from copper_async._options import option_spec
 from copper_async.singer import SETTINGS, TapConfig, about
 from copper_async.singer._about import about_markdown
 from copper_async.singer._config import SEARCH_SETTINGS
+from copper_async.singer._tap import _client
 
 GOOD = {"access_token": "t0k", "user_email": "me@example.com"}
 
@@ -142,3 +143,33 @@ def test_search_settings_are_the_search_options_declarations(name: str) -> None:
 def test_rate_limit_is_read_as_the_export_reads_it(text: str, limit: RateLimit | None) -> None:
     assert TapConfig.from_mapping({**GOOD, "rate_limit": text}, environ={}).rate_limit == limit
     assert about()["settings"]["properties"]["rate_limit"]["default"] == str(RateLimit())
+
+
+def _client_refusal(settings: dict[str, Any]) -> InvalidOptionError | None:
+    """What refuses a config before the run's first request, if anything does."""
+    try:
+        _client(TapConfig.from_mapping(settings, environ={}))
+    except InvalidOptionError as error:
+        return error
+    return None
+
+
+def test_plain_http_to_another_host_can_be_allowed_as_the_refusal_says(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A proxy or a test server on another host over plain HTTP: refused by
+    default, and the refusal's remedy must be one the tap takes (it has no
+    command-line flag for it: a config key, as the export's --allow-insecure-http)."""
+    url = "http://copper-proxy.example.com:8080/developer_api/v1"
+    refused = _client_refusal({**GOOD, "base_url": url})
+    assert refused is not None
+    assert refused.option == "base_url"
+    assert "--allow-insecure-http" not in str(refused), "the tap has no such flag"
+    assert "allow_insecure_http" in str(refused)
+    allowed = {**GOOD, "base_url": url, "allow_insecure_http": True}
+    assert _client_refusal(allowed) is None
+    assert "unknown config keys" not in caplog.text
+    assert "allow_insecure_http" in about()["settings"]["properties"]
+    # Not a bool: named, as every other key.
+    with pytest.raises(InvalidOptionError, match="'allow_insecure_http'"):
+        TapConfig.from_mapping({**allowed, "allow_insecure_http": "yes"}, environ={})
