@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from importlib import metadata
-from typing import Any
+from typing import Any, Final
 
 import orjson
 import yarl
@@ -92,13 +92,26 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def validate_base_url(base_url: object, *, allow_insecure_http: bool = False) -> str:
+#: How a library caller or a command line overrides the https rule.
+INSECURE_HTTP_REMEDY: Final = (
+    "pass allow_insecure_http=True (or --allow-insecure-http on the command line)"
+)
+
+
+def validate_base_url(
+    base_url: object,
+    *,
+    allow_insecure_http: bool = False,
+    insecure_remedy: str = INSECURE_HTTP_REMEDY,
+) -> str:
     """The base URL, normalised without a trailing slash, or InvalidOptionError.
 
     Only ``https`` is accepted, except for a loopback host (tests, local
     proxies) or when ``allow_insecure_http`` is set: the access token travels
-    in a header, so plain HTTP would expose it. Credentials, a query or a
-    fragment in the URL are refused.
+    in a header, so plain HTTP would expose it (``insecure_remedy`` says how
+    the caller's users override that). Credentials, a query or a fragment in
+    the URL are refused, and so is the search endpoint's own URL, which the
+    client would extend to a path that does not exist.
     """
     if not isinstance(base_url, str) or not base_url.strip():
         raise InvalidOptionError("base_url", "must be a non-empty URL string")
@@ -116,11 +129,17 @@ def validate_base_url(base_url: object, *, allow_insecure_http: bool = False) ->
     if url.scheme == "http" and not allow_insecure_http and not is_loopback_host(host):
         raise InvalidOptionError(
             "base_url",
-            "must use https (the access token is sent in a header); pass "
-            "allow_insecure_http=True (or --allow-insecure-http on the command line) "
+            f"must use https (the access token is sent in a header); {insecure_remedy} "
             "to override",
         )
-    return str(url).rstrip("/")
+    root = str(url).rstrip("/")
+    if root.endswith(f"/{SEARCH_PATH}"):
+        raise InvalidOptionError(
+            "base_url",
+            f"{root!r} is the search endpoint itself: give the API root, "
+            f"{root.removesuffix(f'/{SEARCH_PATH}')!r} ({DEFAULT_BASE_URL} for Copper)",
+        )
+    return root
 
 
 def endpoint_url(base_url: str, path: str) -> str:

@@ -36,7 +36,7 @@ from copper_async._custom_fields import CustomFieldNames
 from copper_async._demo import demo as demo
 from copper_async._export import ExportResult, run_export, sort_in
 from copper_async._options import SearchOptions
-from copper_async._protocol import DEFAULT_BASE_URL, SEARCH_PATH
+from copper_async._protocol import DEFAULT_BASE_URL
 from copper_async._ratelimit import RateLimit
 from copper_async._retry import RetryPolicy
 from copper_async.client import CopperClient
@@ -259,12 +259,6 @@ def _export_client(
     allow_insecure_http: bool,
 ) -> CopperClient:
     root = (base_url or DEFAULT_BASE_URL).rstrip("/")
-    if root.endswith(f"/{SEARCH_PATH}"):
-        _fail(
-            ExitCode.USAGE,
-            f"--base-url {root!r} is the search endpoint itself: give the API root, "
-            f"{root.removesuffix(f'/{SEARCH_PATH}')!r} ({DEFAULT_BASE_URL} for Copper)",
-        )
     try:
         return CopperClient(
             access_token=token,

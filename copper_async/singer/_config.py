@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import yarl
 
 from copper_async import (
     InvalidInputError,
@@ -31,12 +30,7 @@ from copper_async import (
 )
 from copper_async._export import sort_in
 from copper_async._options import option_spec
-from copper_async._protocol import (
-    DEFAULT_BASE_URL,
-    SEARCH_PATH,
-    is_loopback_host,
-    validate_base_url,
-)
+from copper_async._protocol import DEFAULT_BASE_URL, validate_base_url
 
 __all__ = ["SEARCH_SETTINGS", "SETTINGS", "Setting", "TapConfig", "settings_schema"]
 
@@ -182,23 +176,12 @@ def _flag(name: str, value: Any) -> bool:
 
 
 def _base_url(value: Any, *, allow_insecure_http: bool) -> str:
-    """``value`` once :func:`validate_base_url` accepts it, refused in the
-    tap's words where the client's would name options the tap does not have."""
     text = _text("base_url", value)
-    root = validate_base_url(text, allow_insecure_http=True)  # every other check
-    host = yarl.URL(root).host or ""
-    if root.startswith("http:") and not allow_insecure_http and not is_loopback_host(host):
-        raise InvalidOptionError(
-            "base_url",
-            "must use https (the access token is sent in a header); set "
-            "allow_insecure_http to true in the config to override",
-        )
-    if root.endswith(f"/{SEARCH_PATH}"):
-        raise InvalidOptionError(
-            "base_url",
-            f"{root!r} is the search endpoint itself: give the API root, "
-            f"{root.removesuffix(f'/{SEARCH_PATH}')!r} ({DEFAULT_BASE_URL} for Copper)",
-        )
+    validate_base_url(
+        text,
+        allow_insecure_http=allow_insecure_http,
+        insecure_remedy="set allow_insecure_http to true in the config",
+    )
     return text
 
 

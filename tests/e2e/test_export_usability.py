@@ -225,8 +225,9 @@ async def test_a_base_url_of_the_server_root_names_the_url_problem(tmp_path: Pat
         args = ["--base-url", search_url, "--rate-limit", "none", "--out", "o.jsonl"]
         code, _out, err = await cli(args, tmp_path)
         assert code == 2, err
-        assert "--base-url" in err
-        assert "search endpoint" in err
+        assert "'base_url'" in err
+        assert "search endpoint itself" in err
+        assert repr(server.url) in err  # the API root to give instead
         assert server.stats["requests"] == 0
 
 

@@ -161,6 +161,22 @@ async def test_bad_databases_and_usage(tmp_path: Path, pg_cluster: Cluster) -> N
 
 
 @pytest.mark.asyncio
+async def test_the_search_endpoint_as_base_url_is_refused_before_the_database_is_made(
+    tmp_path: Path,
+) -> None:
+    async with FakeCopperServer(Dataset.generate(50, seed=1)) as server:
+        db = tmp_path / "m.sqlite"
+        args = sync_args(server, db)
+        args[args.index("--base-url") + 1] = f"{server.url}/opportunities/search"
+        code, err = await cli(args)
+        assert code == 2, err
+        assert "search endpoint itself" in err
+        assert repr(server.url) in err  # the API root to give instead
+        assert server.stats["requests"] == 0
+        assert not db.exists()
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     "url",
     [

@@ -387,3 +387,23 @@ def test_parse_http_date() -> None:
     assert protocol.parse_http_date("Fri, 02 Jan 2026 03:04:05 -0000") is None
     assert protocol.parse_http_date("garbage") is None
     assert protocol.parse_http_date(None) is None
+
+
+@pytest.mark.parametrize("suffix", ["/opportunities/search", "/opportunities/search/"])
+def test_the_search_endpoint_itself_is_refused_naming_the_api_root(suffix: str) -> None:
+    """Copied from Copper's docs as the base URL, the client would extend it to
+    .../opportunities/search/opportunities/search; every caller (library,
+    export, sync, tap) is refused before any request, and told the root."""
+    root = "https://api.copper.com/developer_api/v1"
+    with pytest.raises(InvalidOptionError) as info:
+        protocol.validate_base_url(root + suffix)
+    assert info.value.option == "base_url"
+    assert "search endpoint itself" in info.value.reason
+    assert repr(root) in info.value.reason
+
+
+def test_the_https_refusal_names_the_callers_own_remedy() -> None:
+    with pytest.raises(InvalidOptionError) as info:
+        protocol.validate_base_url("http://proxy.internal/v1", insecure_remedy="say the word")
+    assert "say the word to override" in info.value.reason
+    assert "--allow-insecure-http" not in info.value.reason
