@@ -97,10 +97,13 @@ def _seconds(column: Column) -> Column:
 def _jsons(column: Column) -> Column:
     dumps = orjson.dumps
     try:  # the converter's own work, without a call per value
-        return [None if value is None else dumps(value).decode() for value in column]
+        texts = [None if value is None else dumps(value).decode() for value in column]
     except TypeError:
-        convert = CONVERTERS["json"]
+        texts = None
+    if texts is None or any(text is not None and "\\u0000" in text for text in texts):
+        convert = CONVERTERS["json"]  # rare: a value not JSON, or a NUL in a string
         return [None if value is None else convert(value) for value in column]
+    return texts
 
 
 _DAY = 86_400

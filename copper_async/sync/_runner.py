@@ -18,7 +18,7 @@ from copper_async._custom_fields import CustomFieldNames
 from copper_async._engine import SearchStats, check_no_sort, checked_filter
 from copper_async._options import SearchKwargs, SearchOptions
 from copper_async.client import CopperClient
-from copper_async.exceptions import InvalidOptionError
+from copper_async.exceptions import CheckpointError, InvalidOptionError
 from copper_async.filters import OpportunityFilter
 from copper_async.sync import _engine_adapter as engine
 from copper_async.sync._bookmark import (
@@ -208,13 +208,20 @@ async def _read(
     query = modified_since(base, run.read_from)
     if query is None:  # the filter's own maximum_modified_date leaves nothing to read
         return {}
+    search = None
     if resumed and run.planner is not None:
         snapshot = run.planner
-        restored = await store.restore(
-            run.run_id, lambda held: engine.restore_planner(snapshot, opts, held)
-        )
-        search = engine.resumed_search(client, query, opts, restored)
-    else:
+        try:
+            restored = await store.restore(
+                run.run_id, lambda held: engine.restore_planner(snapshot, opts, held)
+            )
+        except CheckpointError as error:
+            # Another release's snapshot format (or damaged): its rows stay, and
+            # count as this run's; reading from the start is safe (upserts).
+            logger.warning("cannot continue run %d (%s): reading from the start", run.run_id, error)
+        else:
+            search = engine.resumed_search(client, query, opts, restored)
+    if search is None:
         search = engine.new_search(client, query, opts)
     earlier_requests = run.requests
     written = run.inserted + run.updated + run.unchanged

@@ -126,13 +126,28 @@ def parse_close_date(value: Any) -> dt.date | None:
         return None
 
 
+def _without_nul(value: Any) -> Any:
+    """``value`` with NUL taken out of every string in it, keys too."""
+    if type(value) is str:
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(item) for item in value]
+    return value
+
+
 def _json(value: Any) -> str | None:
+    # PostgreSQL's jsonb cannot hold \u0000, as its text cannot hold NUL.
     if value is None:
         return None
     try:
-        return orjson.dumps(value).decode()
+        text = orjson.dumps(value).decode()
+        if "\\u0000" in text:  # rare: only then look into the strings
+            text = orjson.dumps(_without_nul(value)).decode()
     except TypeError:
         return None
+    return text
 
 
 CONVERTERS: Final[Mapping[Kind, Callable[[Any], Any]]] = {

@@ -202,3 +202,28 @@ async def test_a_page_repeating_a_stored_id_in_a_first_load_is_counted_exactly(
         2: "newer",
         3: "new",
     }
+
+
+@pytest.mark.asyncio
+async def test_a_nul_in_a_tag_or_custom_field_value_is_stored(pg_url: str) -> None:
+    """jsonb cannot hold \\u0000 (PostgreSQL text cannot hold NUL): the typed
+    JSON columns drop the NUL, as the text columns do, and ``record`` (json)
+    keeps the record exactly as sent. One such record must not stop every run."""
+    from copper_async.testing import Dataset
+
+    async with world(20) as w:
+        records = [w.dataset.record(i) for i in w.dataset.ids()]
+        records[3]["tags"] = ["nul\x00inside"]
+        records[4]["custom_fields"] = [{"custom_field_definition_id": 7, "value": "a\x00b"}]
+        w.server.dataset = Dataset.from_records(records)
+        result = await sync(w, pg_url)
+        assert result.inserted == 20
+        assert live(pg_rows(pg_url)) == w.truth()
+    with psycopg.connect(pg_url) as connection:
+        tags, fields = connection.execute(
+            "SELECT (SELECT tags FROM opportunities WHERE id = %s), "
+            "(SELECT custom_fields FROM opportunities WHERE id = %s)",
+            (records[3]["id"], records[4]["id"]),
+        ).fetchone()
+    assert tags == ["nulinside"]
+    assert fields == [{"custom_field_definition_id": 7, "value": "ab"}]

@@ -21,6 +21,7 @@ _ODD = st.one_of(
     st.text(alphabet=st.sampled_from("ab\x00/1"), max_size=6),
     st.sampled_from(["4/21/2015", "12/31/1999", "2/30/2020", "13/1/2020"]),
     st.lists(st.integers(0, 3), max_size=2),
+    st.lists(st.text(alphabet=st.sampled_from("a\x00\\u0"), max_size=6), max_size=2),
 )
 _RECORDS = st.lists(
     st.fixed_dictionaries({}, optional={c.name: _ODD for c in COLUMNS}), min_size=1, max_size=5
