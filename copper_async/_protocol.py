@@ -129,8 +129,7 @@ def validate_base_url(
     if url.scheme == "http" and not allow_insecure_http and not is_loopback_host(host):
         raise InvalidOptionError(
             "base_url",
-            f"must use https (the access token is sent in a header); {insecure_remedy} "
-            "to override",
+            f"must use https (the access token is sent in a header); {insecure_remedy} to override",
         )
     root = str(url).rstrip("/")
     if root.endswith(f"/{SEARCH_PATH}"):

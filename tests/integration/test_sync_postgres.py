@@ -220,10 +220,12 @@ async def test_a_nul_in_a_tag_or_custom_field_value_is_stored(pg_url: str) -> No
         assert result.inserted == 20
         assert live(pg_rows(pg_url)) == w.truth()
     with psycopg.connect(pg_url) as connection:
-        tags, fields = connection.execute(
+        row = connection.execute(
             "SELECT (SELECT tags FROM opportunities WHERE id = %s), "
             "(SELECT custom_fields FROM opportunities WHERE id = %s)",
             (records[3]["id"], records[4]["id"]),
         ).fetchone()
+    assert row is not None
+    tags, fields = row
     assert tags == ["nulinside"]
     assert fields == [{"custom_field_definition_id": 7, "value": "ab"}]
