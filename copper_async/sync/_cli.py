@@ -53,7 +53,8 @@ Exit codes:
   8    the database cannot be used: unreachable, login refused, read-only,
        disk full, of another tool or schema version, of another job; what
        was committed stays whole and the next run continues from it
-  9    another sync of this database and job is running
+  9    another sync of this database and job is running (or, for
+       SQLite, another program holds the database locked for writing)
   130  interrupted (Ctrl-C): committed pages stay; the next run continues
   143  terminated (SIGTERM): as for Ctrl-C
 """

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 from copper_async._custom_fields import CustomFieldNames
 from copper_async._lock import exclusive_lock
-from copper_async.exceptions import StoreBusyError, StoreError
+from copper_async.exceptions import InvalidOptionError, StoreBusyError, StoreError
 from copper_async.sync._named import sqlite_view
 from copper_async.sync._rows import RowPlan, utc_texts
 from copper_async.sync._schema import TABLE
@@ -63,6 +63,10 @@ class SQLiteStore(ThreadedStore):
     }
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        if os.fspath(path) == ":memory:":
+            raise InvalidOptionError(
+                "db", "':memory:' keeps nothing once the run ends: give a file's path"
+            )
         super().__init__()
         self.path = Path(path)
         self.name = f"SQLite database {str(self.path)!r}"

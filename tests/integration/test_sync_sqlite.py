@@ -348,3 +348,30 @@ async def test_arguments_the_run_cannot_use_are_refused_before_the_database(
             assert raised.value.option == name
         assert not db.exists()
         assert w.server.stats["requests"] == 0
+
+
+@pytest.mark.asyncio
+async def test_a_database_another_program_holds_locked_is_busy_and_stays_whole(
+    tmp_path: Path,
+) -> None:
+    """A write transaction another program holds open: exit 9's error (as for
+    another sync), before any request; nothing changed, and the next run completes."""
+    db = tmp_path / "m.sqlite"
+    async with world(500) as w:
+        await sync(w, db)
+        before = sqlite_rows(db)
+        w.clock.advance(DAY)
+        w.server.play_changes(edits=20, seed=2)
+        w.server.reset_stats()
+        other = sqlite3.connect(db, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreBusyError, match="locked by another program"):
+                await sync(w, db)
+            assert w.server.stats["requests"] == 0
+        finally:
+            other.close()
+        assert sqlite_rows(db) == before
+        result = await sync(w, db)
+        assert result.updated == 20
+        assert live(sqlite_rows(db)) == w.truth()

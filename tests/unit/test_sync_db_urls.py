@@ -27,3 +27,12 @@ def test_a_bad_postgresql_url_is_refused_without_its_password(url: str) -> None:
 def test_a_sqlite_url_without_a_file_is_a_usage_error(url: str) -> None:
     with pytest.raises(InvalidOptionError, match="sqlite:///relative/path"):
         open_store(url)
+
+
+@pytest.mark.parametrize("url", [":memory:", "sqlite:///:memory:"])
+def test_an_in_memory_sqlite_database_is_refused(url: str) -> None:
+    """SQLite's in-memory database would take a whole load and keep none of
+    it (and the run lock would be a file named ':memory:.lock')."""
+    with pytest.raises(InvalidOptionError, match="':memory:'") as refused:
+        open_store(url)
+    assert refused.value.option == "db"
