@@ -6,13 +6,14 @@ variables (``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGPASSWORD``, ``PGDATABASE``,
 ``timestamptz``, ``close_date`` a ``date``, ``tags`` / ``custom_fields`` /
 ``leads_converted_from`` ``jsonb``, and ``record`` ``json`` (the text as
 Copper sent it). New rows arrive by ``COPY``, made and sent 50 at a time.
-A run holds a session advisory lock keyed by its job for its whole length;
+A run holds a session advisory lock keyed by its job and schema for its whole length;
 the server drops it if the connection dies.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar
@@ -84,18 +85,30 @@ class PostgresStore(ThreadedStore):
         )
         self.name = f"PostgreSQL database ({shown or 'from the PG* environment'})"
         self._psycopg = psycopg
+        self._schema: str | None = None  # where the tables are: current_schema()
 
     def _connect(self) -> Any:
         return self._psycopg.connect(self.url, autocommit=False)
 
     def _lock(self, key: str) -> None:
-        (taken,) = self._execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(key),)).fetchone()
+        (self._schema,) = self._execute("SELECT current_schema()").fetchone()
+        lock_key = self._lock_key(key)
+        (taken,) = self._execute("SELECT pg_try_advisory_lock(%s)", (lock_key,)).fetchone()
         self._connection.commit()
         if not taken:
-            raise StoreBusyError(f"another sync of this job is running on {self.name}")
+            raise StoreBusyError(
+                f"another sync of this job is running on {self.name}, schema {self._schema!r}"
+            )
+
+    def _lock_key(self, job_key: str) -> int:
+        """The advisory lock of a job's mirror: 64 bits of a digest of the job
+        and the schema (advisory locks are the whole database's, and each
+        schema holds a mirror of its own)."""
+        named = f"{self._schema or ''}\0{job_key}".encode()
+        return int.from_bytes(hashlib.sha256(named).digest()[:8], "big", signed=True)
 
     def _running(self, key: str) -> bool:
-        lock_key = _lock_key(key)
+        lock_key = self._lock_key(key)
         (taken,) = self._execute("SELECT pg_try_advisory_lock(%s)", (lock_key,)).fetchone()
         if taken:
             self._execute("SELECT pg_advisory_unlock(%s)", (lock_key,))
@@ -163,8 +176,3 @@ class PostgresStore(ThreadedStore):
             message = str(error).strip() or type(error).__name__
             return StoreError(f"{self.name}: {message}")
         return None
-
-
-def _lock_key(job_key: str) -> int:
-    """The advisory lock of a job: the first 64 bits of its key."""
-    return int.from_bytes(bytes.fromhex(job_key[:16]), "big", signed=True)

@@ -229,3 +229,37 @@ async def test_a_nul_in_a_tag_or_custom_field_value_is_stored(pg_url: str) -> No
     tags, fields = row
     assert tags == ["nulinside"]
     assert fields == [{"custom_field_definition_id": 7, "value": "ab"}]
+
+
+@pytest.mark.asyncio
+async def test_one_job_in_two_schemas_of_a_database_is_two_mirrors(pg_url: str) -> None:
+    """A run's advisory lock is the database's, so it names the schema too: a
+    sync of the same job into another schema (staging beside production, say)
+    is not refused as a concurrent run of this one."""
+    from copper_async.filters import OpportunityFilter
+    from copper_async.sync._bookmark import job_identity
+
+    with psycopg.connect(pg_url, autocommit=True) as connection:
+        connection.execute("CREATE SCHEMA staging")
+        connection.execute("CREATE SCHEMA production")
+    staging = f"{pg_url}&options=-csearch_path%3Dstaging"
+    production = f"{pg_url}&options=-csearch_path%3Dproduction"
+    async with world(300) as w:
+        job, key = job_identity(
+            OpportunityFilter(), base_url=w.client.base_url, user_email=w.client.user_email
+        )
+        holder: Any = open_store(staging)
+        await holder.open(job, key)
+        try:
+            with pytest.raises(StoreBusyError, match="another sync"):
+                await sync(w, staging)
+            result = await sync(w, production)
+        finally:
+            await holder.close()
+        assert result.inserted == 300
+    with psycopg.connect(pg_url) as connection:
+        counts = connection.execute(
+            "SELECT (SELECT count(*) FROM production.opportunities), "
+            "(SELECT count(*) FROM staging.opportunities)"
+        ).fetchone()
+    assert counts == (300, 0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 import os
@@ -24,6 +23,7 @@ from copper_async.sync import (
     open_store,
     run_sync,
 )
+from copper_async.sync._bookmark import job_identity
 from copper_async.sync._postgres import PostgresStore
 from copper_async.testing import Dataset
 from tests.sync_support import DAY, TOKEN, live, sqlite_rows, sync, world
@@ -166,24 +166,18 @@ async def test_a_stopped_full_load_resumes_where_it_stopped(tmp_path: Path) -> N
 async def test_a_second_run_is_refused_while_one_holds_the_database(tmp_path: Path) -> None:
     db = tmp_path / "m.sqlite"
     async with world(2_000) as w:
-        entered, release = asyncio.Event(), asyncio.Event()
-        first_page = True
-
-        async def hold() -> Any:
-            def pause(_stats: Any, _written: int) -> None:
-                nonlocal first_page
-                if first_page:
-                    first_page = False
-                    entered.set()
-
-            return await sync(w, db, progress=pause, concurrency=1)
-
-        task = asyncio.create_task(hold())
-        await entered.wait()
-        with pytest.raises(StoreBusyError, match="another sync"):
-            await sync(w, db)
-        release.set()
-        await task
+        # The first run's hold, taken as a run takes it, and kept while the second tries.
+        job, key = job_identity(
+            OpportunityFilter(), base_url=w.client.base_url, user_email=w.client.user_email
+        )
+        holder: Any = open_store(str(db))
+        await holder.open(job, key)
+        try:
+            with pytest.raises(StoreBusyError, match="another sync"):
+                await sync(w, db)
+        finally:
+            await holder.close()
+        await sync(w, db)
         assert live(sqlite_rows(db)) == w.truth()
     # The export's lock: its file is removed when the run lets go.
     assert not (tmp_path / "m.sqlite.lock").exists()
