@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.sync_support import DAY, sync, world
+from tests.sync_support import DAY, Stop, stop_after, sync, world
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -60,10 +60,6 @@ def state_query(store: str) -> str:
     return block
 
 
-class Stop(Exception):
-    pass
-
-
 @pytest.mark.asyncio
 async def test_the_readme_state_queries_show_the_last_run_and_an_unfinished_one(db: str) -> None:
     """Both of the README's monitoring queries run as printed on a real mirror,
@@ -91,16 +87,8 @@ async def test_the_readme_state_queries_show_the_last_run_and_an_unfinished_one(
         w.clock.advance(DAY)
         w.server.play_changes(edits=400, seed=5, over=DAY)
         w.clock.advance(DAY)
-        pages = 0
-
-        def stop_after_a_page(_stats: Any, _written: int) -> None:
-            nonlocal pages
-            pages += 1
-            if pages == 1:
-                raise Stop
-
         with pytest.raises(Stop):
-            await sync(w, db, progress=stop_after_a_page)
+            await sync(w, db, progress=stop_after(1))
         ((_f, mode, inserted, *_counts, unfinished, _at),) = query()
         assert (mode, inserted) == ("full", 3_000)  # still the last completed run
         assert unfinished

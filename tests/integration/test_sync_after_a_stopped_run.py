@@ -4,27 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.sync_support import DAY, live, sqlite_rows, sync, world
-
-
-class Stop(Exception):
-    pass
-
-
-def stop_after(pages: int) -> Any:
-    seen = 0
-
-    def progress(_stats: Any, _written: int) -> None:
-        nonlocal seen
-        seen += 1
-        if seen == pages:
-            raise Stop
-
-    return progress
+from tests.sync_support import DAY, Stop, live, sqlite_rows, stop_after, sync, world
 
 
 def seen_by(db: Path, run_id: int) -> set[int]:

@@ -26,7 +26,7 @@ from copper_async.sync import (
 from copper_async.sync._bookmark import job_identity
 from copper_async.sync._postgres import PostgresStore
 from copper_async.testing import Dataset
-from tests.sync_support import DAY, TOKEN, live, sqlite_rows, sync, world
+from tests.sync_support import DAY, TOKEN, Stop, live, sqlite_rows, stop_after, sync, world
 
 
 @pytest.mark.asyncio
@@ -126,24 +126,12 @@ async def test_an_older_record_never_replaces_a_newer_row(tmp_path: Path) -> Non
     assert sqlite_rows(db)[1][0]["name"] == "later edit"
 
 
-class Stop(Exception):
-    pass
-
-
 @pytest.mark.asyncio
 async def test_a_stopped_full_load_resumes_where_it_stopped(tmp_path: Path) -> None:
     db = tmp_path / "m.sqlite"
     async with world(6_000, cap=2_000) as w:
-        pages = 0
-
-        def stop_after_12_pages(_stats: Any, _written: int) -> None:
-            nonlocal pages
-            pages += 1
-            if pages == 12:
-                raise Stop
-
         with pytest.raises(Stop):
-            await sync(w, db, progress=stop_after_12_pages)
+            await sync(w, db, progress=stop_after(12))
         assert 0 < len(sqlite_rows(db)) < 6_000
         with sqlite3.connect(db) as connection:
             assert connection.execute(
