@@ -477,12 +477,19 @@ def read_committed(
                         record = orjson.loads(line)
                         yield {key: record.get(key) for key in keys}
                 return
-            with io.TextIOWrapper(reader, encoding="utf-8", newline="") as text:
-                for row in csv.DictReader(text):
-                    yield {
-                        key: int(row[key]) if row.get(key) not in (None, "") else None
-                        for key in keys
-                    }
+            # A cell may be as long as the text Copper holds (past the csv module's
+            # default limit of 128 KiB); none is longer than the committed part.
+            limit = csv.field_size_limit()
+            csv.field_size_limit(max(limit, committed))
+            try:
+                with io.TextIOWrapper(reader, encoding="utf-8", newline="") as text:
+                    for row in csv.DictReader(text):
+                        yield {
+                            key: int(row[key]) if row.get(key) not in (None, "") else None
+                            for key in keys
+                        }
+            finally:
+                csv.field_size_limit(limit)
         except (ValueError, csv.Error) as error:  # JSON, UTF-8 and int errors are ValueErrors
             raise CheckpointError(
                 f"the committed part of {str(path)!r} is unreadable ({error}): "
