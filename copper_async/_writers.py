@@ -201,7 +201,8 @@ class _FileWriter:
         if not self._name_durable:
             assert self.path is not None
             try:
-                fsync_folder(self.path.parent)
+                # Through a symlink, the new name lies in the folder of the file it leads to.
+                fsync_folder(Path(os.path.realpath(self.path)).parent)
             except OSError as error:
                 raise self._cannot_write(error, cut_to=self._committed) from error
             self._name_durable = True
