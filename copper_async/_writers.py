@@ -323,7 +323,10 @@ class CsvWriter(_FileWriter):
     With ``custom_fields`` (:class:`~copper_async._custom_fields.CustomFieldNames`)
     every field it defines gets a column named after the field (``cf_region``)
     and option ids become option names; a field whose column is not in the
-    header (created or renamed since it was written) goes to the JSON column.
+    header (created since it was written) goes to the JSON column. A resumed
+    file given its ``custom_columns`` (:attr:`named_columns` when it was
+    written) keeps each column to the field it was written for, renamed or not;
+    without them, the header's names are matched to today's.
     """
 
     def __init__(
@@ -333,11 +336,17 @@ class CsvWriter(_FileWriter):
         columns: Sequence[str] | None,
         stream: BinaryIO | None = None,
         custom_fields: CustomFieldNames | None = None,
+        custom_columns: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(path, committed, stream)
         self.columns: list[str] | None = list(columns) if columns else None
         self._names: CustomFieldNames | None = None
         self._custom_ids: dict[int, str] = {}
+        self._written_ids: dict[int, str] | None = (
+            {int(i): column for i, column in custom_columns.items()}
+            if custom_columns is not None
+            else None
+        )
         if custom_fields is not None:
             self.name_custom_fields(custom_fields)
         elif self.columns:
@@ -352,7 +361,21 @@ class CsvWriter(_FileWriter):
         written: as if given when the writer was made (a resumed header included)."""
         self._names = custom_fields
         if self.columns:
-            self._custom_ids = custom_fields.column_ids(self.columns)
+            if self._written_ids is not None:
+                header = set(self.columns)
+                self._custom_ids = {
+                    i: column for i, column in self._written_ids.items() if column in header
+                }
+            else:
+                self._custom_ids = custom_fields.column_ids(self.columns)
+
+    @property
+    def named_columns(self) -> dict[str, str] | None:
+        """The definition id (as text) of each named custom-field column, once
+        the header is written; None without names. Saved in the checkpoint."""
+        if self._names is None or self.columns is None:
+            return None
+        return {str(i): column for i, column in self._custom_ids.items()}
 
     def _custom_columns(self, records: Sequence[Mapping[str, Any]]) -> dict[int, str]:
         """The custom columns of a new file: every named field, or the ids on its first page."""
@@ -422,17 +445,19 @@ def open_writer(
     committed: int = 0,
     columns: Sequence[str] | None = None,
     custom_fields: CustomFieldNames | None = None,
+    custom_columns: Mapping[str, str] | None = None,
 ) -> JsonlWriter | CsvWriter:
     """A writer appending to ``path`` after its first ``committed`` bytes,
     or to a binary stream (stdout) as it is.
 
-    ``custom_fields`` names a CSV file's custom-field columns and options.
+    ``custom_fields`` names a CSV file's custom-field columns and options;
+    ``custom_columns`` is a resumed file's :attr:`CsvWriter.named_columns`.
     """
     file, stream = (path, None) if isinstance(path, Path) else (None, path)
     if format == "jsonl":
         return JsonlWriter(file, committed, stream)
     if format == "csv":
-        return CsvWriter(file, committed, columns, stream, custom_fields)
+        return CsvWriter(file, committed, columns, stream, custom_fields, custom_columns)
     raise InvalidOptionError("format", f"must be 'jsonl' or 'csv', not {format!r}")
 
 
