@@ -207,6 +207,22 @@ async def test_out_dash_with_a_checkpoint_is_refused(tmp_path: Path) -> None:
     assert out == b""
 
 
+async def test_out_dash_with_stdout_closed_is_refused_before_any_request(tmp_path: Path) -> None:
+    # Run from a job that closed fd 1 (`>&-`): one line and a documented code, no traceback.
+    async with FakeCopperServer(Dataset.generate(10, seed=1), options=OPTIONS) as server:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "copper_async", "export", *base(server, "--out", "-"),
+            env=ENV, cwd=tmp_path, stderr=asyncio.subprocess.PIPE,
+            preexec_fn=lambda: os.close(1),
+        )  # fmt: skip
+        _, err = await process.communicate()
+        assert server.stats["requests_by_status"] == {}
+    assert process.returncode == 2, err.decode()
+    assert err.decode().startswith("copper-async: ")
+    assert "stdout" in err.decode()
+    assert "Traceback" not in err.decode()
+
+
 # -- 6: exit codes that say what went wrong ------------------------------------------------
 
 
