@@ -124,6 +124,13 @@ class _FileWriter:
         if committed:
             # A resume: the committed part is checked now, before any request.
             file = self._open("r+b")
+            if not self._regular:
+                self.close()
+                raise CheckpointError(
+                    f"{str(path)!r} is not a regular file (a pipe or a device): what the "
+                    "stopped export wrote to it can neither be cut back nor read again; "
+                    "delete the checkpoint to start over"
+                )
             size = file.seek(0, os.SEEK_END)
             if size < committed:
                 self.close()
