@@ -49,6 +49,9 @@ class Checkpoint:
     planner: Mapping[str, Any]
     stats: Mapping[str, Any] = attrs.Factory(dict)
     csv_columns: Sequence[str] | None = None
+    #: The definition id of each named custom-field column (``--custom-field-names``):
+    #: a resume keeps each column to its field, whatever was renamed since.
+    csv_custom_columns: Mapping[str, str] | None = None
     complete: bool = False
 
     def to_json(self) -> bytes:

@@ -106,8 +106,9 @@ def demo(
         out = Path(name)
     progress = Progress(stream=sys.stderr, enabled=not quiet)
     job = _export_generated(count, seed, out, format_, options, progress, quiet=quiet)
-    result, truth, elapsed = _run(job, progress=progress)
     try:
+        # Stopped or failed (_run exits then), the temporary file goes all the same.
+        result, truth, elapsed = _run(job, progress=progress)
         written = _ids_in(out, format_)
     finally:
         if not keep:

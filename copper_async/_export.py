@@ -207,6 +207,7 @@ def _open_job(
         format,
         committed=state.committed_bytes,
         columns=state.csv_columns,
+        custom_columns=state.csv_custom_columns,
         custom_fields=custom_fields,
     )
     fields = [field.record_key for field in options.split_fields]
@@ -449,6 +450,7 @@ class _Written:
             planner=self.search.planner.snapshot(include_seen=False),
             stats=self.stats(),
             csv_columns=getattr(self.writer, "columns", None),
+            csv_custom_columns=getattr(self.writer, "named_columns", None),
             complete=complete,
         )
 

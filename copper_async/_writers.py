@@ -124,6 +124,13 @@ class _FileWriter:
         if committed:
             # A resume: the committed part is checked now, before any request.
             file = self._open("r+b")
+            if not self._regular:
+                self.close()
+                raise CheckpointError(
+                    f"{str(path)!r} is not a regular file (a pipe or a device): what the "
+                    "stopped export wrote to it can neither be cut back nor read again; "
+                    "delete the checkpoint to start over"
+                )
             size = file.seek(0, os.SEEK_END)
             if size < committed:
                 self.close()
@@ -201,7 +208,8 @@ class _FileWriter:
         if not self._name_durable:
             assert self.path is not None
             try:
-                fsync_folder(self.path.parent)
+                # Through a symlink, the new name lies in the folder of the file it leads to.
+                fsync_folder(Path(os.path.realpath(self.path)).parent)
             except OSError as error:
                 raise self._cannot_write(error, cut_to=self._committed) from error
             self._name_durable = True
@@ -322,7 +330,10 @@ class CsvWriter(_FileWriter):
     With ``custom_fields`` (:class:`~copper_async._custom_fields.CustomFieldNames`)
     every field it defines gets a column named after the field (``cf_region``)
     and option ids become option names; a field whose column is not in the
-    header (created or renamed since it was written) goes to the JSON column.
+    header (created since it was written) goes to the JSON column. A resumed
+    file given its ``custom_columns`` (:attr:`named_columns` when it was
+    written) keeps each column to the field it was written for, renamed or not;
+    without them, the header's names are matched to today's.
     """
 
     def __init__(
@@ -332,11 +343,17 @@ class CsvWriter(_FileWriter):
         columns: Sequence[str] | None,
         stream: BinaryIO | None = None,
         custom_fields: CustomFieldNames | None = None,
+        custom_columns: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(path, committed, stream)
         self.columns: list[str] | None = list(columns) if columns else None
         self._names: CustomFieldNames | None = None
         self._custom_ids: dict[int, str] = {}
+        self._written_ids: dict[int, str] | None = (
+            {int(i): column for i, column in custom_columns.items()}
+            if custom_columns is not None
+            else None
+        )
         if custom_fields is not None:
             self.name_custom_fields(custom_fields)
         elif self.columns:
@@ -351,7 +368,21 @@ class CsvWriter(_FileWriter):
         written: as if given when the writer was made (a resumed header included)."""
         self._names = custom_fields
         if self.columns:
-            self._custom_ids = custom_fields.column_ids(self.columns)
+            if self._written_ids is not None:
+                header = set(self.columns)
+                self._custom_ids = {
+                    i: column for i, column in self._written_ids.items() if column in header
+                }
+            else:
+                self._custom_ids = custom_fields.column_ids(self.columns)
+
+    @property
+    def named_columns(self) -> dict[str, str] | None:
+        """The definition id (as text) of each named custom-field column, once
+        the header is written; None without names. Saved in the checkpoint."""
+        if self._names is None or self.columns is None:
+            return None
+        return {str(i): column for i, column in self._custom_ids.items()}
 
     def _custom_columns(self, records: Sequence[Mapping[str, Any]]) -> dict[int, str]:
         """The custom columns of a new file: every named field, or the ids on its first page."""
@@ -421,17 +452,19 @@ def open_writer(
     committed: int = 0,
     columns: Sequence[str] | None = None,
     custom_fields: CustomFieldNames | None = None,
+    custom_columns: Mapping[str, str] | None = None,
 ) -> JsonlWriter | CsvWriter:
     """A writer appending to ``path`` after its first ``committed`` bytes,
     or to a binary stream (stdout) as it is.
 
-    ``custom_fields`` names a CSV file's custom-field columns and options.
+    ``custom_fields`` names a CSV file's custom-field columns and options;
+    ``custom_columns`` is a resumed file's :attr:`CsvWriter.named_columns`.
     """
     file, stream = (path, None) if isinstance(path, Path) else (None, path)
     if format == "jsonl":
         return JsonlWriter(file, committed, stream)
     if format == "csv":
-        return CsvWriter(file, committed, columns, stream, custom_fields)
+        return CsvWriter(file, committed, columns, stream, custom_fields, custom_columns)
     raise InvalidOptionError("format", f"must be 'jsonl' or 'csv', not {format!r}")
 
 
@@ -477,12 +510,19 @@ def read_committed(
                         record = orjson.loads(line)
                         yield {key: record.get(key) for key in keys}
                 return
-            with io.TextIOWrapper(reader, encoding="utf-8", newline="") as text:
-                for row in csv.DictReader(text):
-                    yield {
-                        key: int(row[key]) if row.get(key) not in (None, "") else None
-                        for key in keys
-                    }
+            # A cell may be as long as the text Copper holds (past the csv module's
+            # default limit of 128 KiB); none is longer than the committed part.
+            limit = csv.field_size_limit()
+            csv.field_size_limit(max(limit, committed))
+            try:
+                with io.TextIOWrapper(reader, encoding="utf-8", newline="") as text:
+                    for row in csv.DictReader(text):
+                        yield {
+                            key: int(row[key]) if row.get(key) not in (None, "") else None
+                            for key in keys
+                        }
+            finally:
+                csv.field_size_limit(limit)
         except (ValueError, csv.Error) as error:  # JSON, UTF-8 and int errors are ValueErrors
             raise CheckpointError(
                 f"the committed part of {str(path)!r} is unreadable ({error}): "

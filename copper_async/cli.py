@@ -178,6 +178,7 @@ def export(
     to_stdout = str(out) == "-"
     if to_stdout and checkpoint is not None:
         _fail(ExitCode.USAGE, "--out - streams to stdout, which no checkpoint can resume")
+    stdout_fd = _stdout_fd() if to_stdout else None
     if not token:
         _fail(ExitCode.USAGE, "no access token: set COPPER_ACCESS_TOKEN or pass --token")
     if not email:
@@ -191,7 +192,7 @@ def export(
     client = _export_client(token, email, limit, base_url, timeout, allow_insecure_http)
     progress = Progress(stream=sys.stderr, enabled=not quiet)
     # Unbuffered, and left open: the writer appends whole pages to fd 1.
-    stream = open(sys.stdout.fileno(), "wb", buffering=0, closefd=False) if to_stdout else None  # noqa: SIM115
+    stream = open(stdout_fd, "wb", buffering=0, closefd=False) if stdout_fd is not None else None  # noqa: SIM115
     job = _export_job(
         client,
         query,
@@ -209,6 +210,17 @@ def export(
     if not quiet:
         for line in _summary(result):
             click.echo(line, err=True)
+
+
+def _stdout_fd() -> int:
+    """The descriptor ``--out -`` writes to; refused (exit 2) when the command
+    was started with stdout closed (``>&-``), before any request."""
+    try:
+        if sys.stdout is None:  # what Python makes of a closed fd 1
+            raise ValueError("closed")
+        return sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        _fail(ExitCode.USAGE, "--out -: stdout is closed; give --out a file")
 
 
 def _export_filter(source: str | None) -> OpportunityFilter:

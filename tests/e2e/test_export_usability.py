@@ -207,6 +207,22 @@ async def test_out_dash_with_a_checkpoint_is_refused(tmp_path: Path) -> None:
     assert out == b""
 
 
+async def test_out_dash_with_stdout_closed_is_refused_before_any_request(tmp_path: Path) -> None:
+    # Run from a job that closed fd 1 (`>&-`): one line and a documented code, no traceback.
+    async with FakeCopperServer(Dataset.generate(10, seed=1), options=OPTIONS) as server:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "copper_async", "export", *base(server, "--out", "-"),
+            env=ENV, cwd=tmp_path, stderr=asyncio.subprocess.PIPE,
+            preexec_fn=lambda: os.close(1),
+        )  # fmt: skip
+        _, err = await process.communicate()
+        assert server.stats["requests_by_status"] == {}
+    assert process.returncode == 2, err.decode()
+    assert err.decode().startswith("copper-async: ")
+    assert "stdout" in err.decode()
+    assert "Traceback" not in err.decode()
+
+
 # -- 6: exit codes that say what went wrong ------------------------------------------------
 
 
@@ -316,3 +332,26 @@ async def test_resume_with_no_checkpoint_and_no_output_simply_starts(tmp_path: P
         code, _out, err = await cli(base(server, *args), tmp_path)
     assert code == 6, err
     assert "no checkpoint" in err
+
+
+def demo_files(folder: Path) -> list[tuple[Path, int]]:
+    """The demo's temporary files in ``folder``, with their sizes."""
+    return [(path, path.stat().st_size) for path in folder.glob("copper-demo-*")]
+
+
+async def test_a_stopped_demo_removes_its_temporary_file(tmp_path: Path) -> None:
+    # demo --help: "default: a temporary file, removed after the check". A demo
+    # stopped (SIGTERM, Ctrl-C) or failing must not leave a file of every record behind.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "copper_async", "demo", "--records", "20000", "--page-size", "10",
+        env={**os.environ, "TMPDIR": str(tmp_path)}, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        while not any(size for _, size in demo_files(tmp_path)):
+            assert process.returncode is None, "the demo ended before writing its file"
+            await asyncio.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        _, err = await process.communicate()
+    assert process.returncode == 143, err.decode()
+    assert demo_files(tmp_path) == []

@@ -7,6 +7,7 @@ import csv
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import attrs
 import orjson
 import pytest
 import pytest_asyncio
@@ -148,3 +149,47 @@ async def test_named_and_id_exports_are_different_jobs(
     with pytest.raises(InvalidOptionError) as raised:
         await run_export(client, out=tmp_path / "x.jsonl", format="jsonl", custom_fields=names)
     assert raised.value.option == "custom_fields"
+
+
+async def test_a_resume_after_fields_were_renamed_keeps_each_column_to_its_field(
+    served: tuple[FakeCopperServer, CopperClient], tmp_path: Path
+) -> None:
+    """The header is the first run's: a field renamed since, or one renamed to a
+    column's name, must not make that column hold another field's values."""
+    server, client = served
+    definitions = await client.custom_field_definitions()
+    names = CustomFieldNames.for_records(definitions)
+    out, checkpoint = tmp_path / "out.csv", tmp_path / "out.checkpoint"
+    options = SearchOptions(page_size=20)
+    pages = 0
+
+    def stop(_stats: object, _written: int) -> None:
+        nonlocal pages
+        pages += 1
+        if pages == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        await run_export(
+            client, out=out, format="csv", options=options, checkpoint=checkpoint,
+            custom_fields=names, progress=stop,
+        )  # fmt: skip
+    # Meanwhile, in Copper: "Region" becomes "Territory", "Account Notes" becomes "Region".
+    renamed = {5: "Territory", 3: "Region"}
+    changed = CustomFieldNames.for_records(
+        attrs.evolve(d, name=renamed.get(d.id, d.name)) for d in definitions
+    )
+    await run_export(
+        client, out=out, format="csv", options=options, checkpoint=checkpoint,
+        custom_fields=changed, resume=True,
+    )  # fmt: skip
+    written = rows(out)
+    assert sorted(int(row["id"]) for row in written) == server.dataset.ids()
+    for row in written:
+        values = {
+            f["custom_field_definition_id"]: f["value"]
+            for f in server.dataset.record(int(row["id"]))["custom_fields"]
+        }
+        region, notes = values[5], values[3]
+        assert row["cf_region"] == ("" if region is None else names.value(5, region)), row["id"]
+        assert row["cf_account_notes"] == ("" if notes is None else notes), row["id"]

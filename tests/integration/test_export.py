@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -482,3 +483,47 @@ async def test_resuming_a_complete_export_whose_output_changed_is_refused(
             await run_export(
                 client, out=out, options=search_options(), checkpoint=checkpoint, resume=True
             )
+
+
+async def test_resuming_an_export_to_a_pipe_is_a_checkpoint_error(
+    server: FakeCopperServer, tmp_path: Path
+) -> None:
+    """``--out >(gzip > x.gz) --checkpoint c``, stopped, then ``--resume``: a pipe
+    cannot be cut back to its committed length, and the records it passed on are
+    gone with its reader. The resume is refused before any request, as a
+    checkpoint error, not an OSError from seeking a pipe."""
+    fifo, checkpoint = tmp_path / "pipe", tmp_path / "job.ckpt"
+    os.mkfifo(fifo)
+
+    def drain() -> None:
+        with open(fifo, "rb") as reader:
+            while reader.read(65536):
+                pass
+
+    pages = 0
+
+    def stop(_stats: Any, _written: int) -> None:
+        nonlocal pages
+        pages += 1
+        if pages == 3:
+            raise KeyboardInterrupt
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        async with client_for(server) as client:
+            with pytest.raises(KeyboardInterrupt):
+                await run_export(
+                    client, out=fifo, options=search_options(), checkpoint=checkpoint,
+                    progress=stop,
+                )  # fmt: skip
+    finally:
+        reader.join(timeout=10)
+    assert json.loads(checkpoint.read_bytes())["committed_bytes"] > 0
+    server.reset_stats()
+    async with client_for(server) as client:
+        with pytest.raises(CheckpointError, match="pipe"):
+            await run_export(
+                client, out=fifo, options=search_options(), checkpoint=checkpoint, resume=True
+            )
+    assert server.stats["requests_by_status"] == {}

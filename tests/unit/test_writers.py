@@ -474,3 +474,32 @@ def test_a_new_outputs_folder_is_fsynced_at_its_first_commit_only(
     resumed.commit()
     resumed.close()
     assert len(synced) == 1
+
+
+def test_a_new_output_made_through_a_symlink_fsyncs_the_folder_it_lies_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--out latest.jsonl``, a symlink to a file not made yet in another folder:
+    the new name lives in the target's folder, which a power loss must keep."""
+    synced: list[tuple[int, int]] = []  # (device, inode) of every folder fsynced
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            synced.append((info.st_dev, info.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    links, data = tmp_path / "links", tmp_path / "data"
+    links.mkdir()
+    data.mkdir()
+    path = links / "latest.jsonl"
+    path.symlink_to(data / "export.jsonl")
+    writer = open_writer(path, "jsonl")
+    writer.write_page(records())
+    writer.commit()
+    writer.close()
+    assert (data / "export.jsonl").stat().st_size > 0
+    folder = data.stat()
+    assert (folder.st_dev, folder.st_ino) in synced
