@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import copy
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from operator import attrgetter
-from types import MappingProxyType, NoneType, UnionType
+from types import NoneType, UnionType
 from typing import Annotated, Any, Final, TypeAlias, TypeVar, Union, get_args, get_origin
 
 import attrs
@@ -44,6 +44,7 @@ __all__ = [
     "AbsentType",
     "CustomScalar",
     "CustomValue",
+    "FrozenExtra",
     "RecordId",
     "converter",
     "extra_field",
@@ -91,7 +92,57 @@ CustomValue: TypeAlias = CustomScalar | tuple[CustomScalar, ...]
 
 _EXTRA_METADATA_KEY: Final = "copper_async.extra"
 
-EMPTY_EXTRA: Final[Mapping[str, Any]] = MappingProxyType({})
+
+class FrozenExtra(Mapping[str, Any]):
+    """The unknown keys of a record: a read-only mapping that pickles and deep-copies.
+
+    ``types.MappingProxyType`` is read-only too, but can be neither pickled nor
+    deep-copied, which made every record fail ``copy.deepcopy`` and ``pickle``.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, Any] | None = None) -> None:
+        self._items: dict[str, Any] = dict(items) if items else {}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def keys(self) -> KeysView[str]:
+        return self._items.keys()
+
+    def values(self) -> ValuesView[Any]:
+        return self._items.values()
+
+    def items(self) -> ItemsView[str, Any]:
+        return self._items.items()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrozenExtra):
+            return self._items == other._items
+        if isinstance(other, Mapping):
+            return self._items == dict(other.items())
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # its values are arbitrary JSON
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._items!r})"
+
+    def __reduce__(self) -> tuple[type[FrozenExtra], tuple[dict[str, Any]]]:
+        return (type(self), (self._items,))
+
+
+EMPTY_EXTRA: Final[Mapping[str, Any]] = FrozenExtra()
 """The ``extra`` of a record that carried no unknown key (shared, read-only)."""
 
 REFUSALS: Final = (ClassValidationError, TypeError, RecursionError)
@@ -263,7 +314,7 @@ def _structure_record(cls: Any, conv: Converter) -> Callable[[Any, Any], Any]:
             return record
         # Copied: the record must not share state with the caller's input.
         extra = {key: copy.deepcopy(item) for key, item in value.items() if key not in known}
-        return attrs.evolve(record, **{extra_name: MappingProxyType(extra)})
+        return attrs.evolve(record, **{extra_name: FrozenExtra(extra)})
 
     return structure_record
 

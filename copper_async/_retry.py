@@ -106,7 +106,7 @@ class RetryPolicy:
       "full jitter", so that clients that failed together do not come back
       together.
     - ``deadline``: seconds from the first send within which the request
-      ends: a wait that would end past it is not taken, and the client bounds
+      ends: a wait that would end at or past it is not taken, and the client bounds
       each attempt and each wait for the limiter by what is left of it.
     - ``max_retry_after``: the longest ``Retry-After`` waited out. A server's
       ``Retry-After`` replaces the backoff; one longer than this, or ending
@@ -190,7 +190,9 @@ class RetryPolicy:
             )
         else:
             delay = asked
-        if elapsed + delay > self.deadline:
+        # A wait ending at the deadline leaves no time to send: the client would
+        # sleep it out only to give up.
+        if elapsed + delay >= self.deadline:
             left = max(self.deadline - elapsed, 0.0)
             wait = (
                 f"the server asked to wait {delay:g}s (Retry-After), which would pass"

@@ -421,6 +421,22 @@ async def test_deadline_gives_up_instead_of_sleeping_past_it(
 
 
 @pytest.mark.asyncio
+async def test_no_wait_is_taken_that_ends_exactly_at_the_deadline(
+    server: Scripted, clock: FakeClock
+) -> None:
+    """A wait ending at the deadline leaves no time to send: it is not taken
+    (the client used to sleep it out, then give up without sending)."""
+    server.play(status(429, headers={"Retry-After": "6"}))
+    policy = RetryPolicy(attempts=10, deadline=12.0)
+    info = await failing_fetch(make_client(server, clock, retry=policy), RateLimitedError, BODY)
+    # 0 + 6 = 6 < 12: waited; 6 + 6 = 12 would end at the deadline: given up at once.
+    assert clock.sleeps == [6.0]
+    assert len(server.received) == info.value.attempts == 2
+    assert info.value.context["deadline_reached"] is True
+    assert "6s (Retry-After)" in str(info.value)
+
+
+@pytest.mark.asyncio
 @pytest.mark.looptime
 async def test_the_deadline_bounds_the_attempt_in_flight(server: Scripted) -> None:
     """A stalled attempt is given what is left of the deadline, not the whole timeout."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import pickle
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -303,6 +304,34 @@ def test_records_are_frozen_and_hashable() -> None:
     same = Opportunity.from_dict(copy.deepcopy(reference_records()[0]))
     assert hash(opportunity) == hash(same)
     assert opportunity == same
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        reference_records()[4],  # leads_converted_from and custom fields, no unknown key
+        {
+            "id": 9,
+            "brand_new": {"nested": [1, 2]},
+            "custom_fields": [{"custom_field_definition_id": 4, "value": [1], "label": "x"}],
+            "leads_converted_from": [{"lead_id": 2, "converted_timestamp": 5, "by": "me"}],
+        },
+    ],
+)
+def test_records_can_be_copied_and_pickled(record: dict[str, Any]) -> None:
+    """A frozen attrs record is a value: deepcopy and pickle (multiprocessing,
+    caches, task queues) give an equal record with the same JSON, unknown keys
+    included, still read-only."""
+    opportunity = Opportunity.from_dict(record)
+    for twin in (
+        copy.deepcopy(opportunity),
+        pickle.loads(pickle.dumps(opportunity)),
+    ):
+        assert twin == opportunity
+        assert hash(twin) == hash(opportunity)
+        assert_same_json(twin.to_dict(), record)
+        with pytest.raises(TypeError):
+            twin.extra["brand_new"] = 1  # type: ignore[index]
 
 
 @pytest.mark.parametrize("seconds", [0, -1, 1483988829, 4_102_444_800, -2_208_988_800])

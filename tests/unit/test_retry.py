@@ -100,8 +100,14 @@ def test_a_wait_past_the_deadline_gives_up() -> None:
     assert "11s (Retry-After)" in decision.reason
     assert "60s deadline (10.000s left)" in decision.reason
     assert (decision.retry_after, decision.deadline_reached) == (11.0, True)
-    ok = policy.decide(Failure.RATE_LIMITED, attempt=1, elapsed=50.0, retry_after=10.0, jitter=0.5)
-    assert ok == Retry(10.0)
+    # A wait ending exactly at the deadline leaves no time to send: not taken either.
+    at_deadline = policy.decide(
+        Failure.RATE_LIMITED, attempt=1, elapsed=50.0, retry_after=10.0, jitter=0.5
+    )
+    assert isinstance(at_deadline, GiveUp)
+    assert (at_deadline.retry_after, at_deadline.deadline_reached) == (10.0, True)
+    ok = policy.decide(Failure.RATE_LIMITED, attempt=1, elapsed=50.0, retry_after=9.5, jitter=0.5)
+    assert ok == Retry(9.5)
     backoff = RetryPolicy(deadline=60.0, initial_backoff=5.0, max_backoff=5.0)
     decision = backoff.decide(Failure.TIMEOUT, attempt=1, elapsed=59.999, jitter=0.5)
     assert isinstance(decision, GiveUp)
@@ -197,12 +203,12 @@ def test_every_decision_keeps_its_bounds(
         if decision.retry_after is not None:
             # Given up because of the Retry-After, never for a shorter wait than asked.
             assert decision.retry_after == retry_after
-            assert retry_after > policy.max_retry_after or elapsed + retry_after > policy.deadline
+            assert retry_after > policy.max_retry_after or elapsed + retry_after >= policy.deadline
         return
     assert failure.retryable
     assert attempt < policy.attempts
     assert decision.delay >= 0
-    assert elapsed + decision.delay <= policy.deadline
+    assert elapsed + decision.delay < policy.deadline
     if retry_after is None:
         assert decision.delay <= policy.backoff_ceiling(attempt)
     else:
