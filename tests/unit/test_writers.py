@@ -445,12 +445,9 @@ def test_a_checkpoint_in_a_missing_folder_is_a_checkpoint_error(tmp_path: Path) 
         save_checkpoint(tmp_path / "nope" / "job.checkpoint", checkpoint())
 
 
-def test_a_new_outputs_folder_is_fsynced_at_its_first_commit_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A power loss after a commit keeps a new output's name, not only its
-    bytes: the checkpoint counting them may live in another folder."""
-    synced: list[tuple[int, int]] = []  # (device, inode) of every folder fsynced
+def folders_fsynced(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The (device, inode) of every folder fsynced from now on, in order."""
+    synced: list[tuple[int, int]] = []
     real_fsync = os.fsync
 
     def fsync(fd: int) -> None:
@@ -460,6 +457,15 @@ def test_a_new_outputs_folder_is_fsynced_at_its_first_commit_only(
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def test_a_new_outputs_folder_is_fsynced_at_its_first_commit_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power loss after a commit keeps a new output's name, not only its
+    bytes: the checkpoint counting them may live in another folder."""
+    synced = folders_fsynced(monkeypatch)
     folder = tmp_path.stat()
     path = tmp_path / "out.jsonl"
     writer = open_writer(path, "jsonl")
@@ -481,16 +487,7 @@ def test_a_new_output_made_through_a_symlink_fsyncs_the_folder_it_lies_in(
 ) -> None:
     """``--out latest.jsonl``, a symlink to a file not made yet in another folder:
     the new name lives in the target's folder, which a power loss must keep."""
-    synced: list[tuple[int, int]] = []  # (device, inode) of every folder fsynced
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            synced.append((info.st_dev, info.st_ino))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    synced = folders_fsynced(monkeypatch)
     links, data = tmp_path / "links", tmp_path / "data"
     links.mkdir()
     data.mkdir()
