@@ -91,20 +91,3 @@ def comparable(value: Any) -> Any:
     if isinstance(value, str) and value.startswith("["):
         return orjson.loads(value)
     return value
-
-
-class Stop(Exception):
-    """Raised from a run's progress callback: the run stops there, as a crash would."""
-
-
-def stop_after(pages: int) -> Any:
-    """A progress callback that stops the run after its ``pages``-th page."""
-    seen = 0
-
-    def progress(_stats: Any, _written: int) -> None:
-        nonlocal seen
-        seen += 1
-        if seen == pages:
-            raise Stop
-
-    return progress

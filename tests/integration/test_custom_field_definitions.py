@@ -21,6 +21,7 @@ from copper_async.client import CopperClient
 from copper_async.exceptions import CheckpointError, InvalidOptionError, RateLimitedError
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
 from copper_async.testing._definitions import DEFINITIONS
+from tests.stopping import stop_after
 
 pytestmark = pytest.mark.asyncio
 
@@ -161,13 +162,7 @@ async def test_a_resume_after_fields_were_renamed_keeps_each_column_to_its_field
     names = CustomFieldNames.for_records(definitions)
     out, checkpoint = tmp_path / "out.csv", tmp_path / "out.checkpoint"
     options = SearchOptions(page_size=20)
-    pages = 0
-
-    def stop(_stats: object, _written: int) -> None:
-        nonlocal pages
-        pages += 1
-        if pages == 3:
-            raise KeyboardInterrupt
+    stop = stop_after(3, KeyboardInterrupt)
 
     with pytest.raises(KeyboardInterrupt):
         await run_export(

@@ -33,6 +33,7 @@ from copper_async.exceptions import (
 from copper_async.filters import OpportunityFilter
 from copper_async.testing import Dataset, FakeCopperServer, FakeServerOptions
 from tests.fakes import Account, closed_port, generated_records, ids_in
+from tests.stopping import stop_after
 
 pytestmark = pytest.mark.asyncio
 
@@ -91,21 +92,15 @@ async def test_jsonl_export_holds_the_records_as_served(
     assert {line["id"] for line in lines} == {r["id"] for r in records if r["status"] == "Won"}
 
 
-@pytest.mark.parametrize("stop_after", [1, 23], ids=["first page", "mid-run"])
+@pytest.mark.parametrize("stop_at", [1, 23], ids=["first page", "mid-run"])
 async def test_an_interrupted_export_resumes_to_exactly_once(
-    server: FakeCopperServer, records: list[dict[str, Any]], tmp_path: Path, stop_after: int
+    server: FakeCopperServer, records: list[dict[str, Any]], tmp_path: Path, stop_at: int
 ) -> None:
     """Stopped mid-run, or after its first page: the search is split, so its
     first page leaves pages to hand out and is no commit point, and the run
     stops with that page in the file."""
     out, checkpoint = tmp_path / "out.jsonl", tmp_path / "job.ckpt"
-    seen_pages = 0
-
-    def stop_after_some_pages(_stats: Any, _written: int) -> None:
-        nonlocal seen_pages
-        seen_pages += 1
-        if seen_pages == stop_after:
-            raise KeyboardInterrupt
+    stop_after_some_pages = stop_after(stop_at, KeyboardInterrupt)
 
     async with client_for(server) as client:
         with pytest.raises(KeyboardInterrupt):
@@ -117,10 +112,10 @@ async def test_an_interrupted_export_resumes_to_exactly_once(
                 progress=stop_after_some_pages,
             )
         state = json.loads(checkpoint.read_bytes())
-        assert (state["records"] > 0) == (stop_after > 1)
+        assert (state["records"] > 0) == (stop_at > 1)
         assert state["records"] < len(records)
         in_file = len(ids_in(out))
-        assert in_file == PAGE if stop_after == 1 else in_file > PAGE
+        assert in_file == PAGE if stop_at == 1 else in_file > PAGE
         result = await run_export(
             client, out=out, options=search_options(), checkpoint=checkpoint, resume=True
         )
@@ -166,13 +161,7 @@ async def interrupted_export(
     client: PageSource, out: Path, checkpoint: Path, *, pages: int = 23
 ) -> dict[str, Any]:
     """Start an export and stop it after ``pages`` pages; return its checkpoint."""
-    seen = 0
-
-    def stop(_stats: Any, _written: int) -> None:
-        nonlocal seen
-        seen += 1
-        if seen == pages:
-            raise KeyboardInterrupt
+    stop = stop_after(pages, KeyboardInterrupt)
 
     with pytest.raises(KeyboardInterrupt):
         await run_export(
@@ -500,13 +489,7 @@ async def test_resuming_an_export_to_a_pipe_is_a_checkpoint_error(
             while reader.read(65536):
                 pass
 
-    pages = 0
-
-    def stop(_stats: Any, _written: int) -> None:
-        nonlocal pages
-        pages += 1
-        if pages == 3:
-            raise KeyboardInterrupt
+    stop = stop_after(3, KeyboardInterrupt)
 
     reader = threading.Thread(target=drain)
     reader.start()

@@ -18,6 +18,7 @@ from copper_async._retry import RetryPolicy
 from copper_async.client import CopperClient
 from copper_async.testing import FakeCopperServer
 from tests.fakes import Account, assert_exactly_once, generated_records
+from tests.stopping import stop_after
 
 pytestmark = pytest.mark.asyncio
 
@@ -59,28 +60,33 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(file))
 
 
+async def export_csv_stopped_and_resumed(
+    client: Any, out: Path, folder: Path, *, pages: int, total: int
+) -> None:
+    """A CSV export stopped (as by Ctrl-C) after ``pages`` pages, then resumed to its end."""
+    checkpoint = folder / "job.ckpt"
+    options = SearchOptions(page_size=PAGE, cap=CAP)
+    with pytest.raises(KeyboardInterrupt):
+        await run_export(
+            client,
+            out=out,
+            format="csv",
+            options=options,
+            checkpoint=checkpoint,
+            progress=stop_after(pages, KeyboardInterrupt),
+        )
+    assert 0 < json.loads(checkpoint.read_bytes())["records"] < total
+    await run_export(
+        client, out=out, format="csv", options=options, checkpoint=checkpoint, resume=True
+    )
+
+
 async def test_a_csv_export_of_odd_text_reads_back_exactly_and_resumes(
     server: FakeCopperServer, records: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    out, checkpoint = tmp_path / "out.csv", tmp_path / "job.ckpt"
-    options = SearchOptions(page_size=PAGE, cap=CAP)
-    pages = 0
-
-    def stop(_stats: Any, _written: int) -> None:
-        nonlocal pages
-        pages += 1
-        if pages == 12:
-            raise KeyboardInterrupt
-
+    out = tmp_path / "out.csv"
     async with client_for(server) as client:
-        with pytest.raises(KeyboardInterrupt):
-            await run_export(
-                client, out=out, format="csv", options=options, checkpoint=checkpoint, progress=stop
-            )
-        assert 0 < json.loads(checkpoint.read_bytes())["records"] < len(records)
-        await run_export(
-            client, out=out, format="csv", options=options, checkpoint=checkpoint, resume=True
-        )
+        await export_csv_stopped_and_resumed(client, out, tmp_path, pages=12, total=len(records))
     rows = csv_rows(out)
     assert_exactly_once([int(row["id"]) for row in rows], {r["id"] for r in records})
     details = {r["id"]: r["details"] for r in records}
@@ -96,25 +102,9 @@ async def test_a_csv_export_of_a_very_long_text_resumes(
     long_text = "long " * 40_000  # 200,000 characters
     for record in served:
         record["details"] = long_text
-    out, checkpoint = tmp_path / "out.csv", tmp_path / "job.ckpt"
-    options = SearchOptions(page_size=PAGE, cap=CAP)
-    pages = 0
-
-    def stop(_stats: Any, _written: int) -> None:
-        nonlocal pages
-        pages += 1
-        if pages == 2:
-            raise KeyboardInterrupt
-
+    out = tmp_path / "out.csv"
     async with ACCOUNT.server(served, cap=CAP) as running, client_for(running) as client:
-        with pytest.raises(KeyboardInterrupt):
-            await run_export(
-                client, out=out, format="csv", options=options, checkpoint=checkpoint, progress=stop
-            )
-        assert 0 < json.loads(checkpoint.read_bytes())["records"] < len(served)
-        await run_export(
-            client, out=out, format="csv", options=options, checkpoint=checkpoint, resume=True
-        )
+        await export_csv_stopped_and_resumed(client, out, tmp_path, pages=2, total=len(served))
     limit = csv.field_size_limit(1 << 24)
     try:
         rows = csv_rows(out)

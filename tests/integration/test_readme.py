@@ -12,7 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.sync_support import DAY, Stop, stop_after, sync, world
+from tests.stopping import Stop, stop_after
+from tests.sync_support import DAY, sync, world
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.sync_support import DAY, Stop, live, sqlite_rows, stop_after, sync, world
+from tests.stopping import Stop, stop_after
+from tests.sync_support import DAY, live, sqlite_rows, sync, world
 
 
 def seen_by(db: Path, run_id: int) -> set[int]:

@@ -26,7 +26,8 @@ from copper_async.sync import (
 from copper_async.sync._bookmark import job_identity
 from copper_async.sync._postgres import PostgresStore
 from copper_async.testing import Dataset
-from tests.sync_support import DAY, TOKEN, Stop, live, sqlite_rows, stop_after, sync, world
+from tests.stopping import Stop, stop_after
+from tests.sync_support import DAY, TOKEN, live, sqlite_rows, sync, world
 
 
 @pytest.mark.asyncio
