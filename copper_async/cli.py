@@ -216,9 +216,7 @@ def _stdout_fd() -> int:
     """The descriptor ``--out -`` writes to; refused (exit 2) when the command
     was started with stdout closed (``>&-``), before any request."""
     try:
-        if sys.stdout is None:  # what Python makes of a closed fd 1
-            raise ValueError("closed")
-        return sys.stdout.fileno()
+        return sys.stdout.fileno()  # sys.stdout is None when fd 1 was closed at start
     except (AttributeError, OSError, ValueError):
         _fail(ExitCode.USAGE, "--out -: stdout is closed; give --out a file")
 
